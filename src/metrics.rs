@@ -1,0 +1,129 @@
+//! Metrics: every counter, gauge and histogram the relay keeps, in one registry.
+//!
+//! Components receive an `Arc<Metrics>` and update the handles they own; the admin
+//! endpoint renders the registry in the Prometheus text format (`/metrics`). Spool gauges
+//! are refreshed from [`crate::spool::SpoolStats`] right before each scrape, so they are
+//! never stale.
+//!
+//! Names follow Prometheus conventions: `relay_` prefix, base units (seconds, bytes),
+//! counters end in `_total` (added by `prometheus-client`).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// A label set with one label, e.g. `[("source", "websocket")]`.
+pub type Label = [(&'static str, &'static str); 1];
+
+/// A float counter (seconds spent).
+pub type SecondsCounter = Counter<f64, AtomicU64>;
+
+/// A float gauge.
+pub type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn latency_buckets() -> Histogram {
+    // 1 ms .. ~65 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// All metric handles. Cloning a handle shares the underlying value.
+pub struct Metrics {
+    registry: Registry,
+
+    pub events_received: Family<Label, Counter>,
+    pub events_spooled: Counter,
+    pub events_shipped: Counter,
+    pub events_dropped: Family<Label, Counter>,
+    pub events_dead_lettered: Family<Label, Counter>,
+
+    pub spool_pending_events: Gauge,
+    pub spool_pending_bytes: Gauge,
+    pub spool_stored_bytes: Gauge,
+    pub spool_disk_bytes: Gauge,
+    pub spool_oldest_pending_age: FloatGauge,
+    pub spool_commits: Counter,
+    pub spool_commit_duration: Histogram,
+    pub spool_append_wait: Family<Label, SecondsCounter>,
+
+    pub ship_requests: Family<Label, Counter>,
+    pub ship_retries: Counter,
+    pub ship_request_duration: Histogram,
+    pub ship_batch_events: Histogram,
+    pub ship_batch_bytes: Histogram,
+    pub ship_receive_to_ack: Histogram,
+
+    pub ws_connects: Counter,
+    pub ws_disconnects: Family<Label, Counter>,
+    pub ws_frames: Family<Label, Counter>,
+    pub ws_heartbeat_rtt: Histogram,
+    pub token_refreshes: Family<Label, Counter>,
+
+    pub webhook_requests: Family<Label, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("relay");
+        macro_rules! reg {
+            ($name:literal, $help:literal, $metric:expr) => {{
+                let m = $metric;
+                registry.register($name, $help, m.clone());
+                m
+            }};
+        }
+        Metrics {
+            events_received: reg!("events_received", "Events received, by source (websocket, webhook).", Family::default()),
+            events_spooled: reg!("events_spooled", "Events made durable in the spool.", Counter::default()),
+            events_shipped: reg!("events_shipped", "Events acknowledged by LogScale (2xx).", Counter::default()),
+            events_dropped: reg!("events_dropped", "Events dropped, by reason (spool_full_oldest, spool_full_rejected, spool_error, shutdown).", Family::default()),
+            events_dead_lettered: reg!("events_dead_lettered", "Events moved to the dead-letter area, by reason (rejected, corrupt_block).", Family::default()),
+
+            spool_pending_events: reg!("spool_pending_events", "Events in the spool not yet acknowledged by LogScale.", Gauge::default()),
+            spool_pending_bytes: reg!("spool_pending_bytes", "Uncompressed bytes of the pending events.", Gauge::default()),
+            spool_stored_bytes: reg!("spool_stored_bytes", "Compressed bytes of the spool's blocks (what RELAY_SPOOL_MAX_BYTES caps).", Gauge::default()),
+            spool_disk_bytes: reg!("spool_disk_bytes", "Bytes the spool's sled database takes on disk.", Gauge::default()),
+            spool_oldest_pending_age: reg!("spool_oldest_pending_age_seconds", "Age of the oldest pending event (0 when none).", FloatGauge::default()),
+            spool_commits: reg!("spool_commits", "Group commits (one flushed block each).", Counter::default()),
+            spool_commit_duration: reg!("spool_commit_duration_seconds", "Time to compress, store and flush one block.", latency_buckets()),
+            spool_append_wait: reg!("spool_append_wait_seconds", "Time producers waited for room in the spool writer's queue (backpressure), by source.", Family::default()),
+
+            ship_requests: reg!("ship_requests", "Ingest requests by outcome class (2xx, 4xx, 5xx, error).", Family::default()),
+            ship_retries: reg!("ship_retries", "Ingest requests retried.", Counter::default()),
+            ship_request_duration: reg!("ship_request_duration_seconds", "Duration of one ingest request.", latency_buckets()),
+            ship_batch_events: reg!("ship_batch_events", "Events per ingest request.", Histogram::new(exponential_buckets(1.0, 2.0, 14))),
+            ship_batch_bytes: reg!("ship_batch_bytes", "Uncompressed bytes per ingest request.", Histogram::new(exponential_buckets(1024.0, 2.0, 14))),
+            ship_receive_to_ack: reg!("ship_receive_to_ack_seconds", "From receipt of an event to LogScale's acknowledgement (first event of each request).", latency_buckets()),
+
+            ws_connects: reg!("ws_connects", "WebSocket connections to Zoom that completed build_connection.", Counter::default()),
+            ws_disconnects: reg!("ws_disconnects", "WebSocket disconnects, by reason.", Family::default()),
+            ws_frames: reg!("ws_frames", "WebSocket frames received, by kind (event, heartbeat, control, malformed).", Family::default()),
+            ws_heartbeat_rtt: reg!("ws_heartbeat_rtt_seconds", "Round trip of Zoom's application heartbeat.", latency_buckets()),
+            token_refreshes: reg!("zoom_token_requests", "Zoom OAuth token requests, by result (ok, rejected, error).", Family::default()),
+
+            webhook_requests: reg!("webhook_requests", "Webhook requests, by result.", Family::default()),
+            registry,
+        }
+    }
+
+    /// The registry in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Shorthand for a one-label set.
+pub fn label(key: &'static str, value: &'static str) -> Label {
+    [(key, value)]
+}

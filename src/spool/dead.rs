@@ -1,0 +1,221 @@
+//! The dead-letter area: what the relay could not deliver and will not retry by itself.
+//!
+//! Two kinds of entries live here, each under a key `kind byte | id (u64 BE)`:
+//! - **event**: one event LogScale refused (a 400 or another non-retryable 4xx, isolated by
+//!   bisecting the batch), with the response text as the reason. `relay spool dead retry`
+//!   puts it back into the spool as a new record.
+//! - **block**: a spool block that failed its checksum or did not decode, kept byte for byte
+//!   with the reason, so that nothing is silently discarded and the shipper never sticks.
+//!
+//! Entry value: `version u8 | kind u8 | at_ms u64 | seq u64 | received_ms u64 |
+//! source u8 | flags u8 | reason_len u32 | reason | payload` (LE).
+
+use super::record::SourceKind;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+const ENTRY_VERSION: u8 = 1;
+const ENTRY_HEADER_LEN: usize = 1 + 1 + 8 + 8 + 8 + 1 + 1 + 4;
+
+/// Which kind of dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeadKind {
+    /// One event that LogScale refused.
+    Event,
+    /// A spool block that could not be decoded.
+    Block,
+}
+
+impl DeadKind {
+    fn tag(self) -> u8 {
+        match self {
+            DeadKind::Event => b'e',
+            DeadKind::Block => b'b',
+        }
+    }
+    fn from_tag(t: u8) -> Option<DeadKind> {
+        match t {
+            b'e' => Some(DeadKind::Event),
+            b'b' => Some(DeadKind::Block),
+            _ => None,
+        }
+    }
+}
+
+/// Names a dead letter: `event:SEQ` or `block:FIRST_SEQ`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeadId {
+    pub kind_tag: u8,
+    pub seq: u64,
+}
+
+impl DeadId {
+    pub fn new(kind: DeadKind, seq: u64) -> DeadId {
+        DeadId { kind_tag: kind.tag(), seq }
+    }
+    pub fn kind(&self) -> Option<DeadKind> {
+        DeadKind::from_tag(self.kind_tag)
+    }
+    pub fn key(&self) -> [u8; 9] {
+        let mut k = [0u8; 9];
+        k[0] = self.kind_tag;
+        k[1..].copy_from_slice(&self.seq.to_be_bytes());
+        k
+    }
+    pub fn from_key(key: &[u8]) -> Option<DeadId> {
+        if key.len() != 9 {
+            return None;
+        }
+        DeadKind::from_tag(key[0])?;
+        Some(DeadId {
+            kind_tag: key[0],
+            seq: u64::from_be_bytes(key[1..].try_into().ok()?),
+        })
+    }
+}
+
+impl fmt::Display for DeadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind() {
+            Some(DeadKind::Event) => "event",
+            Some(DeadKind::Block) => "block",
+            None => "unknown",
+        };
+        write!(f, "{kind}:{}", self.seq)
+    }
+}
+
+impl FromStr for DeadId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<DeadId, String> {
+        let (kind, seq) = s
+            .split_once(':')
+            .ok_or_else(|| format!("expected `event:SEQ` or `block:SEQ`, got {s:?}"))?;
+        let kind = match kind {
+            "event" => DeadKind::Event,
+            "block" => DeadKind::Block,
+            _ => return Err(format!("expected `event:SEQ` or `block:SEQ`, got {s:?}")),
+        };
+        let seq = seq.parse().map_err(|_| format!("{seq:?} is not a sequence number"))?;
+        Ok(DeadId::new(kind, seq))
+    }
+}
+
+impl Serialize for DeadId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeadId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DeadId, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One dead letter with its payload (the event as received, or the raw block).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: DeadId,
+    pub kind: DeadKind,
+    pub at_ms: u64,
+    pub received_ms: u64,
+    pub source: Option<SourceKind>,
+    pub flags: u8,
+    pub reason: String,
+    pub payload: Bytes,
+}
+
+/// A dead letter without its payload, for listings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadSummary {
+    pub id: DeadId,
+    pub kind: DeadKind,
+    pub at_ms: u64,
+    pub received_ms: u64,
+    pub source: Option<SourceKind>,
+    pub bytes: usize,
+    pub reason: String,
+}
+
+impl DeadLetter {
+    pub fn summary(&self) -> DeadSummary {
+        DeadSummary {
+            id: self.id,
+            kind: self.kind,
+            at_ms: self.at_ms,
+            received_ms: self.received_ms,
+            source: self.source,
+            bytes: self.payload.len(),
+            reason: self.reason.clone(),
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let reason = self.reason.as_bytes();
+        let mut out = Vec::with_capacity(ENTRY_HEADER_LEN + reason.len() + self.payload.len());
+        out.push(ENTRY_VERSION);
+        out.push(self.kind.tag());
+        out.extend_from_slice(&self.at_ms.to_le_bytes());
+        out.extend_from_slice(&self.id.seq.to_le_bytes());
+        out.extend_from_slice(&self.received_ms.to_le_bytes());
+        out.push(self.source.map_or(0, SourceKind::as_u8));
+        out.push(self.flags);
+        out.extend_from_slice(&(reason.len() as u32).to_le_bytes());
+        out.extend_from_slice(reason);
+        out.extend_from_slice(&self.payload);
+        out
+    }
+
+    /// Decodes an entry; `None` if it is not one (the dead area is never trusted blindly).
+    pub fn decode(bytes: &[u8]) -> Option<DeadLetter> {
+        if bytes.len() < ENTRY_HEADER_LEN || bytes[0] != ENTRY_VERSION {
+            return None;
+        }
+        let kind = DeadKind::from_tag(bytes[1])?;
+        let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        let reason_len = u32::from_le_bytes(bytes[28..32].try_into().expect("4 bytes")) as usize;
+        let reason_end = ENTRY_HEADER_LEN.checked_add(reason_len).filter(|&e| e <= bytes.len())?;
+        Some(DeadLetter {
+            id: DeadId::new(kind, u64_at(10)),
+            kind,
+            at_ms: u64_at(2),
+            received_ms: u64_at(18),
+            source: SourceKind::from_u8(bytes[26]),
+            flags: bytes[27],
+            reason: String::from_utf8_lossy(&bytes[ENTRY_HEADER_LEN..reason_end]).into_owned(),
+            payload: Bytes::copy_from_slice(&bytes[reason_end..]),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_round_trip_and_ids() {
+        let d = DeadLetter {
+            id: DeadId::new(DeadKind::Event, 42),
+            kind: DeadKind::Event,
+            at_ms: 5,
+            received_ms: 4,
+            source: Some(SourceKind::Webhook),
+            flags: 1,
+            reason: "HTTP 400: bad event".into(),
+            payload: Bytes::from_static(b"{\"x\":1}"),
+        };
+        assert_eq!(DeadLetter::decode(&d.encode()), Some(d.clone()));
+        assert_eq!(d.id.to_string(), "event:42");
+        assert_eq!("block:7".parse::<DeadId>().unwrap(), DeadId::new(DeadKind::Block, 7));
+        assert!("evt:7".parse::<DeadId>().is_err());
+        assert_eq!(DeadId::from_key(&d.id.key()), Some(d.id));
+        for n in 0..d.encode().len() {
+            let _ = DeadLetter::decode(&d.encode()[..n]);
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Spool tests on real sled directories (temp dirs, never a mock).
+
+use super::*;
+use crate::config::{FullPolicy, SpoolSettings};
+use bytes::Bytes;
+use proptest::prelude::*;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+fn settings(dir: &Path) -> SpoolSettings {
+    SpoolSettings {
+        dir: dir.to_path_buf(),
+        max_bytes: 1 << 30,
+        full_policy: FullPolicy::DropOldest,
+        commit_interval: Duration::from_millis(1),
+        cache_bytes: 8 << 20,
+    }
+}
+
+fn open(s: &SpoolSettings) -> Spool {
+    Spool::open(s, Arc::new(Metrics::new())).expect("open spool")
+}
+
+fn rec(text: &str) -> NewRecord {
+    NewRecord {
+        received_ms: 1_000,
+        kind: SourceKind::WebSocket,
+        flags: 0,
+        payload: Bytes::copy_from_slice(text.as_bytes()),
+    }
+}
+
+fn recs(prefix: &str, n: usize) -> Vec<NewRecord> {
+    (0..n).map(|i| rec(&format!("{prefix}-{i}"))).collect()
+}
+
+fn all_pending(s: &Spool) -> Vec<(u64, String)> {
+    s.pending(0, usize::MAX, None)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.seq, String::from_utf8(r.payload.to_vec()).unwrap()))
+        .collect()
+}
+
+#[test]
+fn commit_read_ack_and_resume_mid_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    {
+        let spool = open(&s);
+        assert_eq!(spool.commit(&recs("a", 10)).unwrap(), 0..10);
+        assert_eq!(spool.commit(&recs("b", 5)).unwrap(), 10..15);
+        let b = spool.read_block(0).unwrap().unwrap();
+        assert_eq!((b.start, b.end, b.records.len()), (0, 10, 10));
+        spool.ack(4).unwrap(); // part of the first block
+        let st = spool.stats();
+        assert_eq!(st.pending_events, 11);
+        assert_eq!(st.delivered_position, 4);
+        spool.flush().unwrap();
+    }
+    let spool = open(&s);
+    let pending = all_pending(&spool);
+    assert_eq!(pending.first().unwrap(), &(4, "a-4".to_string()));
+    assert_eq!(pending.len(), 11);
+    assert_eq!(spool.stats().pending_events, 11);
+    // The first block is removed once fully acknowledged; numbering goes on.
+    spool.ack(10).unwrap();
+    assert_eq!(spool.block_starts(), vec![10]);
+    assert_eq!(spool.commit(&recs("c", 1)).unwrap(), 15..16);
+}
+
+#[test]
+fn sequence_numbers_keep_growing_after_everything_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    {
+        let spool = open(&s);
+        spool.commit(&recs("a", 3)).unwrap();
+        spool.ack(3).unwrap();
+        assert!(spool.block_starts().is_empty());
+        spool.flush().unwrap();
+    }
+    let spool = open(&s);
+    assert_eq!(spool.commit(&recs("b", 1)).unwrap(), 3..4);
+    assert_eq!(spool.stats().pending_events, 1);
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_fails_with_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    let _first = open(&s);
+    match Spool::open(&s, Arc::new(Metrics::new())) {
+        Err(SpoolError::InUse(p)) => assert_eq!(p, dir.path()),
+        Err(other) => panic!("expected InUse, got {other}"),
+        Ok(_) => panic!("expected InUse, got a second handle"),
+    }
+}
+
+#[test]
+fn a_corrupt_block_is_dead_lettered_and_reading_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&settings(dir.path()));
+    spool.commit(&recs("a", 3)).unwrap();
+    spool.commit(&recs("b", 3)).unwrap();
+    spool.commit(&recs("c", 3)).unwrap();
+    spool.corrupt_block_for_tests(3, b"QSB\x01 this is not a block").unwrap();
+    let got: Vec<String> = all_pending(&spool).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(got, ["a-0", "a-1", "a-2", "c-0", "c-1", "c-2"]);
+    let st = spool.stats();
+    assert_eq!(st.dead_letter_blocks, 1);
+    let dead = spool.dead_list().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id.to_string(), "block:3");
+    assert!(dead[0].reason.contains("truncated") || dead[0].reason.contains("checksum"), "{}", dead[0].reason);
+    // The raw bytes are kept for the operator.
+    let d = spool.dead_get(dead[0].id).unwrap().unwrap();
+    assert_eq!(&d.payload[..], b"QSB\x01 this is not a block");
+}
+
+#[test]
+fn refused_events_can_be_dead_lettered_retried_and_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&settings(dir.path()));
+    spool.commit(&recs("a", 3)).unwrap();
+    let b = spool.read_block(0).unwrap().unwrap();
+    spool
+        .dead_letter_events(&[(b.records[1].clone(), "HTTP 400: bad".into())])
+        .unwrap();
+    spool.ack(3).unwrap();
+    assert_eq!(spool.stats().dead_letter_events, 1);
+    assert_eq!(spool.stats().pending_events, 0);
+    let retried = spool.dead_retry(None).unwrap();
+    assert_eq!(retried, vec![DeadId::new(DeadKind::Event, 1)]);
+    assert_eq!(all_pending(&spool), vec![(3, "a-1".to_string())]);
+    assert_eq!(spool.stats().dead_letter_events, 0);
+
+    spool
+        .dead_letter_events(&[(spool.read_block(3).unwrap().unwrap().records[0].clone(), "x".into())])
+        .unwrap();
+    assert_eq!(spool.dead_purge(None).unwrap().len(), 1);
+    assert!(spool.dead_list().unwrap().is_empty());
+}
+
+#[test]
+fn size_cap_drop_oldest_counts_what_it_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    let one_block = block::encode(0, &recs("x", 1)).len() as u64;
+    s.max_bytes = one_block * 3;
+    let spool = open(&s);
+    for i in 0..5 {
+        spool.commit(&recs(&format!("x{i}"), 1)).unwrap();
+    }
+    let st = spool.stats();
+    assert!(st.stored_bytes <= s.max_bytes);
+    assert_eq!(st.dropped_events + st.pending_events, 5);
+    assert!(st.dropped_events >= 2);
+    let first = all_pending(&spool)[0].0;
+    assert_eq!(first, st.dropped_events);
+}
+
+#[test]
+fn size_cap_reject_new_refuses_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    let one_block = block::encode(0, &recs("x", 1)).len() as u64;
+    s.max_bytes = one_block * 2 + 8;
+    s.full_policy = FullPolicy::RejectNew;
+    let spool = open(&s);
+    spool.commit(&recs("x0", 1)).unwrap();
+    spool.commit(&recs("x1", 1)).unwrap();
+    assert!(matches!(spool.commit(&recs("x2", 1)), Err(SpoolError::Full { .. })));
+    assert_eq!(spool.stats().dropped_events, 1);
+    assert_eq!(all_pending(&spool).len(), 2);
+}
+
+#[test]
+fn reads_stop_at_the_durable_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&settings(dir.path()));
+    assert!(spool.read_block(0).unwrap().is_none());
+    spool.commit(&recs("a", 2)).unwrap();
+    assert_eq!(spool.durable_end(), 2);
+    assert!(spool.read_block(2).unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_groups_records_and_confirms_durability_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&settings(dir.path()));
+    let (appender, writer) = spool.start_writer(1024);
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let a = appender.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..200 {
+                seqs.push(a.send_durable(rec(&format!("{t}-{i}"))).await.unwrap());
+            }
+            seqs
+        }));
+    }
+    for i in 0..1000 {
+        appender.send(rec(&format!("bulk-{i}"))).await.unwrap();
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        let seqs = t.await.unwrap();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one producer's records keep their order");
+        all.extend(seqs);
+    }
+    drop(appender);
+    writer.await.unwrap();
+    let pending = all_pending(&spool);
+    assert_eq!(pending.len(), 2600);
+    assert!(pending.windows(2).all(|w| w[1].0 == w[0].0 + 1));
+    // Grouped: far fewer blocks than records.
+    assert!(spool.block_starts().len() < 2600 / 4, "{} blocks", spool.block_starts().len());
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 1600);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(usize),
+    /// Acknowledge this many more pending records (clamped to what is pending).
+    Ack(usize),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (1usize..40).prop_map(Op::Append),
+        3 => (0usize..60).prop_map(Op::Ack),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Any sequence of appends, partial acknowledgements and reopenings keeps every
+    /// unacknowledged record exactly once, in order.
+    #[test]
+    fn unacknowledged_records_survive_exactly_once_in_order(ops in proptest::collection::vec(op(), 1..25)) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let mut spool = Some(open(&s));
+        let mut model: VecDeque<(u64, String)> = VecDeque::new();
+        let mut counter = 0usize;
+        for op in ops {
+            let sp = spool.as_ref().unwrap();
+            match op {
+                Op::Append(n) => {
+                    let batch: Vec<NewRecord> = (0..n).map(|i| rec(&format!("r{}", counter + i))).collect();
+                    let range = sp.commit(&batch).unwrap();
+                    for (seq, i) in range.zip(0..n) {
+                        model.push_back((seq, format!("r{}", counter + i)));
+                    }
+                    counter += n;
+                }
+                Op::Ack(k) => {
+                    let k = k.min(model.len());
+                    if k > 0 {
+                        let up_to = model[k - 1].0 + 1;
+                        sp.ack(up_to).unwrap();
+                        model.drain(..k);
+                    }
+                }
+                Op::Reopen => {
+                    sp.flush().unwrap();
+                    drop(spool.take());
+                    spool = Some(open(&s));
+                }
+            }
+            let got = all_pending(spool.as_ref().unwrap());
+            prop_assert_eq!(&got, &model.iter().cloned().collect::<Vec<_>>());
+            prop_assert_eq!(spool.as_ref().unwrap().stats().pending_events, model.len() as u64);
+        }
+    }
+}
