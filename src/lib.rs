@@ -18,4 +18,5 @@
 
 pub mod config;
 pub mod metrics;
+pub mod ship;
 pub mod spool;
