@@ -16,7 +16,14 @@
 //!
 //! ARCHITECTURE.md is the map; start there.
 
+pub mod admin;
+pub mod cli;
 pub mod config;
+pub mod logging;
 pub mod metrics;
+pub mod net;
+pub mod pipeline;
 pub mod ship;
+pub mod sim;
+pub mod source;
 pub mod spool;

@@ -1,8 +1,22 @@
-//! The shipper: drains the spool to LogScale's HEC ingest API.
+//! The shipper: drains the spool to LogScale's HEC ingest API with at-least-once delivery.
 //!
-//! - [`hec`] and [`transform`]: records become HEC events in the old script's shape.
-//! - [`json`]: the tape writer both use.
+//! - [`shipper`]: the loop: read, batch, deliver with bounded concurrency, acknowledge the
+//!   contiguous delivered prefix.
+//! - [`client`]: one HEC request and what its answer means.
+//! - [`hec`], [`transform`], [`json`]: records become HEC events in the old script's shape.
+//! - [`batch`], [`retry`], [`status`]: batches, backoff, and the state `spool inspect` shows.
 
+pub mod batch;
+pub mod client;
 pub mod hec;
 pub mod json;
+pub mod retry;
+pub mod shipper;
+pub mod status;
 pub mod transform;
+
+pub use batch::Limits;
+pub use client::HecClient;
+pub use hec::{Encoder, HecSettings};
+pub use shipper::{Shipper, ShipperSettings};
+pub use status::{ShipState, ShipStatus};

@@ -1,0 +1,139 @@
+//! `relay check`: every external dependency, checked once, with what to fix for each ✗.
+//! Spools nothing.
+
+use super::{load, Global};
+use crate::metrics::Metrics;
+use crate::net::http::HttpClient;
+use crate::net::tls;
+use crate::ship::HecClient;
+use crate::source::zoom_token::TokenSource;
+use crate::source::zoom_ws::Dialer;
+use crate::spool::{Spool, SpoolError};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+struct Checklist {
+    failed: usize,
+}
+
+impl Checklist {
+    fn pass(&mut self, what: &str, detail: &str) {
+        println!("✓ {what}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") });
+    }
+    fn fail(&mut self, what: &str, problem: &str, fix: &str) {
+        self.failed += 1;
+        println!("✗ {what}: {problem}");
+        println!("    fix: {fix}");
+    }
+    fn skip(&mut self, what: &str, why: &str) {
+        println!("- {what}: {why}");
+    }
+}
+
+pub async fn check(global: &Global) -> ExitCode {
+    let mut c = Checklist { failed: 0 };
+    let (_, config) = match load(global) {
+        Ok(v) => v,
+        Err(code) => {
+            println!("✗ configuration: see the problems above");
+            return code;
+        }
+    };
+    match config.require_for_run() {
+        Ok(()) => c.pass("configuration", "all variables valid"),
+        Err(p) => {
+            for problem in &p.0 {
+                c.fail("configuration", &problem.to_string(), &format!("set {} (see README.md, Configuration)", problem.var));
+            }
+        }
+    }
+
+    // Spool directory.
+    let dir = &config.spool.dir;
+    match Spool::open(&config.spool, Arc::new(Metrics::new())) {
+        Ok(spool) => {
+            let probe = dir.join(".relay-check");
+            match std::fs::write(&probe, b"ok").and_then(|_| std::fs::remove_file(&probe)) {
+                Ok(()) => c.pass("spool directory", &format!("{} is writable ({} pending)", dir.display(), spool.stats().pending_events)),
+                Err(e) => c.fail("spool directory", &format!("{} is not writable: {e}", dir.display()), "give the relay's user write access, or set RELAY_SPOOL_DIR"),
+            }
+        }
+        Err(SpoolError::InUse(_)) => c.pass("spool directory", &format!("{} is held by the running relay", dir.display())),
+        Err(e) => c.fail("spool directory", &e.to_string(), "create the directory with write access for the relay's user, or set RELAY_SPOOL_DIR"),
+    }
+
+    let http = match HttpClient::new(config.ca_file.as_deref()) {
+        Ok(h) => h,
+        Err(e) => {
+            c.fail("TLS", &e.to_string(), "fix RELAY_CA_FILE");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // Zoom: token, then the WebSocket.
+    match &config.zoom_ws {
+        None => c.skip("Zoom WebSocket", "not configured (ZOOM_WSS_URL unset)"),
+        Some(zoom) => {
+            let tokens = TokenSource::new(http.clone(), zoom.clone(), Arc::new(Metrics::new()));
+            match tokens.fetch_once().await {
+                Err(e) => {
+                    c.fail("Zoom token", &e.to_string(), "check ZOOM_ACCOUNT_ID, ZOOM_CLIENT_ID, ZOOM_CLIENT_SECRET (and ZOOM_OAUTH_URL if set)");
+                    c.skip("Zoom WebSocket", "needs a token");
+                }
+                Ok(token) => {
+                    c.pass("Zoom token", &format!("issued by {}", zoom.oauth_url));
+                    let tls_cfg = match tls::client_config(config.ca_file.as_deref(), &[b"http/1.1"]) {
+                        Ok(t) => Arc::new(t),
+                        Err(e) => {
+                            c.fail("TLS", &e.to_string(), "fix RELAY_CA_FILE");
+                            return ExitCode::FAILURE;
+                        }
+                    };
+                    match Dialer::new(zoom.clone(), tls_cfg).probe(&token).await {
+                        Ok(url) => c.pass("Zoom WebSocket", &format!("build_connection succeeded at {url} (Zoom allows one connection per subscription: a running relay reconnects at once)")),
+                        Err(e) => c.fail("Zoom WebSocket", &e, "check ZOOM_WSS_URL (the subscription's endpoint with ?subscriptionId=...) and that the app has the QSS scopes"),
+                    }
+                }
+            }
+        }
+    }
+
+    // LogScale.
+    match &config.logscale {
+        None => c.skip("LogScale", "not configured"),
+        Some(ls) => match HecClient::new(http.clone(), &ls.base_url, &ls.token, ls.compression, config.ship.timeout) {
+            Err(e) => c.fail("LogScale", &e, "fix LOGSCALE_HOST / LOGSCALE_INGEST_TOKEN"),
+            Ok(client) => match client.health().await {
+                Ok((200..=299, _)) => c.pass("LogScale HEC", &format!("{} answers healthy", ls.base_url)),
+                Ok((code @ (401 | 403), body)) => c.fail("LogScale HEC", &format!("HTTP {code}: the ingest token is refused ({body})"), "set LOGSCALE_INGEST_TOKEN to an ingest token of the repository"),
+                Ok((code, body)) => c.fail("LogScale HEC", &format!("HTTP {code} from {}/api/v1/ingest/hec/health: {body}", ls.base_url), "check LOGSCALE_HOST (host[:port] or https://host) and that LogScale is up"),
+                Err(e) => c.fail("LogScale HEC", &format!("cannot reach {}: {e}", ls.base_url), "check LOGSCALE_HOST, DNS, firewalls and proxies (RELAY_CA_FILE for a private CA)"),
+            },
+        },
+    }
+
+    // Webhook endpoint.
+    match &config.webhook {
+        None => c.skip("webhook endpoint", "not configured (ZOOM_WEBHOOK_SECRET_TOKEN unset)"),
+        Some(wh) => {
+            if let Some((cert, key)) = &wh.tls {
+                match tls::server_config(cert, key) {
+                    Ok(_) => c.pass("webhook TLS", &format!("{} loads", cert.display())),
+                    Err(e) => c.fail("webhook TLS", &e, "fix RELAY_WEBHOOK_TLS_CERT / RELAY_WEBHOOK_TLS_KEY (PEM)"),
+                }
+            }
+            match tokio::net::TcpListener::bind(wh.addr).await {
+                Ok(_) => c.pass("webhook endpoint", &format!("{} is free to listen on", wh.addr)),
+                Err(e) => c.skip("webhook endpoint", &format!("cannot listen on {} ({e}): fine if the running relay holds it", wh.addr)),
+            }
+        }
+    }
+
+    if c.failed == 0 {
+        println!("all checks passed");
+        ExitCode::SUCCESS
+    } else {
+        println!("{} check(s) failed", c.failed);
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,48 @@
+//! Network plumbing shared by the sources, the shipper, the admin endpoint and the
+//! simulator: TLS configuration, the HTTP client, and a small HTTP server loop.
+
+pub mod http;
+pub mod server;
+pub mod tls;
+
+/// An error with its chain of causes on one line ("connect failed: connection refused").
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// The URL with the value of `access_token` replaced by `***`, for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some(q) = url.find('?') else { return url.to_string() };
+    let (base, query) = url.split_at(q + 1);
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("access_token") || k.eq_ignore_ascii_case("token") => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{base}{}", parts.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn access_tokens_are_redacted() {
+        assert_eq!(
+            super::redact_url("wss://ws.zoom.us/ws?subscriptionId=abc&access_token=eyJ.secret"),
+            "wss://ws.zoom.us/ws?subscriptionId=abc&access_token=***"
+        );
+        assert_eq!(super::redact_url("wss://h/ws?access_token=x&b=1"), "wss://h/ws?access_token=***&b=1");
+        assert_eq!(super::redact_url("wss://h/ws"), "wss://h/ws");
+    }
+}

@@ -1,0 +1,225 @@
+//! Assembles a running relay from a [`Config`] and takes it down in order.
+//!
+//! Start: open the spool (fails at once if another process holds it), start the writer,
+//! the shipper, the admin endpoint, then the sources; mark ready.
+//!
+//! Stop (SIGTERM/SIGINT, or [`RunningRelay::stop`]):
+//! 1. sources stop taking input (the WebSocket sends a close frame; the webhook endpoint
+//!    stops accepting, requests already in progress finish);
+//! 2. the spool writer commits what it holds and exits once the last producer is gone;
+//! 3. the shipper stops reading, and in-flight requests get `RELAY_SHUTDOWN_TIMEOUT_SECS`
+//!    to finish; what was not acknowledged stays in the spool;
+//! 4. the spool is flushed; the admin endpoint closes last.
+//!
+//! `relay run`, `relay demo` and the in-process integration tests all go through here.
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::net::http::HttpClient;
+use crate::net::tls;
+use crate::ship::{Encoder, HecClient, HecSettings, Limits, ShipStatus, Shipper, ShipperSettings};
+use crate::source::webhook::WebhookSource;
+use crate::source::zoom_token::TokenSource;
+use crate::source::zoom_ws::{WsState, ZoomWsSource};
+use crate::spool::Spool;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Capacity of the spool writer's queue, in records (backpressure beyond it).
+pub const SPOOL_QUEUE: usize = 16_384;
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::Problems),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+    #[error(transparent)]
+    Tls(#[from] crate::net::tls::TlsError),
+    #[error("cannot listen on {addr} for {what}: {source} (is another process using it? set {var})")]
+    Bind {
+        what: &'static str,
+        var: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A running relay.
+pub struct RunningRelay {
+    pub spool: Spool,
+    pub metrics: Arc<Metrics>,
+    pub ship_status: Arc<ShipStatus>,
+    pub admin_addr: Option<SocketAddr>,
+    pub webhook_addr: Option<SocketAddr>,
+    pub ws_state: Option<Arc<WsState>>,
+    ready: Arc<AtomicBool>,
+    sources_stop: CancellationToken,
+    shipper_stop: CancellationToken,
+    admin_stop: CancellationToken,
+    sources: Vec<JoinHandle<()>>,
+    writer: JoinHandle<()>,
+    shipper: JoinHandle<()>,
+    admin: Option<JoinHandle<()>>,
+    shutdown_timeout: Duration,
+    /// Reloads the webhook TLS certificate (SIGHUP).
+    pub reload_tls: Option<Box<dyn Fn() -> Result<(), String> + Send + Sync>>,
+}
+
+impl RunningRelay {
+    /// Ready: spool open and sources started.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Healthy: the writer and the shipper are running (an outage of LogScale is not
+    /// unhealthy: the spool absorbs it; a dead pipeline task is).
+    pub fn is_healthy(&self) -> bool {
+        !self.writer.is_finished() && !self.shipper.is_finished() && self.sources.iter().all(|s| !s.is_finished())
+    }
+
+    /// Takes the relay down in order (see the module docs).
+    pub async fn stop(self) {
+        tracing::info!("shutting down: sources first");
+        self.ready.store(false, Ordering::SeqCst);
+        self.sources_stop.cancel();
+        for s in self.sources {
+            let _ = s.await;
+        }
+        // The writer exits once every Appender is gone (the sources held them).
+        match tokio::time::timeout(Duration::from_secs(30), self.writer).await {
+            Ok(_) => tracing::info!("spool writer committed everything it held"),
+            Err(_) => tracing::error!("the spool writer did not finish within 30 s"),
+        }
+        self.shipper_stop.cancel();
+        let _ = tokio::time::timeout(self.shutdown_timeout + Duration::from_secs(5), self.shipper).await;
+        if let Err(e) = self.spool.flush() {
+            tracing::error!(error = %e, "final spool flush failed");
+        }
+        let stats = self.spool.stats();
+        tracing::info!(
+            pending_events = stats.pending_events,
+            delivered_position = stats.delivered_position,
+            "stopped; pending events are kept in the spool and shipped at the next start"
+        );
+        self.admin_stop.cancel();
+        if let Some(a) = self.admin {
+            let _ = a.await;
+        }
+    }
+}
+
+/// Starts everything `config` describes. `config.require_for_run()` must hold.
+pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRelay, StartError> {
+    config.require_for_run()?;
+    let logscale = config.logscale.as_ref().expect("checked by require_for_run");
+
+    let spool = Spool::open(&config.spool, metrics.clone())?;
+    let stats = spool.stats();
+    tracing::info!(
+        dir = %config.spool.dir.display(),
+        pending_events = stats.pending_events,
+        dead_letters = stats.dead_letter_events + stats.dead_letter_blocks,
+        "spool open"
+    );
+    let (appender, writer) = spool.start_writer(SPOOL_QUEUE);
+
+    let http = HttpClient::new(config.ca_file.as_deref())?;
+    let client = HecClient::new(http.clone(), &logscale.base_url, &logscale.token, logscale.compression, config.ship.timeout).map_err(StartError::Other)?;
+    let hec = HecSettings {
+        host: config.hostname.clone(),
+        index: logscale.repository.clone(),
+        spool_id: spool.id().to_string(),
+        webhook_sourcetype: logscale.webhook_sourcetype.clone(),
+    };
+    let ship_status = Arc::new(ShipStatus::new(spool.clone()));
+    let shipper = Shipper::new(
+        spool.clone(),
+        client,
+        Encoder::new(hec.clone()),
+        ShipperSettings {
+            limits: Limits {
+                max_events: config.ship.batch_max_events,
+                max_bytes: config.ship.batch_max_bytes,
+            },
+            linger: config.ship.batch_timeout,
+            concurrency: config.ship.concurrency,
+        },
+        ship_status.clone(),
+        metrics.clone(),
+    );
+    let shipper_stop = CancellationToken::new();
+    let shipper = tokio::spawn(shipper.run(shipper_stop.clone(), config.shutdown_timeout));
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin_stop = CancellationToken::new();
+    let (admin, admin_addr) = match config.admin_addr {
+        None => (None, None),
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+                what: "the admin endpoint",
+                var: "RELAY_ADMIN_ADDR (or `off`)",
+                addr,
+                source,
+            })?;
+            let bound = listener.local_addr().ok();
+            let state = AdminState {
+                spool: spool.clone(),
+                metrics: metrics.clone(),
+                ship_status: ship_status.clone(),
+                ready: ready.clone(),
+                hec: hec.clone(),
+            };
+            (Some(tokio::spawn(admin::serve(listener, state, admin_stop.clone()))), bound)
+        }
+    };
+
+    let sources_stop = CancellationToken::new();
+    let mut sources = Vec::new();
+    let mut ws_state = None;
+    if let Some(zoom) = &config.zoom_ws {
+        let tokens = TokenSource::new(http.clone(), zoom.clone(), metrics.clone());
+        let tls_cfg = Arc::new(tls::client_config(config.ca_file.as_deref(), &[b"http/1.1"])?);
+        let source = ZoomWsSource::new(zoom.clone(), tokens.clone(), appender.clone(), metrics.clone(), tls_cfg);
+        ws_state = Some(source.state());
+        sources.push(tokio::spawn(tokens.refresh_loop(sources_stop.clone())));
+        sources.push(tokio::spawn(source.run(sources_stop.clone())));
+    }
+    let mut webhook_addr = None;
+    let mut reload_tls = None;
+    if let Some(wh) = &config.webhook {
+        let source = WebhookSource::bind(wh.clone(), appender.clone(), metrics.clone()).await?;
+        webhook_addr = Some(source.local_addr());
+        reload_tls = source.tls_reloader();
+        sources.push(tokio::spawn(source.run(sources_stop.clone())));
+    }
+    drop(appender);
+    ready.store(true, Ordering::SeqCst);
+
+    Ok(RunningRelay {
+        spool,
+        metrics,
+        ship_status,
+        admin_addr,
+        webhook_addr,
+        ws_state,
+        ready,
+        sources_stop,
+        shipper_stop,
+        admin_stop,
+        sources,
+        writer,
+        shipper,
+        admin,
+        shutdown_timeout: config.shutdown_timeout,
+        reload_tls,
+    })
+}

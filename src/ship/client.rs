@@ -1,0 +1,181 @@
+//! The LogScale HEC endpoint as the shipper sees it: compress a body, post it, and sort
+//! the answer into what to do next.
+//!
+//! | answer                          | outcome                                      |
+//! |---------------------------------|----------------------------------------------|
+//! | 2xx                             | accepted: acknowledge                        |
+//! | 408, 429, 5xx, transport error, timeout | retry with backoff (`Retry-After` honoured) |
+//! | 401, 403                        | token refused: back off, retry, nothing dropped |
+//! | 413                             | too large: split the batch                   |
+//! | 400, other 4xx                  | refused: bisect down to the refused events   |
+
+use super::retry::parse_retry_after;
+use crate::config::{Compression, Secret};
+use crate::net::http::{Body, HttpClient, HttpError};
+use bytes::Bytes;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
+use hyper::{Method, Request, Uri};
+use std::io::Write;
+use std::time::Duration;
+
+/// gzip level: 1 keeps a core free for the rest of the pipeline; QSS JSON still
+/// compresses about 8:1.
+pub const GZIP_LEVEL: u32 = 1;
+/// zstd level for `LOGSCALE_COMPRESSION=zstd`.
+pub const ZSTD_LEVEL: i32 = 1;
+/// How much of an error body is kept for logs and `spool inspect`.
+pub const EXCERPT_CHARS: usize = 300;
+
+/// What LogScale's answer means for the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Retry { retry_after: Option<Duration> },
+    TokenRefused,
+    TooLarge,
+    Refused,
+}
+
+/// One attempt's result: the outcome, and a description for logs when it failed.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub outcome: Outcome,
+    pub status: Option<u16>,
+    pub message: String,
+    pub body_excerpt: Option<String>,
+}
+
+impl Attempt {
+    /// The metric label of the outcome's status class.
+    pub fn class(&self) -> &'static str {
+        match self.status {
+            Some(200..=299) => "2xx",
+            Some(400..=499) => "4xx",
+            Some(500..=599) => "5xx",
+            Some(_) => "other",
+            None => "error",
+        }
+    }
+}
+
+/// A client for one LogScale HEC endpoint.
+#[derive(Clone)]
+pub struct HecClient {
+    http: HttpClient,
+    url: Uri,
+    health_url: Uri,
+    auth: HeaderValue,
+    compression: Compression,
+    timeout: Duration,
+}
+
+impl HecClient {
+    /// `base_url` as normalised by the configuration (no trailing slash).
+    pub fn new(http: HttpClient, base_url: &str, token: &Secret, compression: Compression, timeout: Duration) -> Result<HecClient, String> {
+        let url: Uri = format!("{base_url}/api/v1/ingest/hec")
+            .parse()
+            .map_err(|e| format!("LOGSCALE_HOST gives an invalid ingest URL: {e}"))?;
+        let health_url: Uri = format!("{base_url}/api/v1/ingest/hec/health")
+            .parse()
+            .map_err(|e| format!("LOGSCALE_HOST gives an invalid health URL: {e}"))?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| "LOGSCALE_INGEST_TOKEN contains characters not allowed in an HTTP header".to_string())?;
+        auth.set_sensitive(true);
+        Ok(HecClient {
+            http,
+            url,
+            health_url,
+            auth,
+            compression,
+            timeout,
+        })
+    }
+
+    pub fn url(&self) -> &Uri {
+        &self.url
+    }
+
+    /// Compresses a body as configured (CPU work: call it off the async threads).
+    pub fn compress(&self, raw: &[u8]) -> Bytes {
+        match self.compression {
+            Compression::None => Bytes::copy_from_slice(raw),
+            Compression::Gzip => {
+                let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 6 + 64), flate2::Compression::new(GZIP_LEVEL));
+                enc.write_all(raw).expect("writing to a Vec cannot fail");
+                Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
+            }
+            Compression::Zstd => Bytes::from(zstd::bulk::compress(raw, ZSTD_LEVEL).expect("zstd compression of memory")),
+        }
+    }
+
+    /// Posts an already compressed body once.
+    pub async fn post(&self, body: Bytes) -> Attempt {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(self.url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(USER_AGENT, concat!("qss-relay/", env!("CARGO_PKG_VERSION")))
+            .body(Body::new(body))
+            .expect("valid request");
+        req.headers_mut().insert(AUTHORIZATION, self.auth.clone());
+        match self.compression {
+            Compression::Gzip => {
+                req.headers_mut().insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            Compression::Zstd => {
+                req.headers_mut().insert(CONTENT_ENCODING, HeaderValue::from_static("zstd"));
+            }
+            Compression::None => {}
+        }
+        match self.http.send(req, self.timeout).await {
+            Err(e) => Attempt {
+                outcome: Outcome::Retry { retry_after: None },
+                status: None,
+                message: match e {
+                    HttpError::Timeout(d) => format!("LogScale did not answer within {}s (RELAY_SHIP_TIMEOUT_SECS)", d.as_secs()),
+                    HttpError::Transport(t) => format!("cannot reach LogScale at {}: {t}", self.url),
+                },
+                body_excerpt: None,
+            },
+            Ok(reply) => {
+                let code = reply.status.as_u16();
+                let excerpt = reply.excerpt(EXCERPT_CHARS);
+                let retry_after = reply
+                    .headers
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                let (outcome, message) = match code {
+                    200..=299 => (Outcome::Accepted, String::new()),
+                    401 | 403 => (
+                        Outcome::TokenRefused,
+                        format!("LogScale refused the ingest token (HTTP {code}): check LOGSCALE_INGEST_TOKEN; nothing is dropped, the backlog waits in the spool and drains after a restart with a valid token"),
+                    ),
+                    413 => (Outcome::TooLarge, format!("LogScale says the request is too large (HTTP {code}): splitting it")),
+                    408 | 429 | 500..=599 => (Outcome::Retry { retry_after }, format!("LogScale answered HTTP {code}: retrying")),
+                    _ => (Outcome::Refused, format!("LogScale refused the request (HTTP {code}): isolating the refused events")),
+                };
+                Attempt {
+                    outcome,
+                    status: Some(code),
+                    message,
+                    body_excerpt: (!excerpt.is_empty()).then_some(excerpt),
+                }
+            }
+        }
+    }
+
+    /// `GET /api/v1/ingest/hec/health` with the token (for `relay check`).
+    pub async fn health(&self) -> Result<(u16, String), String> {
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(self.health_url.clone())
+            .body(Body::new(Bytes::new()))
+            .expect("valid request");
+        req.headers_mut().insert(AUTHORIZATION, self.auth.clone());
+        match self.http.send(req, self.timeout).await {
+            Ok(r) => Ok((r.status.as_u16(), r.excerpt(EXCERPT_CHARS))),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

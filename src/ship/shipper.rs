@@ -1,0 +1,491 @@
+//! The shipping loop: read the spool in order, encode into batches, deliver up to
+//! `RELAY_SHIP_CONCURRENCY` batches at once, and acknowledge the contiguous delivered
+//! prefix back to the spool.
+//!
+//! ```text
+//!   spool.read_block(pos) ─▶ encode into Batch ─▶ (full, or linger expired) ─▶ deliver task ─┐
+//!        ▲  (blocking thread)                                (semaphore: N in flight)         │
+//!        └──────────── spool.ack(delivered) ◀── AckTracker (contiguous prefix) ◀── range done ┘
+//! ```
+//!
+//! A delivery task owns its batch until every event in it is either accepted by LogScale
+//! or moved to the dead-letter area (refused with a 400-class answer, or alone and still
+//! too large). Retryable failures are retried forever with backoff; a shutdown stops the
+//! retrying, and what was not delivered stays in the spool for the next start.
+
+use super::batch::{Batch, EventSpan, Limits};
+use super::client::{Attempt, HecClient, Outcome};
+use super::hec::Encoder;
+use super::retry::Backoff;
+use super::status::{ShipError, ShipStatus};
+use crate::metrics::{label, Metrics};
+use crate::spool::{now_ms, Record, Spool, SpoolError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Batching and concurrency settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ShipperSettings {
+    pub limits: Limits,
+    pub linger: Duration,
+    pub concurrency: usize,
+}
+
+/// Drains one spool to one HEC endpoint.
+pub struct Shipper {
+    spool: Spool,
+    client: HecClient,
+    encoder: Encoder,
+    settings: ShipperSettings,
+    status: Arc<ShipStatus>,
+    metrics: Arc<Metrics>,
+}
+
+/// What every delivery task shares.
+struct Ctx {
+    spool: Spool,
+    client: HecClient,
+    status: Arc<ShipStatus>,
+    metrics: Arc<Metrics>,
+    /// Cancelled on shutdown: no new attempts after it.
+    stop_retrying: CancellationToken,
+}
+
+/// Tracks completed ranges and yields the contiguous delivered prefix.
+#[derive(Debug)]
+struct AckTracker {
+    delivered: u64,
+    done: BTreeMap<u64, u64>,
+}
+
+impl AckTracker {
+    fn new(delivered: u64) -> AckTracker {
+        AckTracker {
+            delivered,
+            done: BTreeMap::new(),
+        }
+    }
+
+    fn complete(&mut self, start: u64, end: u64) {
+        if end <= start {
+            return;
+        }
+        self.done.insert(start, end);
+        while let Some(end) = self.done.remove(&self.delivered) {
+            self.delivered = end;
+        }
+        // A range that starts below the prefix (the spool's floor moved past it under the
+        // size cap) still counts up to its end.
+        while let Some((&s, &e)) = self.done.first_key_value() {
+            if s > self.delivered {
+                break;
+            }
+            self.done.remove(&s);
+            self.delivered = self.delivered.max(e);
+        }
+    }
+}
+
+/// The reading and encoding state, moved to a blocking thread for each block.
+struct Filler {
+    encoder: Encoder,
+    limits: Limits,
+    /// Next sequence number to read.
+    pos: u64,
+    batch: Batch,
+    batch_started: Option<Instant>,
+}
+
+impl Filler {
+    /// Reads and encodes the next block. Returns the batches it filled, and whether
+    /// anything was read.
+    fn fill(&mut self, spool: &Spool) -> Result<(Vec<Batch>, bool), SpoolError> {
+        let Some(block) = spool.read_block(self.pos)? else {
+            return Ok((Vec::new(), false));
+        };
+        let mut full = Vec::new();
+        for rec in block.records {
+            if self.batch.events.len() >= self.limits.max_events {
+                full.push(self.cut(rec.seq));
+            }
+            let before = self.batch.body.len();
+            self.encoder.encode(&rec, &mut self.batch.body);
+            let start = if self.batch.body.len() > self.limits.max_bytes && !self.batch.is_empty() {
+                // This event does not fit: it opens the next batch.
+                let mut next = Batch::new(rec.seq, self.limits);
+                next.body.extend_from_slice(&self.batch.body[before..]);
+                self.batch.body.truncate(before);
+                self.batch.end = rec.seq;
+                full.push(std::mem::replace(&mut self.batch, next));
+                self.batch_started = None;
+                0
+            } else {
+                before
+            };
+            let rec_end = rec.seq + 1;
+            self.batch.events.push(EventSpan {
+                start,
+                end: self.batch.body.len(),
+                record: rec,
+            });
+            self.batch.end = rec_end;
+            self.batch_started.get_or_insert_with(Instant::now);
+        }
+        self.batch.end = self.batch.end.max(block.end);
+        self.pos = block.end;
+        Ok((full, true))
+    }
+
+    /// Ends the current batch at `at` and starts the next one there.
+    fn cut(&mut self, at: u64) -> Batch {
+        self.batch.end = self.batch.end.max(at);
+        let next = Batch::new(self.batch.end, self.limits);
+        self.batch_started = None;
+        std::mem::replace(&mut self.batch, next)
+    }
+
+    fn linger_deadline(&self, linger: Duration) -> Option<Instant> {
+        self.batch_started.map(|t| t + linger)
+    }
+}
+
+impl Shipper {
+    pub fn new(
+        spool: Spool,
+        client: HecClient,
+        encoder: Encoder,
+        settings: ShipperSettings,
+        status: Arc<ShipStatus>,
+        metrics: Arc<Metrics>,
+    ) -> Shipper {
+        Shipper {
+            spool,
+            client,
+            encoder,
+            settings,
+            status,
+            metrics,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled; then lets in-flight requests finish for at
+    /// most `drain`, acknowledges what was delivered, and returns.
+    pub async fn run(self, shutdown: CancellationToken, drain: Duration) {
+        let Shipper {
+            spool,
+            client,
+            encoder,
+            settings,
+            status,
+            metrics,
+        } = self;
+        let ctx = Arc::new(Ctx {
+            spool: spool.clone(),
+            client,
+            status,
+            metrics,
+            stop_retrying: CancellationToken::new(),
+        });
+        let start = spool.floor();
+        let mut tracker = AckTracker::new(start);
+        let mut acked = start;
+        let sem = Arc::new(Semaphore::new(settings.concurrency));
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, u64)>();
+        let mut tasks = JoinSet::new();
+        let mut durable = spool.subscribe();
+        let mut filler = Some(Filler {
+            encoder,
+            limits: settings.limits,
+            pos: start,
+            batch: Batch::new(start, settings.limits),
+            batch_started: None,
+        });
+
+        'main: loop {
+            while let Ok((s, e)) = done_rx.try_recv() {
+                tracker.complete(s, e);
+            }
+            acked = ack(&spool, acked, tracker.delivered).await;
+
+            // Read and encode one block on a blocking thread.
+            let mut f = filler.take().expect("filler is always put back");
+            let sp = spool.clone();
+            let (f, result) = match tokio::task::spawn_blocking(move || {
+                let r = f.fill(&sp);
+                (f, r)
+            })
+            .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    // A panic while encoding would be a bug; the records stay in the spool.
+                    tracing::error!(error = %e, "shipper reading task failed; stopping the shipper");
+                    break 'main;
+                }
+            };
+            filler = Some(f);
+            let (full, read) = match result {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the spool; retrying in 1 s");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break 'main,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'main,
+                    }
+                }
+            };
+            for batch in full {
+                if !dispatch(&ctx, batch, &sem, &done_tx, &mut tasks, &shutdown).await {
+                    break 'main;
+                }
+            }
+            let f = filler.as_mut().expect("present");
+            if f.linger_deadline(settings.linger).is_some_and(|d| d <= Instant::now()) {
+                let pos = f.pos;
+                let batch = f.cut(pos);
+                if !dispatch(&ctx, batch, &sem, &done_tx, &mut tasks, &shutdown).await {
+                    break 'main;
+                }
+            }
+            if read {
+                continue;
+            }
+            let linger_at = filler.as_ref().and_then(|f| f.linger_deadline(settings.linger));
+            tokio::select! {
+                _ = shutdown.cancelled() => break 'main,
+                _ = durable.changed() => {}
+                Some((s, e)) = done_rx.recv() => tracker.complete(s, e),
+                _ = tokio::time::sleep_until(linger_at.unwrap_or_else(Instant::now).into()), if linger_at.is_some() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+
+        // Shutdown: no new batches, no new retries; requests already sent may finish.
+        ctx.stop_retrying.cancel();
+        let finished = tokio::time::timeout(drain, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                in_flight = tasks.len(),
+                "in-flight ingest requests did not finish within the shutdown bound; their events stay in the spool and are sent again at the next start"
+            );
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        while let Ok((s, e)) = done_rx.try_recv() {
+            tracker.complete(s, e);
+        }
+        ack(&spool, acked, tracker.delivered).await;
+    }
+}
+
+/// Acknowledges up to `delivered` if that moved; returns the new acknowledged position.
+async fn ack(spool: &Spool, acked: u64, delivered: u64) -> u64 {
+    if delivered <= acked {
+        return acked;
+    }
+    let sp = spool.clone();
+    match tokio::task::spawn_blocking(move || sp.ack(delivered)).await {
+        Ok(Ok(())) => delivered,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot record the delivered position; events may be sent twice after a restart");
+            acked
+        }
+        Err(_) => acked,
+    }
+}
+
+/// Starts a delivery task once a slot is free. Returns false if shutdown came first.
+async fn dispatch(
+    ctx: &Arc<Ctx>,
+    batch: Batch,
+    sem: &Arc<Semaphore>,
+    done: &mpsc::UnboundedSender<(u64, u64)>,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> bool {
+    if batch.start == batch.end {
+        return true;
+    }
+    let permit = tokio::select! {
+        _ = shutdown.cancelled() => return false,
+        p = sem.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+    };
+    // Reap finished tasks so the set does not grow.
+    while tasks.try_join_next().is_some() {}
+    let ctx = ctx.clone();
+    let done = done.clone();
+    tasks.spawn(async move {
+        let range = (batch.start, batch.end);
+        if deliver(&ctx, batch).await {
+            let _ = done.send(range);
+        }
+        drop(permit);
+    });
+    true
+}
+
+/// Delivers every event of `batch` or dead-letters it. Returns false if shutdown stopped
+/// it first (the events stay in the spool).
+async fn deliver(ctx: &Ctx, batch: Batch) -> bool {
+    let n = batch.events.len();
+    if n == 0 {
+        return true;
+    }
+    let batch = Arc::new(batch);
+    // Event index ranges still to send; halves are pushed in reverse to keep order.
+    let mut todo: Vec<(usize, usize)> = vec![(0, n)];
+    let mut dead: Vec<(Record, String)> = Vec::new();
+    let mut attempt: u32 = 0;
+    while let Some((a, b)) = todo.pop() {
+        let compressed = {
+            let (batch, client) = (batch.clone(), ctx.client.clone());
+            match tokio::task::spawn_blocking(move || client.compress(batch.slice(a, b))).await {
+                Ok(c) => c,
+                Err(_) => return false,
+            }
+        };
+        loop {
+            ctx.metrics.ship_batch_events.observe((b - a) as f64);
+            ctx.metrics.ship_batch_bytes.observe(batch.slice(a, b).len() as f64);
+            ctx.status.request_started();
+            let started = Instant::now();
+            let result = ctx.client.post(compressed.clone()).await;
+            ctx.status.request_finished();
+            ctx.metrics.ship_request_duration.observe(started.elapsed().as_secs_f64());
+            ctx.metrics.ship_requests.get_or_create(&label("class", result.class())).inc();
+            match result.outcome {
+                Outcome::Accepted => {
+                    let events = (b - a) as u64;
+                    ctx.metrics.events_shipped.inc_by(events);
+                    let now = now_ms();
+                    for e in &batch.events[a..b] {
+                        ctx.metrics
+                            .ship_receive_to_ack
+                            .observe(now.saturating_sub(e.record.received_ms) as f64 / 1000.0);
+                    }
+                    if attempt > 0 {
+                        tracing::info!(attempts = attempt + 1, "LogScale accepted the batch after retrying");
+                    }
+                    ctx.status.success(events);
+                    attempt = 0;
+                    break;
+                }
+                Outcome::TooLarge | Outcome::Refused if b - a > 1 => {
+                    let mid = a + (b - a) / 2;
+                    tracing::warn!(
+                        status = result.status,
+                        events = b - a,
+                        body = result.body_excerpt.as_deref().unwrap_or(""),
+                        "{}; splitting {} events in two",
+                        result.message,
+                        b - a
+                    );
+                    todo.push((mid, b));
+                    todo.push((a, mid));
+                    break;
+                }
+                Outcome::TooLarge | Outcome::Refused => {
+                    let e: &EventSpan = &batch.events[a];
+                    let reason = format!(
+                        "HTTP {}: {}",
+                        result.status.unwrap_or(0),
+                        result.body_excerpt.as_deref().unwrap_or("(no response body)")
+                    );
+                    tracing::error!(
+                        seq = e.record.seq,
+                        status = result.status,
+                        body = result.body_excerpt.as_deref().unwrap_or(""),
+                        "LogScale refused one event; moved it to the dead-letter area (see `relay spool dead list`)"
+                    );
+                    dead.push((e.record.clone(), reason));
+                    break;
+                }
+                Outcome::Retry { retry_after } => {
+                    let delay = Backoff::SHIP.delay_with_hint(attempt, retry_after);
+                    if !backoff(ctx, &result, attempt, delay, false).await {
+                        return false;
+                    }
+                    attempt += 1;
+                }
+                Outcome::TokenRefused => {
+                    let delay = Backoff::SHIP.delay_with_hint(attempt, None).max(Duration::from_secs(1));
+                    if !backoff(ctx, &result, attempt, delay, true).await {
+                        return false;
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+    if !dead.is_empty() {
+        loop {
+            let (sp, d) = (ctx.spool.clone(), dead.clone());
+            match tokio::task::spawn_blocking(move || sp.dead_letter_events(&d)).await {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot write to the dead-letter area; retrying in 5 s");
+                    tokio::select! {
+                        _ = ctx.stop_retrying.cancelled() => return false,
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+    true
+}
+
+/// Records the failure, logs it, and sleeps. Returns false if shutdown interrupted.
+async fn backoff(ctx: &Ctx, result: &Attempt, attempt: u32, delay: Duration, token_refused: bool) -> bool {
+    ctx.metrics.ship_retries.inc();
+    ctx.status.failure(
+        ShipError {
+            at_ms: now_ms(),
+            status: result.status,
+            message: result.message.clone(),
+            body_excerpt: result.body_excerpt.clone(),
+        },
+        delay.as_millis() as u64,
+        token_refused,
+    );
+    let body = result.body_excerpt.as_deref().unwrap_or("");
+    if token_refused || attempt == 0 {
+        tracing::error!(status = result.status, body, retry_in_ms = delay.as_millis() as u64, attempt = attempt + 1, "{}", result.message);
+    } else {
+        tracing::warn!(status = result.status, body, retry_in_ms = delay.as_millis() as u64, attempt = attempt + 1, "{}", result.message);
+    }
+    tokio::select! {
+        _ = ctx.stop_retrying.cancelled() => false,
+        _ = tokio::time::sleep(delay) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AckTracker;
+
+    #[test]
+    fn only_the_contiguous_prefix_is_acknowledged() {
+        let mut t = AckTracker::new(10);
+        t.complete(20, 30);
+        assert_eq!(t.delivered, 10);
+        t.complete(10, 20);
+        assert_eq!(t.delivered, 30);
+        t.complete(40, 50);
+        t.complete(30, 40);
+        assert_eq!(t.delivered, 50);
+        t.complete(50, 50);
+        assert_eq!(t.delivered, 50);
+        // Below the prefix (floor moved by the size cap): still counts to its end.
+        t.complete(45, 60);
+        assert_eq!(t.delivered, 60);
+    }
+}

@@ -1,0 +1,120 @@
+//! The shipper's state as an operator sees it: healthy or backing off (until when, and
+//! why), the last error with its HTTP status and a body excerpt, the last success.
+//!
+//! Kept in memory for the admin endpoint, and written to the spool as a note whenever it
+//! changes from healthy to failing or back, so that `relay spool inspect` can tell why
+//! nothing moves even while the daemon is stopped.
+
+use crate::spool::{now_ms, Spool};
+use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
+
+/// The note's name in the spool.
+pub const NOTE: &str = "ship_status";
+
+/// One failed delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipError {
+    pub at_ms: u64,
+    /// HTTP status, when LogScale answered.
+    pub status: Option<u16>,
+    pub message: String,
+    pub body_excerpt: Option<String>,
+}
+
+/// A snapshot of the shipper's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipState {
+    /// `healthy`, `backing_off`, `token_refused`, or `idle` before the first request.
+    pub state: String,
+    pub backoff_until_ms: Option<u64>,
+    pub consecutive_failures: u64,
+    pub last_error: Option<ShipError>,
+    pub last_success_ms: Option<u64>,
+    /// Events acknowledged by LogScale since the daemon started.
+    pub delivered_events: u64,
+    pub in_flight_requests: u64,
+}
+
+/// Shared, updated by the delivery tasks.
+pub struct ShipStatus {
+    state: Mutex<ShipState>,
+    spool: Spool,
+}
+
+impl ShipStatus {
+    pub fn new(spool: Spool) -> ShipStatus {
+        // Start from the last persisted error, so it stays visible until a success.
+        let mut state = spool
+            .note(NOTE)
+            .and_then(|b| serde_json::from_slice::<ShipState>(&b).ok())
+            .unwrap_or_default();
+        state.state = "idle".into();
+        state.backoff_until_ms = None;
+        state.delivered_events = 0;
+        state.in_flight_requests = 0;
+        ShipStatus {
+            state: Mutex::new(state),
+            spool,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ShipState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn snapshot(&self) -> ShipState {
+        self.lock().clone()
+    }
+
+    pub fn request_started(&self) {
+        self.lock().in_flight_requests += 1;
+    }
+
+    pub fn request_finished(&self) {
+        let mut s = self.lock();
+        s.in_flight_requests = s.in_flight_requests.saturating_sub(1);
+    }
+
+    pub fn success(&self, events: u64) {
+        let persist = {
+            let mut s = self.lock();
+            let was_failing = s.consecutive_failures > 0;
+            s.state = "healthy".into();
+            s.backoff_until_ms = None;
+            s.consecutive_failures = 0;
+            s.last_success_ms = Some(now_ms());
+            s.delivered_events += events;
+            was_failing.then(|| s.clone())
+        };
+        if let Some(s) = persist {
+            self.persist(&s);
+        }
+    }
+
+    pub fn failure(&self, error: ShipError, backoff_ms: u64, token_refused: bool) {
+        let s = {
+            let mut s = self.lock();
+            s.state = if token_refused { "token_refused" } else { "backing_off" }.into();
+            s.backoff_until_ms = Some(now_ms() + backoff_ms);
+            s.consecutive_failures += 1;
+            s.last_error = Some(error);
+            s.clone()
+        };
+        self.persist(&s);
+    }
+
+    fn persist(&self, s: &ShipState) {
+        if let Ok(bytes) = serde_json::to_vec(s) {
+            self.spool.set_note(NOTE, &bytes);
+        }
+    }
+
+    /// The persisted state of a spool whose daemon is not running.
+    pub fn from_spool(spool: &Spool) -> Option<ShipState> {
+        let mut s: ShipState = serde_json::from_slice(&spool.note(NOTE)?).ok()?;
+        s.state = "stopped".into();
+        s.in_flight_requests = 0;
+        Some(s)
+    }
+}

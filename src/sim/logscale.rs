@@ -1,0 +1,346 @@
+//! A fake LogScale HEC endpoint: decodes gzip, zstd or plain bodies, checks the bearer
+//! token, parses the stream of HEC objects, counts events, losses and duplicates, and can
+//! be told to fail in the ways a real one (or a gateway in front of it) does.
+//!
+//! Endpoints: `POST /api/v1/ingest/hec` and `POST /services/collector` (ingest),
+//! `GET /api/v1/ingest/hec/health` and `GET /services/collector/health` (health).
+
+use crate::net::server::{self, RespBody};
+use crate::sim::events::sim_number;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// How the fake answers ingest requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// 200 and keep the events.
+    Accept,
+    /// Answer this status (503, 401, ...), with `Retry-After` if given; keep nothing.
+    Status { code: u16, retry_after: Option<u64> },
+    /// 400 for any request holding an event whose text contains this string.
+    RejectContaining(String),
+    /// 413 for any request with more events than this.
+    MaxEvents(usize),
+    /// Never answer (until the mode changes or the client gives up).
+    Hang,
+    /// Close the connection without an answer.
+    Close,
+}
+
+/// What to keep about received events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkOptions {
+    /// Keep every event's JSON (tests that look at the shape).
+    pub keep_events: bool,
+    /// Count duplicates and losses per event (off for raw throughput benchmarks).
+    pub track_ids: bool,
+}
+
+impl Default for SinkOptions {
+    fn default() -> Self {
+        SinkOptions {
+            keep_events: true,
+            track_ids: true,
+        }
+    }
+}
+
+/// Counters of the fake.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkStats {
+    pub requests: u64,
+    pub accepted_requests: u64,
+    /// Events in accepted requests, duplicates included.
+    pub events: u64,
+    /// Distinct `relay_id`s accepted.
+    pub distinct: u64,
+    /// Accepted events whose `relay_id` had been accepted before.
+    pub duplicates: u64,
+    /// Decompressed bytes accepted.
+    pub bytes: u64,
+}
+
+#[derive(Default)]
+struct Received {
+    events: Vec<serde_json::Value>,
+    by_relay_id: HashMap<String, u32>,
+    by_sim_number: HashMap<u64, u32>,
+    stats: SinkStats,
+}
+
+struct State {
+    token: String,
+    options: SinkOptions,
+    mode: Mutex<Mode>,
+    received: Mutex<Received>,
+    requests: AtomicU64,
+    mode_changed: tokio::sync::Notify,
+}
+
+/// A running fake LogScale. Stops when dropped.
+pub struct FakeLogScale {
+    addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for FakeLogScale {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+#[derive(Deserialize)]
+struct Line<'a> {
+    time: Option<f64>,
+    #[serde(borrow)]
+    fields: Option<Fields<'a>>,
+    #[allow(dead_code)]
+    event: serde::de::IgnoredAny,
+}
+
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow)]
+    relay_id: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl FakeLogScale {
+    /// Starts on 127.0.0.1 with a free port.
+    pub async fn start(token: &str, options: SinkOptions) -> std::io::Result<FakeLogScale> {
+        Self::start_on("127.0.0.1:0".parse().expect("valid"), token, options).await
+    }
+
+    /// Starts on `addr`.
+    pub async fn start_on(addr: SocketAddr, token: &str, options: SinkOptions) -> std::io::Result<FakeLogScale> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            token: token.to_string(),
+            options,
+            mode: Mutex::new(Mode::Accept),
+            received: Mutex::new(Received::default()),
+            requests: AtomicU64::new(0),
+            mode_changed: tokio::sync::Notify::new(),
+        });
+        let shutdown = CancellationToken::new();
+        let st = state.clone();
+        tokio::spawn(server::serve(listener, None, shutdown.clone(), move |req| {
+            let st = st.clone();
+            async move { handle(st, req).await }
+        }));
+        Ok(FakeLogScale { addr, state, shutdown })
+    }
+
+    /// The base URL to put in `LOGSCALE_HOST`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.state.mode.lock().expect("not poisoned") = mode;
+        self.state.mode_changed.notify_waiters();
+    }
+
+    pub fn stats(&self) -> SinkStats {
+        self.state.received.lock().expect("not poisoned").stats
+    }
+
+    /// Every ingest request seen, whatever the answer.
+    pub fn requests_seen(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// The accepted events (with `keep_events`).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.state.received.lock().expect("not poisoned").events.clone()
+    }
+
+    /// How often each simulator event number was accepted.
+    pub fn sim_counts(&self) -> HashMap<u64, u32> {
+        self.state.received.lock().expect("not poisoned").by_sim_number.clone()
+    }
+
+    /// Waits until at least `n` distinct events were accepted, or `timeout` passes.
+    pub async fn wait_for_distinct(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.stats().distinct >= n {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
+    let path = req.uri().path().to_string();
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/api/v1/ingest/hec/health") | (&Method::GET, "/services/collector/health") => {
+            if !authorized(&st, &req) {
+                return server::text(StatusCode::UNAUTHORIZED, "invalid token");
+            }
+            server::json(StatusCode::OK, &serde_json::json!({"text": "HEC is healthy", "code": 17}))
+        }
+        (&Method::POST, "/api/v1/ingest/hec") | (&Method::POST, "/services/collector") => ingest(st, req).await,
+        _ => server::text(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+fn authorized(st: &State, req: &Request<Incoming>) -> bool {
+    let expected = format!("Bearer {}", st.token);
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == expected)
+}
+
+async fn ingest(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
+    st.requests.fetch_add(1, Ordering::Relaxed);
+    let mode = st.mode.lock().expect("not poisoned").clone();
+    match &mode {
+        Mode::Hang => {
+            // Hold the request until the mode changes.
+            loop {
+                st.mode_changed.notified().await;
+                if *st.mode.lock().expect("not poisoned") != Mode::Hang {
+                    return server::text(StatusCode::SERVICE_UNAVAILABLE, "was hanging");
+                }
+            }
+        }
+        Mode::Close => {
+            // A handler cannot drop its connection, so the connection breaks mid-response:
+            // a body announced as 1000 bytes ends after 7, and hyper closes the socket.
+            let (mut tx, body) = http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(1);
+            tokio::spawn(async move {
+                let _ = tx.send_data(Bytes::from_static(b"partial")).await;
+                drop(tx);
+            });
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header("content-length", "1000")
+                .body(body.boxed())
+                .expect("valid response");
+        }
+        Mode::Status { code, retry_after } => {
+            let mut resp = server::text(StatusCode::from_u16(*code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "fake LogScale is failing on purpose");
+            if let Some(s) = retry_after {
+                resp.headers_mut().insert("retry-after", s.to_string().parse().expect("digits"));
+            }
+            return resp;
+        }
+        Mode::Accept | Mode::RejectContaining(_) | Mode::MaxEvents(_) => {}
+    }
+    if !authorized(&st, &req) {
+        return server::json(StatusCode::UNAUTHORIZED, &serde_json::json!({"text": "Invalid token", "code": 4}));
+    }
+    let encoding = req
+        .headers()
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return server::text(StatusCode::BAD_REQUEST, "broken body"),
+    };
+    let raw = match decode(&encoding, &body) {
+        Ok(r) => r,
+        Err(e) => return server::text(StatusCode::BAD_REQUEST, format!("cannot decode body: {e}")),
+    };
+    // Parse every HEC object (whitespace separated, as LogScale accepts them).
+    let mut parsed: Vec<(Option<String>, Option<u64>, Option<serde_json::Value>)> = Vec::new();
+    let mut stream = serde_json::Deserializer::from_slice(&raw).into_iter::<&serde_json::value::RawValue>();
+    for item in &mut stream {
+        let rawv = match item {
+            Ok(v) => v,
+            Err(e) => return server::text(StatusCode::BAD_REQUEST, format!("invalid JSON in HEC stream: {e}")),
+        };
+        let line: Line<'_> = match serde_json::from_str(rawv.get()) {
+            Ok(l) => l,
+            Err(e) => return server::text(StatusCode::BAD_REQUEST, format!("not a HEC event: {e}")),
+        };
+        if let Mode::RejectContaining(s) = &mode {
+            if rawv.get().contains(s.as_str()) {
+                return server::json(
+                    StatusCode::BAD_REQUEST,
+                    &serde_json::json!({"text": "Invalid data format: poisoned event", "code": 6}),
+                );
+            }
+        }
+        let full = if st.options.keep_events {
+            serde_json::from_str(rawv.get()).ok()
+        } else {
+            None
+        };
+        let relay_id = line.fields.and_then(|f| f.relay_id).map(|c| c.into_owned());
+        parsed.push((relay_id, line.time.and_then(sim_number), full));
+    }
+    if let Mode::MaxEvents(max) = mode {
+        if parsed.len() > max {
+            return server::text(StatusCode::PAYLOAD_TOO_LARGE, "request entity too large");
+        }
+    }
+    let mut rec = st.received.lock().expect("not poisoned");
+    rec.stats.requests = st.requests.load(Ordering::Relaxed);
+    rec.stats.accepted_requests += 1;
+    rec.stats.bytes += raw.len() as u64;
+    for (relay_id, sim, full) in parsed {
+        rec.stats.events += 1;
+        if st.options.track_ids {
+            if let Some(id) = relay_id {
+                let c = rec.by_relay_id.entry(id).or_insert(0);
+                *c += 1;
+                if *c > 1 {
+                    rec.stats.duplicates += 1;
+                } else {
+                    rec.stats.distinct += 1;
+                }
+            }
+            if let Some(n) = sim {
+                *rec.by_sim_number.entry(n).or_insert(0) += 1;
+            }
+        } else {
+            rec.stats.distinct += 1;
+        }
+        if let Some(v) = full {
+            rec.events.push(v);
+        }
+    }
+    drop(rec);
+    server::json(StatusCode::OK, &serde_json::json!({"text": "Success", "code": 0}))
+}
+
+/// Decodes a body by its `Content-Encoding`.
+pub fn decode(encoding: &str, body: &[u8]) -> Result<Vec<u8>, String> {
+    match encoding {
+        "" | "identity" => Ok(body.to_vec()),
+        "gzip" => {
+            let mut out = Vec::with_capacity(body.len() * 8);
+            flate2::read::GzDecoder::new(body)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("gzip: {e}"))?;
+            Ok(out)
+        }
+        "zstd" => zstd::stream::decode_all(body).map_err(|e| format!("zstd: {e}")),
+        other => Err(format!("unsupported content-encoding {other:?}")),
+    }
+}

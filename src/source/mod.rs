@@ -1,0 +1,12 @@
+//! Sources: where events come from. Each hands what it receives, as `Bytes`, to the spool
+//! through an [`crate::spool::Appender`], and never parses more than it must.
+//!
+//! - [`zoom_ws`]: the Zoom QSS WebSocket (the main source), with [`zoom_token`] for OAuth
+//!   and [`frame`] to tell events from control frames.
+//! - [`webhook`]: the Zoom webhook endpoint, with [`signature`] for HMAC checks.
+
+pub mod frame;
+pub mod zoom_token;
+pub mod zoom_ws;
+pub mod signature;
+pub mod webhook;

@@ -1,0 +1,205 @@
+//! The Zoom webhook source: `POST /zoom/webhook`, signed by Zoom, answered 200 only once
+//! the event is durable in the spool.
+//!
+//! - `endpoint.url_validation` is answered at once with
+//!   `{"plainToken":P,"encryptedToken":hex(HMAC-SHA256(secret, P))}`.
+//! - Every other request must carry a valid `x-zm-signature` over
+//!   `v0:{x-zm-request-timestamp}:{body}` and a timestamp within `RELAY_WEBHOOK_MAX_SKEW_SECS`
+//!   of now; otherwise 401 and nothing is spooled. Bodies over the limit get 413.
+//! - A valid event is appended with [`Appender::send_durable`]: the 200 goes out only
+//!   after the spool flushed it. If the spool cannot take it (full with `reject-new`, a
+//!   storage error, shutting down) the answer is 503, and Zoom's own retries cover it.
+//!
+//! TLS (rustls) is served when `RELAY_WEBHOOK_TLS_CERT`/`_KEY` are set; the pair is
+//! reloaded on SIGHUP. Otherwise plain HTTP, meant to sit behind a reverse proxy.
+
+use super::signature;
+use crate::config::WebhookConfig;
+use crate::metrics::{label, Metrics};
+use crate::net::server::{self, RespBody, SharedTls};
+use crate::pipeline::StartError;
+use crate::spool::{flags, AppendError, Appender, NewRecord, SourceKind};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The path Zoom posts to.
+pub const PATH: &str = "/zoom/webhook";
+
+#[derive(Deserialize)]
+struct Probe {
+    event: Option<String>,
+    payload: Option<ProbePayload>,
+}
+
+#[derive(Deserialize)]
+struct ProbePayload {
+    #[serde(rename = "plainToken")]
+    plain_token: Option<String>,
+}
+
+struct Ctx {
+    cfg: WebhookConfig,
+    appender: Appender,
+    metrics: Arc<Metrics>,
+}
+
+/// A bound, not yet serving, webhook endpoint.
+pub struct WebhookSource {
+    listener: TcpListener,
+    tls: Option<SharedTls>,
+    ctx: Arc<Ctx>,
+}
+
+impl WebhookSource {
+    /// Binds the listener and loads the TLS pair, so that mistakes show at startup.
+    pub async fn bind(cfg: WebhookConfig, appender: Appender, metrics: Arc<Metrics>) -> Result<WebhookSource, StartError> {
+        let listener = TcpListener::bind(cfg.addr).await.map_err(|source| StartError::Bind {
+            what: "the webhook endpoint",
+            var: "RELAY_WEBHOOK_ADDR",
+            addr: cfg.addr,
+            source,
+        })?;
+        let tls = match &cfg.tls {
+            None => None,
+            Some((cert, key)) => {
+                let c = crate::net::tls::server_config(cert, key)
+                    .map_err(|e| StartError::Other(format!("RELAY_WEBHOOK_TLS_CERT/RELAY_WEBHOOK_TLS_KEY: {e}")))?;
+                Some(Arc::new(RwLock::new(Arc::new(c))))
+            }
+        };
+        tracing::info!(
+            addr = %listener.local_addr().map_err(|e| StartError::Other(e.to_string()))?,
+            tls = tls.is_some(),
+            path = PATH,
+            "webhook endpoint listening"
+        );
+        Ok(WebhookSource {
+            listener,
+            tls,
+            ctx: Arc::new(Ctx { cfg, appender, metrics }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// A function that reloads the certificate and key from their files (SIGHUP).
+    pub fn tls_reloader(&self) -> Option<Box<dyn Fn() -> Result<(), String> + Send + Sync>> {
+        let shared = self.tls.clone()?;
+        let (cert, key) = self.ctx.cfg.tls.clone()?;
+        Some(Box::new(move || {
+            let c = crate::net::tls::server_config(&cert, &key)?;
+            *shared.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
+            tracing::info!(cert = %cert.display(), "webhook TLS certificate reloaded");
+            Ok(())
+        }))
+    }
+
+    /// Serves until `shutdown`; requests in progress finish (and get their answer).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let ctx = self.ctx;
+        server::serve(self.listener, self.tls, shutdown, move |req| {
+            let ctx = ctx.clone();
+            async move { handle(&ctx, req).await }
+        })
+        .await;
+    }
+}
+
+fn count(ctx: &Ctx, result: &'static str) {
+    ctx.metrics.webhook_requests.get_or_create(&label("result", result)).inc();
+}
+
+fn refuse(ctx: &Ctx, status: StatusCode, result: &'static str, msg: &str) -> Response<RespBody> {
+    count(ctx, result);
+    server::json(status, &serde_json::json!({"error": msg}))
+}
+
+async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<RespBody> {
+    if req.uri().path() != PATH {
+        return refuse(ctx, StatusCode::NOT_FOUND, "not_found", "not found: Zoom webhooks go to POST /zoom/webhook");
+    }
+    if req.method() != Method::POST {
+        return refuse(ctx, StatusCode::METHOD_NOT_ALLOWED, "bad_request", "use POST");
+    }
+    let max = ctx.cfg.max_body_bytes;
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return refuse(ctx, StatusCode::PAYLOAD_TOO_LARGE, "too_large", "body too large (RELAY_WEBHOOK_MAX_BODY_BYTES)");
+    }
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let timestamp = header("x-zm-request-timestamp");
+    let signature_header = header("x-zm-signature");
+    let body = match Limited::new(req.into_body(), max).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return refuse(ctx, StatusCode::PAYLOAD_TOO_LARGE, "too_large", "body too large (RELAY_WEBHOOK_MAX_BODY_BYTES)")
+        }
+        Err(_) => return refuse(ctx, StatusCode::BAD_REQUEST, "bad_request", "could not read the body"),
+    };
+    let secret = ctx.cfg.secret_token.expose().as_bytes();
+
+    let probe: Option<Probe> = serde_json::from_slice(&body).ok();
+    if let Some(p) = &probe {
+        if p.event.as_deref() == Some("endpoint.url_validation") {
+            let Some(plain) = p.payload.as_ref().and_then(|p| p.plain_token.as_deref()) else {
+                return refuse(ctx, StatusCode::BAD_REQUEST, "bad_request", "url_validation without payload.plainToken");
+            };
+            count(ctx, "url_validation");
+            tracing::info!("answered Zoom's endpoint URL validation");
+            return server::json(
+                StatusCode::OK,
+                &serde_json::json!({"plainToken": plain, "encryptedToken": signature::url_validation_token(secret, plain)}),
+            );
+        }
+    }
+
+    let (Some(ts), Some(sig)) = (timestamp, signature_header) else {
+        return refuse(ctx, StatusCode::UNAUTHORIZED, "bad_signature", "missing x-zm-request-timestamp or x-zm-signature");
+    };
+    if !signature::verify(secret, &ts, &body, &sig) {
+        tracing::warn!("webhook with a wrong signature refused (check ZOOM_WEBHOOK_SECRET_TOKEN against the app's secret token)");
+        return refuse(ctx, StatusCode::UNAUTHORIZED, "bad_signature", "invalid signature");
+    }
+    let now = crate::spool::now_ms() / 1000;
+    let fresh = ts
+        .trim()
+        .parse::<i64>()
+        .is_ok_and(|t| (now as i64 - t).unsigned_abs() <= ctx.cfg.max_skew.as_secs());
+    if !fresh {
+        tracing::warn!(timestamp = %ts, "webhook with a stale or invalid timestamp refused (replay, or a clock off by minutes)");
+        return refuse(ctx, StatusCode::UNAUTHORIZED, "stale", "timestamp outside the allowed window");
+    }
+
+    let mut record = NewRecord::new(SourceKind::Webhook, body);
+    if probe.is_none() {
+        record = record.with_flags(flags::MALFORMED);
+    }
+    ctx.metrics.events_received.get_or_create(&label("source", "webhook")).inc();
+    match ctx.appender.send_durable(record).await {
+        Ok(_) => {
+            count(ctx, "accepted");
+            server::json(StatusCode::OK, &serde_json::json!({"status": "stored"}))
+        }
+        Err(e) => {
+            let result = match e {
+                AppendError::Full => "spool_full",
+                AppendError::Closed => "shutting_down",
+                AppendError::Storage(_) => "spool_error",
+            };
+            tracing::error!(error = %e, "webhook event not stored: answered 503 so that Zoom retries it");
+            refuse(ctx, StatusCode::SERVICE_UNAVAILABLE, result, "temporarily unable to store the event; retry later")
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! The Zoom QSS WebSocket source: connect, keep the connection alive, hand every event
+//! frame to the spool, reconnect fast when anything goes wrong.
+//!
+//! One connection is a *session*:
+//!
+//! ```text
+//!  supervisor (this task)                         reader task
+//!  ─ connect (TCP, TLS, upgrade) ─────────────▶   read_frame loop (never raced in select!)
+//!  ─ wait for build_connection  ◀── control ───   classify: event ──▶ Appender::send (Bytes, zero-copy)
+//!  ─ heartbeat every interval (writer side)        heartbeat / build_connection / errors ──▶ control
+//!  ─ silent for 2 intervals? reconnect
+//! ```
+//!
+//! fastwebsockets' `read_frame` is not cancel-safe, so the reader owns the read half in
+//! its own task and is never raced; the supervisor writes heartbeats through the shared
+//! write half. Event frames leave the reader as the `Bytes` fastwebsockets read them into:
+//! no copy before the spool compresses them.
+//!
+//! Between sessions: a new token if Zoom rejected the old one, then the first retry at
+//! once and exponential backoff with jitter (up to 30 s) after that, since Zoom does not
+//! replay what it sent while nobody listened.
+
+use super::frame::{classify, FrameKind};
+use super::zoom_token::{urlencode, TokenSource};
+use crate::config::{Secret, ZoomWsConfig};
+use crate::metrics::{label, Metrics};
+use crate::net::redact_url;
+use crate::ship::retry::Backoff;
+use crate::spool::{flags, now_ms, AppendError, Appender, NewRecord, SourceKind};
+use bytes::Bytes;
+use fastwebsockets::{Frame, OpCode, Payload};
+use http_body_util::Empty;
+use hyper::Request;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const BUILD_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+const RECONNECT: Backoff = Backoff {
+    base: Duration::from_millis(500),
+    cap: Duration::from_secs(30),
+};
+/// A session that lived this long was healthy: the next reconnect is immediate again.
+const HEALTHY_SESSION: Duration = Duration::from_secs(10);
+
+/// What the reader tells the supervisor.
+#[derive(Debug)]
+enum Control {
+    BuildConnection { success: bool, content: String },
+    Heartbeat,
+    TokenRejected(String),
+    Closed(String),
+    ReadError(String),
+    SpoolClosed,
+}
+
+/// How a session ended (a metric label and a log line).
+#[derive(Debug, Clone)]
+struct SessionEnd {
+    reason: &'static str,
+    detail: String,
+    connected: bool,
+    token_rejected: bool,
+}
+
+/// Live figures of the source, for the admin endpoint and `relay check`.
+#[derive(Debug, Default)]
+pub struct WsState {
+    pub connected: std::sync::atomic::AtomicBool,
+    pub last_frame_ms: AtomicU64,
+    pub events: AtomicU64,
+}
+
+/// Opens WebSocket connections to Zoom (TCP, TLS for `wss://`, the HTTP upgrade).
+pub struct Dialer {
+    cfg: ZoomWsConfig,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// The source.
+pub struct ZoomWsSource {
+    dialer: Dialer,
+    tokens: Arc<TokenSource>,
+    appender: Appender,
+    metrics: Arc<Metrics>,
+    state: Arc<WsState>,
+}
+
+/// A client executor for the upgrade handshake.
+struct SpawnExecutor;
+
+impl<Fut> hyper::rt::Executor<Fut> for SpawnExecutor
+where
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    fn execute(&self, fut: Fut) {
+        tokio::spawn(fut);
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+impl Dialer {
+    pub fn new(cfg: ZoomWsConfig, tls: Arc<rustls::ClientConfig>) -> Dialer {
+        Dialer { cfg, tls }
+    }
+
+    fn url_with_token(&self, token: &Secret) -> String {
+        let sep = if self.cfg.wss_url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}access_token={}", self.cfg.wss_url, urlencode(token.expose()))
+    }
+
+    async fn connect(&self, url: &str) -> Result<Box<dyn Stream>, (&'static str, String)> {
+        let uri: hyper::Uri = url.parse().map_err(|e| ("connect_failed", format!("invalid URL: {e}")))?;
+        let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_string();
+        let tls = uri.scheme_str() == Some("wss");
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port)))
+            .await
+            .map_err(|_| ("connect_failed", format!("no TCP connection to {host}:{port} within {CONNECT_TIMEOUT:?}")))?
+            .map_err(|e| ("connect_failed", format!("TCP connection to {host}:{port}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        if !tls {
+            return Ok(Box::new(tcp));
+        }
+        let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| ("connect_failed", format!("bad host name {host}: {e}")))?;
+        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
+            .await
+            .map_err(|_| ("tls_failed", format!("TLS handshake with {host} timed out")))?
+            .map_err(|e| ("tls_failed", format!("TLS handshake with {host}: {e}")))?;
+        Ok(Box::new(stream))
+    }
+
+    /// Connects, waits for `build_connection`, and closes (`relay check`). Spools nothing.
+    pub async fn probe(&self, token: &Secret) -> Result<String, String> {
+        let url = self.url_with_token(token);
+        let stream = self.connect(&url).await.map_err(|(_, d)| d)?;
+        let ws = self.upgrade(&url, stream).await.map_err(|(_, d)| d)?;
+        let mut ws = fastwebsockets::FragmentCollector::new(ws);
+        let frame = tokio::time::timeout(BUILD_CONNECTION_TIMEOUT, ws.read_frame())
+            .await
+            .map_err(|_| format!("no build_connection within {BUILD_CONNECTION_TIMEOUT:?}"))?
+            .map_err(|e| format!("reading the first frame: {e}"))?;
+        let kind = classify(&frame.payload);
+        let _ = ws.write_frame(Frame::close(1000, b"relay check done")).await;
+        match kind {
+            FrameKind::BuildConnection { success: true, .. } => Ok(redact_url(&url)),
+            FrameKind::BuildConnection { success: false, content } | FrameKind::TokenRejected { content } => {
+                Err(format!("Zoom refused the connection: {content}"))
+            }
+            other => Err(format!("unexpected first frame: {other:?}")),
+        }
+    }
+
+    async fn upgrade(
+        &self,
+        url: &str,
+        stream: Box<dyn Stream>,
+    ) -> Result<fastwebsockets::WebSocket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>, (&'static str, String)> {
+        let uri: hyper::Uri = url.parse().map_err(|e| ("connect_failed", format!("invalid URL: {e}")))?;
+        let host_header = match uri.port() {
+            Some(p) => format!("{}:{}", uri.host().unwrap_or_default(), p),
+            None => uri.host().unwrap_or_default().to_string(),
+        };
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let req = Request::builder()
+            .method("GET")
+            .uri(path)
+            .header("host", host_header)
+            .header("upgrade", "websocket")
+            .header("connection", "upgrade")
+            .header("sec-websocket-key", fastwebsockets::handshake::generate_key())
+            .header("sec-websocket-version", "13")
+            .header("user-agent", concat!("qss-relay/", env!("CARGO_PKG_VERSION")))
+            .body(Empty::<Bytes>::new())
+            .expect("valid request");
+        match tokio::time::timeout(CONNECT_TIMEOUT, fastwebsockets::handshake::client(&SpawnExecutor, req, stream)).await {
+            Ok(Ok((ws, _resp))) => Ok(ws),
+            // The error text never contains the URL, so no token can leak from it.
+            Ok(Err(e)) => Err(("handshake_failed", format!("WebSocket upgrade refused: {e}"))),
+            Err(_) => Err(("handshake_failed", "WebSocket upgrade timed out".into())),
+        }
+    }
+}
+
+impl ZoomWsSource {
+    pub fn new(
+        cfg: ZoomWsConfig,
+        tokens: Arc<TokenSource>,
+        appender: Appender,
+        metrics: Arc<Metrics>,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> ZoomWsSource {
+        ZoomWsSource {
+            dialer: Dialer { cfg, tls },
+            tokens,
+            appender,
+            metrics,
+            state: Arc::new(WsState::default()),
+        }
+    }
+
+    pub fn state(&self) -> Arc<WsState> {
+        self.state.clone()
+    }
+
+    /// Connects and reconnects until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut attempt = 0u32;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let Some(token) = self.tokens.get(&shutdown).await else { break };
+            let started = Instant::now();
+            let end = self.session(&token, &shutdown).await;
+            self.state.connected.store(false, Ordering::SeqCst);
+            if end.connected {
+                self.metrics.ws_disconnects.get_or_create(&label("reason", end.reason)).inc();
+            }
+            if end.token_rejected {
+                self.tokens.reject(&token);
+            }
+            if shutdown.is_cancelled() {
+                tracing::info!("Zoom WebSocket closed for shutdown");
+                break;
+            }
+            if end.connected && started.elapsed() >= HEALTHY_SESSION {
+                attempt = 0;
+            }
+            let delay = if attempt == 0 { Duration::ZERO } else { RECONNECT.delay(attempt - 1) };
+            attempt = attempt.saturating_add(1);
+            tracing::warn!(
+                reason = end.reason,
+                detail = %end.detail,
+                reconnect_in_ms = delay.as_millis() as u64,
+                "Zoom WebSocket disconnected; reconnecting (events sent meanwhile are not replayed by Zoom)"
+            );
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn session(&self, token: &Secret, shutdown: &CancellationToken) -> SessionEnd {
+        let end = |reason, detail: String| SessionEnd {
+            reason,
+            detail,
+            connected: false,
+            token_rejected: false,
+        };
+        let url = self.dialer.url_with_token(token);
+        tracing::info!(url = %redact_url(&url), "connecting to Zoom QSS WebSocket");
+        let stream = match self.dialer.connect(&url).await {
+            Ok(s) => s,
+            Err((reason, detail)) => return end(reason, detail),
+        };
+        let ws = match self.dialer.upgrade(&url, stream).await {
+            Ok(ws) => ws,
+            Err((reason, detail)) => return end(reason, detail),
+        };
+        let (rx, tx) = ws.split(tokio::io::split);
+        let writer = Arc::new(tokio::sync::Mutex::new(tx));
+        let (ctl_tx, mut ctl) = mpsc::unbounded_channel();
+        let last_rx = Arc::new(AtomicU64::new(now_ms()));
+        let reader = tokio::spawn(read_loop(
+            rx,
+            writer.clone(),
+            self.appender.clone(),
+            self.metrics.clone(),
+            self.state.clone(),
+            last_rx.clone(),
+            ctl_tx,
+        ));
+        let result = self.supervise(&writer, &mut ctl, &last_rx, shutdown).await;
+        // Give the reader a moment to drain what Zoom sent before its close, then stop it.
+        let drain = if shutdown.is_cancelled() { Duration::from_secs(2) } else { Duration::from_millis(200) };
+        let mut reader = reader;
+        if tokio::time::timeout(drain, &mut reader).await.is_err() {
+            reader.abort();
+        }
+        result
+    }
+
+    async fn supervise<W: AsyncWrite + Unpin>(
+        &self,
+        writer: &tokio::sync::Mutex<fastwebsockets::WebSocketWrite<W>>,
+        ctl: &mut mpsc::UnboundedReceiver<Control>,
+        last_rx: &AtomicU64,
+        shutdown: &CancellationToken,
+    ) -> SessionEnd {
+        let ended = |reason, detail: String, connected, token_rejected| SessionEnd {
+            reason,
+            detail,
+            connected,
+            token_rejected,
+        };
+        // build_connection first.
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return ended("shutdown", String::new(), false, false),
+            c = tokio::time::timeout(BUILD_CONNECTION_TIMEOUT, ctl.recv()) => c,
+        };
+        match first {
+            Ok(Some(Control::BuildConnection { success: true, .. })) => {}
+            Ok(Some(Control::BuildConnection { success: false, content })) | Ok(Some(Control::TokenRejected(content))) => {
+                let token = super::frame::mentions_token(&content);
+                tracing::error!(content = %content, "Zoom refused the WebSocket connection (build_connection failed)");
+                return ended("build_connection_failed", content, false, token);
+            }
+            Ok(Some(other)) => return ended("build_connection_failed", format!("{other:?} before build_connection"), false, false),
+            Ok(None) => return ended("read_error", "connection ended before build_connection".into(), false, false),
+            Err(_) => return ended("build_connection_timeout", format!("no build_connection within {BUILD_CONNECTION_TIMEOUT:?}"), false, false),
+        }
+        self.metrics.ws_connects.inc();
+        self.state.connected.store(true, Ordering::SeqCst);
+        tracing::info!("connected to Zoom QSS WebSocket");
+
+        let interval = self.dialer.cfg.heartbeat_interval;
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut liveness = tokio::time::interval(Duration::from_millis(250).min(interval / 4));
+        let mut heartbeat_sent: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let mut w = writer.lock().await;
+                    let _ = w.write_frame(Frame::close(1000, b"relay shutting down")).await;
+                    return ended("shutdown", String::new(), true, false);
+                }
+                c = ctl.recv() => match c {
+                    Some(Control::Heartbeat) => {
+                        if let Some(sent) = heartbeat_sent.take() {
+                            self.metrics.ws_heartbeat_rtt.observe(sent.elapsed().as_secs_f64());
+                        }
+                    }
+                    Some(Control::TokenRejected(content)) => {
+                        tracing::error!(content = %content, "Zoom rejected the access token mid-stream; getting a new one");
+                        return ended("invalid_token", content, true, true);
+                    }
+                    Some(Control::BuildConnection { content, .. }) => {
+                        tracing::warn!(content = %content, "unexpected second build_connection frame; ignored");
+                    }
+                    Some(Control::Closed(why)) => return ended("server_close", why, true, false),
+                    Some(Control::ReadError(e)) => return ended("read_error", e, true, false),
+                    Some(Control::SpoolClosed) | None => return ended("shutdown", "spool closed".into(), true, false),
+                },
+                _ = heartbeat.tick() => {
+                    let mut w = writer.lock().await;
+                    if let Err(e) = w.write_frame(Frame::text(Payload::Borrowed(br#"{"module":"heartbeat"}"#))).await {
+                        return ended("write_error", e.to_string(), true, false);
+                    }
+                    heartbeat_sent = Some(Instant::now());
+                }
+                _ = liveness.tick() => {
+                    let silent_ms = now_ms().saturating_sub(last_rx.load(Ordering::Relaxed));
+                    if silent_ms > 2 * interval.as_millis() as u64 {
+                        return ended("silent", format!("nothing received for {} ms (two heartbeat intervals)", silent_ms), true, false);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Turns a frame payload into `Bytes` without copying when fastwebsockets read it into
+/// its buffer (the usual case).
+fn into_bytes(p: Payload<'_>) -> Bytes {
+    match p {
+        Payload::Bytes(b) => b.freeze(),
+        Payload::Owned(v) => Bytes::from(v),
+        other => Bytes::copy_from_slice(&other),
+    }
+}
+
+async fn read_loop<R, W>(
+    rx: fastwebsockets::WebSocketRead<R>,
+    writer: Arc<tokio::sync::Mutex<fastwebsockets::WebSocketWrite<W>>>,
+    appender: Appender,
+    metrics: Arc<Metrics>,
+    state: Arc<WsState>,
+    last_rx: Arc<AtomicU64>,
+    ctl: mpsc::UnboundedSender<Control>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let mut rx = fastwebsockets::FragmentCollectorRead::new(rx);
+    let events_label = label("kind", "event");
+    let mut malformed_logged = 0u64;
+    loop {
+        let frame = rx
+            .read_frame(&mut |f: Frame<'_>| {
+                // Obligated answers (pong, close echo) go out through the writer.
+                let w = writer.clone();
+                let frame = Frame::new(true, f.opcode, None, Payload::Owned(f.payload.to_vec()));
+                async move { w.lock().await.write_frame(frame).await }
+            })
+            .await;
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = ctl.send(Control::ReadError(e.to_string()));
+                return;
+            }
+        };
+        last_rx.store(now_ms(), Ordering::Relaxed);
+        state.last_frame_ms.store(now_ms(), Ordering::Relaxed);
+        match frame.opcode {
+            OpCode::Close => {
+                let why = match frame.payload.len() {
+                    0 | 1 => "close frame".to_string(),
+                    _ => format!(
+                        "close frame {} {}",
+                        u16::from_be_bytes([frame.payload[0], frame.payload[1]]),
+                        String::from_utf8_lossy(&frame.payload[2..])
+                    ),
+                };
+                let _ = ctl.send(Control::Closed(why));
+                return;
+            }
+            OpCode::Text | OpCode::Binary => {}
+            _ => continue,
+        }
+        let payload = into_bytes(frame.payload);
+        let (record, kind_label) = match classify(&payload) {
+            FrameKind::Event => (Some(NewRecord::new(SourceKind::WebSocket, payload)), events_label),
+            FrameKind::Unrecognised { reason } => {
+                malformed_logged += 1;
+                if malformed_logged <= 10 || malformed_logged.is_power_of_two() {
+                    tracing::warn!(%reason, bytes = payload.len(), count = malformed_logged, "unrecognised frame from Zoom: kept and shipped as raw text");
+                }
+                (
+                    Some(NewRecord::new(SourceKind::WebSocket, payload).with_flags(flags::MALFORMED)),
+                    label("kind", "malformed"),
+                )
+            }
+            FrameKind::Heartbeat => {
+                let _ = ctl.send(Control::Heartbeat);
+                (None, label("kind", "heartbeat"))
+            }
+            FrameKind::BuildConnection { success, content } => {
+                let _ = ctl.send(Control::BuildConnection { success, content });
+                (None, label("kind", "control"))
+            }
+            FrameKind::TokenRejected { content } => {
+                let _ = ctl.send(Control::TokenRejected(content));
+                (None, label("kind", "control"))
+            }
+            FrameKind::ServerError { module, content } => {
+                tracing::warn!(%module, %content, "Zoom sent an error notice");
+                (None, label("kind", "control"))
+            }
+        };
+        metrics.ws_frames.get_or_create(&kind_label).inc();
+        if let Some(record) = record {
+            metrics.events_received.get_or_create(&label("source", "websocket")).inc();
+            state.events.fetch_add(1, Ordering::Relaxed);
+            match appender.send(record).await {
+                Ok(()) => {}
+                Err(AppendError::Closed) => {
+                    let _ = ctl.send(Control::SpoolClosed);
+                    return;
+                }
+                Err(e) => tracing::error!(error = %e, "could not hand an event to the spool"),
+            }
+        }
+    }
+}
