@@ -117,6 +117,41 @@ impl RunningRelay {
     }
 }
 
+/// The file in the spool directory that says which process holds the spool and where
+/// its endpoints are; `relay spool ...` reads it to find the daemon.
+pub const RUNTIME_INFO: &str = "relay.json";
+
+/// What [`RUNTIME_INFO`] holds.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RuntimeInfo {
+    pub pid: u32,
+    pub admin_addr: Option<SocketAddr>,
+    pub webhook_addr: Option<SocketAddr>,
+    pub started_ms: u64,
+}
+
+impl RuntimeInfo {
+    /// Reads the file of a spool directory, if there is one.
+    pub fn read(spool_dir: &std::path::Path) -> Option<RuntimeInfo> {
+        serde_json::from_slice(&std::fs::read(spool_dir.join(RUNTIME_INFO)).ok()?).ok()
+    }
+}
+
+fn write_runtime_info(spool: &Spool, admin_addr: Option<SocketAddr>, webhook_addr: Option<SocketAddr>) {
+    let info = RuntimeInfo {
+        pid: std::process::id(),
+        admin_addr,
+        webhook_addr,
+        started_ms: crate::spool::now_ms(),
+    };
+    let path = spool.dir().join(RUNTIME_INFO);
+    let tmp = spool.dir().join(format!("{RUNTIME_INFO}.tmp"));
+    let result = std::fs::write(&tmp, serde_json::to_vec_pretty(&info).expect("serializable")).and_then(|_| std::fs::rename(&tmp, &path));
+    if let Err(e) = result {
+        tracing::warn!(error = %e, path = %path.display(), "cannot write the runtime info file (relay spool commands will rely on RELAY_ADMIN_ADDR)");
+    }
+}
+
 /// Starts everything `config` describes. `config.require_for_run()` must hold.
 pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRelay, StartError> {
     config.require_for_run()?;
@@ -202,6 +237,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         sources.push(tokio::spawn(source.run(sources_stop.clone())));
     }
     drop(appender);
+    write_runtime_info(&spool, admin_addr, webhook_addr);
     ready.store(true, Ordering::SeqCst);
 
     Ok(RunningRelay {

@@ -114,7 +114,12 @@ async fn open(global: &Global, args: &SpoolArgs) -> Result<Access, ExitCode> {
     if let Some(dir) = &args.spool_dir {
         config.spool.dir = dir.clone();
     }
-    let admin_addr = args.admin_addr.or(config.admin_addr);
+    // The daemon says where its admin endpoint is in the spool directory; an explicit
+    // --admin-addr wins, RELAY_ADMIN_ADDR is the fallback.
+    let admin_addr = args
+        .admin_addr
+        .or_else(|| crate::pipeline::RuntimeInfo::read(&config.spool.dir).and_then(|i| i.admin_addr))
+        .or(config.admin_addr);
     match Spool::open(&config.spool, Arc::new(Metrics::new())) {
         Ok(spool) => {
             let hec = HecSettings {

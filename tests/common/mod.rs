@@ -1,0 +1,171 @@
+//! Helpers for the integration tests: run the real `relay` binary against the simulator's
+//! fake Zoom and fake LogScale (loopback, port 0), kill it, restart it, ask it things.
+//!
+//! The fakes are the library's `qss_relay::sim` (the same ones `relay demo` and the
+//! benchmarks use); the spool is always a real sled directory in a temp dir.
+
+#![allow(dead_code)]
+
+use qss_relay::admin::InspectReport;
+use qss_relay::pipeline::RuntimeInfo;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TOKEN: &str = "test-ingest-token";
+
+/// A relay child process with its own spool directory and log file.
+pub struct Relay {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+    pub env: BTreeMap<String, String>,
+}
+
+/// The environment of a relay shipping to `logscale_url`, with its spool in `dir`.
+pub fn base_env(dir: &Path, logscale_url: &str) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert("LOGSCALE_HOST".into(), logscale_url.to_string());
+    env.insert("LOGSCALE_INGEST_TOKEN".into(), TOKEN.into());
+    env.insert("LOGSCALE_REPOSITORY".into(), "zoom".into());
+    env.insert("RELAY_SPOOL_DIR".into(), dir.join("spool").display().to_string());
+    env.insert("RELAY_ADMIN_ADDR".into(), "127.0.0.1:0".into());
+    env.insert("RELAY_BATCH_TIMEOUT_MS".into(), "100".into());
+    env.insert("RELAY_SHUTDOWN_TIMEOUT_SECS".into(), "3".into());
+    env.insert("RUST_LOG".into(), "info".into());
+    env
+}
+
+pub fn relay_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_relay")
+}
+
+/// A `relay` command with exactly `env` (nothing inherited but PATH).
+pub fn command(env: &BTreeMap<String, String>) -> Command {
+    let mut cmd = Command::new(relay_bin());
+    cmd.env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd.envs(env);
+    cmd
+}
+
+impl Relay {
+    /// Starts `relay run` and waits until it is ready.
+    pub fn start(dir: &Path, env: &BTreeMap<String, String>) -> Relay {
+        let log = dir.join(format!("relay-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+        let spool = PathBuf::from(&env["RELAY_SPOOL_DIR"]);
+        let _ = std::fs::remove_file(spool.join("relay.json"));
+        let child = command(env)
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn relay");
+        let mut relay = Relay {
+            child,
+            dir: spool,
+            log,
+            env: env.clone(),
+        };
+        relay.wait_ready(Duration::from_secs(30));
+        relay
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("relay exited with {status} before it was ready; log:\n{}", self.log_text());
+            }
+            if let Some(info) = self.info() {
+                if info.pid == self.child.id() && info.admin_addr.is_some() {
+                    let ok = std::process::Command::new(relay_bin())
+                        .args(["health", "--admin-addr", &info.admin_addr.unwrap().to_string()])
+                        .output()
+                        .map(|o| o.status.success())
+                        .unwrap_or(false);
+                    if ok {
+                        return;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "relay not ready within {timeout:?}; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn info(&self) -> Option<RuntimeInfo> {
+        RuntimeInfo::read(&self.dir)
+    }
+
+    pub fn webhook_addr(&self) -> std::net::SocketAddr {
+        self.info().and_then(|i| i.webhook_addr).expect("webhook endpoint is configured")
+    }
+
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        self.info().and_then(|i| i.admin_addr).expect("admin endpoint is configured")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`.
+    pub fn kill9(mut self) -> String {
+        let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        self.log_text()
+    }
+
+    /// SIGTERM, and wait for the exit; returns (success, log).
+    pub fn terminate(mut self) -> (bool, String) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.success(), self.log_text());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return (false, self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `relay spool inspect --json` against this relay's spool (asks the daemon).
+    pub fn inspect(&self) -> InspectReport {
+        inspect(&self.env)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `relay spool inspect --json` with `env`.
+pub fn inspect(env: &BTreeMap<String, String>) -> InspectReport {
+    let out = command(env).args(["spool", "inspect", "--json"]).output().unwrap();
+    assert!(out.status.success(), "inspect failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("inspect output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Polls `f` until it holds or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
