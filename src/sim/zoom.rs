@@ -85,6 +85,8 @@ struct State {
     tokens_issued: AtomicU64,
     reject_credentials: AtomicBool,
     answer_heartbeats: AtomicBool,
+    /// Refuse this many coming connections with `build_connection` `Invalid Token`.
+    refuse_next: AtomicU64,
     connections: AtomicU64,
     refused: AtomicU64,
     open: AtomicU64,
@@ -131,6 +133,7 @@ impl FakeZoom {
             tokens_issued: AtomicU64::new(0),
             reject_credentials: AtomicBool::new(false),
             answer_heartbeats: AtomicBool::new(true),
+            refuse_next: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             open: AtomicU64::new(0),
@@ -212,6 +215,11 @@ impl FakeZoom {
         self.state.reject_credentials.store(reject, Ordering::SeqCst);
     }
 
+    /// Refuses the next `n` connections with `build_connection` `success:false`.
+    pub fn refuse_next_connections(&self, n: u64) {
+        self.state.refuse_next.store(n, Ordering::SeqCst);
+    }
+
     pub fn set_answer_heartbeats(&self, answer: bool) {
         self.state.answer_heartbeats.store(answer, Ordering::SeqCst);
     }
@@ -287,6 +295,11 @@ async fn handle(st: Arc<State>, shutdown: CancellationToken, mut req: Request<In
                 matches!((&*cur, param("access_token")), (Some((t, exp)), Some(given)) if *t == given && Instant::now() < *exp)
             };
             let subscription_ok = param("subscriptionId").as_deref() == Some(st.opts.subscription_id.as_str());
+            let forced = st
+                .refuse_next
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            let token_ok = token_ok && !forced;
             let (resp, fut) = match fastwebsockets::upgrade::upgrade(&mut req) {
                 Ok(v) => v,
                 Err(e) => return server::text(StatusCode::BAD_REQUEST, e.to_string()),
