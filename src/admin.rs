@@ -84,13 +84,24 @@ pub fn peek_record(r: &Record) -> PeekRecord {
     let mut json: Option<serde_json::Value> = serde_json::from_slice(&r.payload).ok();
     let mut event = None;
     if let Some(v) = json.as_mut() {
-        if let Some(content) = v.get("content").and_then(|c| c.as_str()).map(str::to_string) {
+        if let Some(content) = v
+            .get("content")
+            .and_then(|c| c.as_str())
+            .map(str::to_string)
+        {
             if let Ok(decoded) = serde_json::from_str::<serde_json::Value>(&content) {
                 v["content"] = decoded;
             }
         }
-        let body = if r.kind == SourceKind::WebSocket { v.get("content") } else { Some(&*v) };
-        event = body.and_then(|b| b.get("event")).and_then(|e| e.as_str()).map(str::to_string);
+        let body = if r.kind == SourceKind::WebSocket {
+            v.get("content")
+        } else {
+            Some(&*v)
+        };
+        event = body
+            .and_then(|b| b.get("event"))
+            .and_then(|e| e.as_str())
+            .map(str::to_string);
     }
     PeekRecord {
         seq: r.seq,
@@ -100,7 +111,9 @@ pub fn peek_record(r: &Record) -> PeekRecord {
         malformed: r.is_malformed(),
         event,
         bytes: r.payload.len(),
-        text: json.is_none().then(|| String::from_utf8_lossy(&r.payload).into_owned()),
+        text: json
+            .is_none()
+            .then(|| String::from_utf8_lossy(&r.payload).into_owned()),
         json,
     }
 }
@@ -119,7 +132,9 @@ impl From<&DeadLetter> for DeadDetail {
         let json: Option<serde_json::Value> = serde_json::from_slice(&d.payload).ok();
         DeadDetail {
             summary: d.summary(),
-            text: json.is_none().then(|| String::from_utf8_lossy(&d.payload).into_owned()),
+            text: json
+                .is_none()
+                .then(|| String::from_utf8_lossy(&d.payload).into_owned()),
             json,
         }
     }
@@ -130,7 +145,11 @@ pub fn parse_ids(s: &str) -> Result<Option<Vec<DeadId>>, String> {
     if s == "all" {
         return Ok(None);
     }
-    s.split(',').filter(|p| !p.is_empty()).map(str::parse).collect::<Result<Vec<_>, _>>().map(Some)
+    s.split(',')
+        .filter(|p| !p.is_empty())
+        .map(str::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// Writes pending records from `from` to `to` as NDJSON: HEC events (what would be sent)
@@ -204,7 +223,11 @@ impl AdminState {
     }
 
     pub fn inspect(&self) -> InspectReport {
-        InspectReport::new(self.refresh_gauges(), Some(self.ship_status.snapshot()), "daemon")
+        InspectReport::new(
+            self.refresh_gauges(),
+            Some(self.ship_status.snapshot()),
+            "daemon",
+        )
     }
 }
 
@@ -223,16 +246,30 @@ fn query(req: &Request<Incoming>) -> HashMap<String, String> {
         .unwrap_or("")
         .split('&')
         .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.replace("%3A", ":").replace("%3a", ":").replace("%2C", ",").replace("%2c", ",")))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.replace("%3A", ":")
+                    .replace("%3a", ":")
+                    .replace("%2C", ",")
+                    .replace("%2c", ","),
+            )
+        })
         .collect()
 }
 
 fn bad_request(msg: impl Into<String>) -> Response<RespBody> {
-    server::json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": msg.into()}))
+    server::json(
+        StatusCode::BAD_REQUEST,
+        &serde_json::json!({"error": msg.into()}),
+    )
 }
 
 fn internal(e: impl std::fmt::Display) -> Response<RespBody> {
-    server::json(StatusCode::INTERNAL_SERVER_ERROR, &serde_json::json!({"error": e.to_string()}))
+    server::json(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &serde_json::json!({"error": e.to_string()}),
+    )
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
@@ -246,7 +283,11 @@ async fn handle(st: AdminState, req: Request<Incoming>) -> Response<RespBody> {
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/metrics") => {
             st.refresh_gauges();
-            server::full(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", st.metrics.render())
+            server::full(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                st.metrics.render(),
+            )
         }
         (Method::GET, "/healthz") => server::text(StatusCode::OK, "ok\n"),
         (Method::GET, "/readyz") => {
@@ -265,7 +306,10 @@ async fn handle(st: AdminState, req: Request<Incoming>) -> Response<RespBody> {
             let from = num("from").unwrap_or(0);
             let spool = st.spool.clone();
             match blocking(move || spool.pending(from, n, None)).await {
-                Some(Ok(recs)) => server::json(StatusCode::OK, &recs.iter().map(peek_record).collect::<Vec<_>>()),
+                Some(Ok(recs)) => server::json(
+                    StatusCode::OK,
+                    &recs.iter().map(peek_record).collect::<Vec<_>>(),
+                ),
                 Some(Err(e)) => internal(e),
                 None => internal("peek failed"),
             }
@@ -274,7 +318,8 @@ async fn handle(st: AdminState, req: Request<Incoming>) -> Response<RespBody> {
             let from = num("from").unwrap_or(0);
             let to = num("to");
             let raw = q.get("raw").is_some_and(|v| v == "1" || v == "true");
-            let (mut tx, body) = http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(4);
+            let (mut tx, body) =
+                http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(4);
             let spool = st.spool.clone();
             let hec = st.hec.clone();
             tokio::task::spawn_blocking(move || {
@@ -306,7 +351,10 @@ async fn handle(st: AdminState, req: Request<Incoming>) -> Response<RespBody> {
             let spool = st.spool.clone();
             match blocking(move || spool.dead_get(id)).await {
                 Some(Ok(Some(d))) => server::json(StatusCode::OK, &DeadDetail::from(&d)),
-                Some(Ok(None)) => server::json(StatusCode::NOT_FOUND, &serde_json::json!({"error": format!("no dead letter {id}")})),
+                Some(Ok(None)) => server::json(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({"error": format!("no dead letter {id}")}),
+                ),
                 Some(Err(e)) => internal(e),
                 None => internal("lookup failed"),
             }
@@ -318,14 +366,24 @@ async fn handle(st: AdminState, req: Request<Incoming>) -> Response<RespBody> {
             };
             let retry = path.ends_with("retry");
             let spool = st.spool.clone();
-            let result = blocking(move || if retry { spool.dead_retry(ids.as_deref()) } else { spool.dead_purge(ids.as_deref()) }).await;
+            let result = blocking(move || {
+                if retry {
+                    spool.dead_retry(ids.as_deref())
+                } else {
+                    spool.dead_purge(ids.as_deref())
+                }
+            })
+            .await;
             match result {
                 Some(Ok(done)) => server::json(StatusCode::OK, &done),
                 Some(Err(e)) => internal(e),
                 None => internal("operation failed"),
             }
         }
-        _ => server::text(StatusCode::NOT_FOUND, "not found: try /metrics, /healthz, /readyz, /spool/inspect\n"),
+        _ => server::text(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics, /healthz, /readyz, /spool/inspect\n",
+        ),
     }
 }
 
@@ -339,7 +397,8 @@ impl AdminClient {
     pub fn new(addr: std::net::SocketAddr) -> AdminClient {
         AdminClient {
             base: format!("http://{addr}"),
-            http: crate::net::http::HttpClient::new(None).expect("a client without a CA file always builds"),
+            http: crate::net::http::HttpClient::new(None)
+                .expect("a client without a CA file always builds"),
         }
     }
 
@@ -349,22 +408,34 @@ impl AdminClient {
             .uri(format!("{}{path}", self.base))
             .body(crate::net::http::Body::new(Bytes::new()))
             .map_err(|e| e.to_string())?;
-        let reply = self.http.send(req, timeout).await.map_err(|e| e.to_string())?;
+        let reply = self
+            .http
+            .send(req, timeout)
+            .await
+            .map_err(|e| e.to_string())?;
         if !reply.status.is_success() {
-            return Err(format!("the daemon answered HTTP {}: {}", reply.status.as_u16(), reply.excerpt(300)));
+            return Err(format!(
+                "the daemon answered HTTP {}: {}",
+                reply.status.as_u16(),
+                reply.excerpt(300)
+            ));
         }
         Ok(reply.body)
     }
 
     /// GET a JSON document.
     pub async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, String> {
-        let body = self.call(Method::GET, path, Duration::from_secs(30)).await?;
+        let body = self
+            .call(Method::GET, path, Duration::from_secs(30))
+            .await?;
         serde_json::from_slice(&body).map_err(|e| format!("unexpected answer from the daemon: {e}"))
     }
 
     /// POST, expecting JSON back.
     pub async fn post<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, String> {
-        let body = self.call(Method::POST, path, Duration::from_secs(300)).await?;
+        let body = self
+            .call(Method::POST, path, Duration::from_secs(300))
+            .await?;
         serde_json::from_slice(&body).map_err(|e| format!("unexpected answer from the daemon: {e}"))
     }
 
@@ -374,19 +445,32 @@ impl AdminClient {
             .uri(format!("{}/readyz", self.base))
             .body(crate::net::http::Body::new(Bytes::new()))
             .map_err(|e| e.to_string())?;
-        let reply = self.http.send(req, Duration::from_secs(5)).await.map_err(|e| e.to_string())?;
+        let reply = self
+            .http
+            .send(req, Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(reply.status.is_success())
     }
 
     /// Streams `/spool/export` into `out`.
-    pub async fn export(&self, path: &str, out: &mut (dyn std::io::Write + Send)) -> Result<u64, String> {
+    pub async fn export(
+        &self,
+        path: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<u64, String> {
         // The export may be large: stream it instead of buffering.
-        let uri: hyper::Uri = format!("{}{path}", self.base).parse().map_err(|e: hyper::http::uri::InvalidUri| e.to_string())?;
+        let uri: hyper::Uri = format!("{}{path}", self.base)
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| e.to_string())?;
         let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
-        let stream = tokio::net::TcpStream::connect(&host).await.map_err(|e| e.to_string())?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        let stream = tokio::net::TcpStream::connect(&host)
             .await
             .map_err(|e| e.to_string())?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         let req = Request::builder()
             .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
@@ -395,7 +479,10 @@ impl AdminClient {
             .map_err(|e| e.to_string())?;
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
         if !resp.status().is_success() {
-            return Err(format!("the daemon answered HTTP {}", resp.status().as_u16()));
+            return Err(format!(
+                "the daemon answered HTTP {}",
+                resp.status().as_u16()
+            ));
         }
         let mut body = resp.into_body();
         let mut lines = 0u64;

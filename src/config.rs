@@ -69,7 +69,11 @@ pub struct SettingDoc {
 
 impl SettingDoc {
     const fn new(name: &'static str, default: &'static str, description: &'static str) -> Self {
-        SettingDoc { name, default, description }
+        SettingDoc {
+            name,
+            default,
+            description,
+        }
     }
 }
 
@@ -220,9 +224,14 @@ impl Env {
     }
 
     /// Builds an environment from pairs (tests, the demo).
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Env {
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Env {
         Env {
-            vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
         }
     }
 
@@ -232,7 +241,10 @@ impl Env {
 
     /// The value of `key`; an empty value counts as unset (as the old script treated it).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.vars.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     /// Relay variables that no setting knows: most likely typos.
@@ -355,7 +367,13 @@ impl Reader<'_> {
         self.env.get(var).map(str::to_string)
     }
 
-    fn parsed<T>(&mut self, var: &str, default: T, expected: &str, parse: impl Fn(&str) -> Option<T>) -> T {
+    fn parsed<T>(
+        &mut self,
+        var: &str,
+        default: T,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> T {
         match self.env.get(var) {
             None => default,
             Some(raw) => match parse(raw.trim()) {
@@ -370,23 +388,35 @@ impl Reader<'_> {
 
     fn int(&mut self, var: &str, default: u64, min: u64, max: u64) -> u64 {
         let expected = format!("an integer from {min} to {max}");
-        self.parsed(var, default, &expected, |s| s.parse::<u64>().ok().filter(|v| (min..=max).contains(v)))
+        self.parsed(var, default, &expected, |s| {
+            s.parse::<u64>().ok().filter(|v| (min..=max).contains(v))
+        })
     }
 
     fn size(&mut self, var: &str, default: u64, min: u64) -> u64 {
         let expected = format!("a size of at least {min} bytes, like 5000000, 512MiB or 10GiB");
-        self.parsed(var, default, &expected, |s| parse_size::parse_size(s).ok().filter(|v| *v >= min))
+        self.parsed(var, default, &expected, |s| {
+            parse_size::parse_size(s).ok().filter(|v| *v >= min)
+        })
     }
 
     fn addr(&mut self, var: &str, default: SocketAddr) -> SocketAddr {
-        self.parsed(var, default, "an address like 127.0.0.1:9464 or [::]:9464", |s| s.parse().ok())
+        self.parsed(
+            var,
+            default,
+            "an address like 127.0.0.1:9464 or [::]:9464",
+            |s| s.parse().ok(),
+        )
     }
 }
 
 impl Config {
     /// Reads every setting, collecting all problems.
     pub fn from_env(env: &Env) -> Result<Config, Problems> {
-        let mut r = Reader { env, problems: Vec::new() };
+        let mut r = Reader {
+            env,
+            problems: Vec::new(),
+        };
 
         let logscale = read_logscale(&mut r);
         let zoom_ws = read_zoom_ws(&mut r);
@@ -398,7 +428,10 @@ impl Config {
             None => PathBuf::from("/var/lib/qss-relay/spool"),
         };
         let spool = SpoolSettings {
-            dir: r.string("RELAY_SPOOL_DIR").map(PathBuf::from).unwrap_or(default_dir),
+            dir: r
+                .string("RELAY_SPOOL_DIR")
+                .map(PathBuf::from)
+                .unwrap_or(default_dir),
             max_bytes: r.size("RELAY_SPOOL_MAX_BYTES", 10 << 30, 1 << 20),
             full_policy: r.parsed(
                 "RELAY_SPOOL_FULL_POLICY",
@@ -430,23 +463,35 @@ impl Config {
 
         let admin_addr = match env.get("RELAY_ADMIN_ADDR") {
             Some("off") => None,
-            _ => Some(r.addr("RELAY_ADMIN_ADDR", "127.0.0.1:9464".parse().expect("valid default"))),
+            _ => Some(r.addr(
+                "RELAY_ADMIN_ADDR",
+                "127.0.0.1:9464".parse().expect("valid default"),
+            )),
         };
-        let log_format = r.parsed("RELAY_LOG_FORMAT", LogFormat::Text, "`text` or `json`", |s| match s {
-            "text" => Some(LogFormat::Text),
-            "json" => Some(LogFormat::Json),
-            _ => None,
-        });
+        let log_format = r.parsed(
+            "RELAY_LOG_FORMAT",
+            LogFormat::Text,
+            "`text` or `json`",
+            |s| match s {
+                "text" => Some(LogFormat::Text),
+                "json" => Some(LogFormat::Json),
+                _ => None,
+            },
+        );
         let ca_file = r.string("RELAY_CA_FILE").map(PathBuf::from);
         if let Some(path) = &ca_file {
             if !path.is_file() {
-                r.problem("RELAY_CA_FILE", format!("{} is not a readable file", path.display()));
+                r.problem(
+                    "RELAY_CA_FILE",
+                    format!("{} is not a readable file", path.display()),
+                );
             }
         }
         let hostname = r
             .string("RELAY_HOSTNAME")
             .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
-        let shutdown_timeout = Duration::from_secs(r.int("RELAY_SHUTDOWN_TIMEOUT_SECS", 10, 0, 3600));
+        let shutdown_timeout =
+            Duration::from_secs(r.int("RELAY_SHUTDOWN_TIMEOUT_SECS", 10, 0, 3600));
 
         if r.problems.is_empty() {
             Ok(Config {
@@ -510,11 +555,17 @@ fn read_logscale(r: &mut Reader<'_>) -> Option<LogscaleConfig> {
     match (host, token) {
         (None, None) => None,
         (Some(_), None) => {
-            r.problem("LOGSCALE_INGEST_TOKEN", "required with LOGSCALE_HOST: the repository's ingest token");
+            r.problem(
+                "LOGSCALE_INGEST_TOKEN",
+                "required with LOGSCALE_HOST: the repository's ingest token",
+            );
             None
         }
         (None, Some(_)) => {
-            r.problem("LOGSCALE_HOST", "required with LOGSCALE_INGEST_TOKEN: `host[:port]` or `https://host`");
+            r.problem(
+                "LOGSCALE_HOST",
+                "required with LOGSCALE_INGEST_TOKEN: `host[:port]` or `https://host`",
+            );
             None
         }
         (Some(host), Some(token)) => match normalize_logscale_host(&host) {
@@ -542,9 +593,9 @@ pub fn normalize_logscale_host(raw: &str) -> Result<String, String> {
     } else {
         format!("https://{raw}")
     };
-    let uri: hyper::Uri = with_scheme
-        .parse()
-        .map_err(|e| format!("expected `host[:port]` or `https://host[:port]`, got {raw:?} ({e})"))?;
+    let uri: hyper::Uri = with_scheme.parse().map_err(|e| {
+        format!("expected `host[:port]` or `https://host[:port]`, got {raw:?} ({e})")
+    })?;
     match uri.scheme_str() {
         Some("https") | Some("http") => {}
         _ => return Err(format!("expected an http or https URL, got {raw:?}")),
@@ -573,7 +624,10 @@ fn read_zoom_ws(r: &mut Reader<'_>) -> Option<ZoomWsConfig> {
     let mut required = |var: &str| {
         let v = r.string(var);
         if v.is_none() {
-            r.problem(var, "required with ZOOM_WSS_URL (from the Server-to-Server OAuth app)");
+            r.problem(
+                var,
+                "required with ZOOM_WSS_URL (from the Server-to-Server OAuth app)",
+            );
         }
         v
     };
@@ -591,10 +645,17 @@ fn read_zoom_ws(r: &mut Reader<'_>) -> Option<ZoomWsConfig> {
 }
 
 fn check_url(raw: &str, schemes: &[&str]) -> Result<(), String> {
-    let uri: hyper::Uri = raw.parse().map_err(|e| format!("not a URL: {raw:?} ({e})"))?;
+    let uri: hyper::Uri = raw
+        .parse()
+        .map_err(|e| format!("not a URL: {raw:?} ({e})"))?;
     match uri.scheme_str() {
         Some(s) if schemes.contains(&s) => {}
-        _ => return Err(format!("expected a {} URL, got {raw:?}", schemes.join(" or "))),
+        _ => {
+            return Err(format!(
+                "expected a {} URL, got {raw:?}",
+                schemes.join(" or ")
+            ))
+        }
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!("no host name in {raw:?}"));
@@ -609,16 +670,29 @@ fn read_webhook(r: &mut Reader<'_>) -> Option<WebhookConfig> {
         (Some(c), Some(k)) => Some((c, k)),
         (None, None) => None,
         (Some(_), None) => {
-            r.problem("RELAY_WEBHOOK_TLS_KEY", "required with RELAY_WEBHOOK_TLS_CERT (PEM private key)");
+            r.problem(
+                "RELAY_WEBHOOK_TLS_KEY",
+                "required with RELAY_WEBHOOK_TLS_CERT (PEM private key)",
+            );
             None
         }
         (None, Some(_)) => {
-            r.problem("RELAY_WEBHOOK_TLS_CERT", "required with RELAY_WEBHOOK_TLS_KEY (PEM certificate chain)");
+            r.problem(
+                "RELAY_WEBHOOK_TLS_CERT",
+                "required with RELAY_WEBHOOK_TLS_KEY (PEM certificate chain)",
+            );
             None
         }
     };
-    let default_addr = if tls.is_some() { "0.0.0.0:8443" } else { "127.0.0.1:8080" };
-    let addr = r.addr("RELAY_WEBHOOK_ADDR", default_addr.parse().expect("valid default"));
+    let default_addr = if tls.is_some() {
+        "0.0.0.0:8443"
+    } else {
+        "127.0.0.1:8080"
+    };
+    let addr = r.addr(
+        "RELAY_WEBHOOK_ADDR",
+        default_addr.parse().expect("valid default"),
+    );
     let max_body_bytes = r.size("RELAY_WEBHOOK_MAX_BODY_BYTES", 1 << 20, 1024) as usize;
     let max_skew = Duration::from_secs(r.int("RELAY_WEBHOOK_MAX_SKEW_SECS", 300, 1, 86_400));
     let secret = r.string("ZOOM_WEBHOOK_SECRET_TOKEN")?;
@@ -704,18 +778,35 @@ mod tests {
         let vars: Vec<&str> = problems.0.iter().map(|p| p.var.as_str()).collect();
         assert_eq!(
             vars,
-            ["LOGSCALE_COMPRESSION", "ZOOM_WSS_URL", "RELAY_SPOOL_MAX_BYTES", "RELAY_SPOOL_FULL_POLICY"]
+            [
+                "LOGSCALE_COMPRESSION",
+                "ZOOM_WSS_URL",
+                "RELAY_SPOOL_MAX_BYTES",
+                "RELAY_SPOOL_FULL_POLICY"
+            ]
         );
         let text = problems.to_string();
-        assert!(!text.contains("csecret") && !text.contains("tok-123"), "{text}");
+        assert!(
+            !text.contains("csecret") && !text.contains("tok-123"),
+            "{text}"
+        );
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "***");
     }
 
     #[test]
     fn logscale_host_forms() {
-        assert_eq!(normalize_logscale_host("example.com:8443").unwrap(), "https://example.com:8443");
-        assert_eq!(normalize_logscale_host("http://127.0.0.1:8080/").unwrap(), "http://127.0.0.1:8080");
-        assert_eq!(normalize_logscale_host("https://gw.example.com/logscale").unwrap(), "https://gw.example.com/logscale");
+        assert_eq!(
+            normalize_logscale_host("example.com:8443").unwrap(),
+            "https://example.com:8443"
+        );
+        assert_eq!(
+            normalize_logscale_host("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            normalize_logscale_host("https://gw.example.com/logscale").unwrap(),
+            "https://gw.example.com/logscale"
+        );
         assert!(normalize_logscale_host("ftp://x").is_err());
         assert!(normalize_logscale_host("").is_err());
     }
@@ -730,14 +821,21 @@ mod tests {
         let env = Env::from_pairs([("ZOOM_WSS_URL", "wss://ws.zoom.us/ws?subscriptionId=x")]);
         let p = Config::from_env(&env).unwrap_err();
         let vars: Vec<&str> = p.0.iter().map(|p| p.var.as_str()).collect();
-        assert_eq!(vars, ["ZOOM_ACCOUNT_ID", "ZOOM_CLIENT_ID", "ZOOM_CLIENT_SECRET"]);
+        assert_eq!(
+            vars,
+            ["ZOOM_ACCOUNT_ID", "ZOOM_CLIENT_ID", "ZOOM_CLIENT_SECRET"]
+        );
     }
 
     #[test]
     fn process_environment_wins_over_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("env.vars");
-        std::fs::write(&path, "QSS_RELAY_TEST_PRECEDENCE=file\nQSS_RELAY_TEST_ONLY_FILE=file\n").unwrap();
+        std::fs::write(
+            &path,
+            "QSS_RELAY_TEST_PRECEDENCE=file\nQSS_RELAY_TEST_ONLY_FILE=file\n",
+        )
+        .unwrap();
         // SAFETY: this test is the only user of these variable names.
         unsafe { std::env::set_var("QSS_RELAY_TEST_PRECEDENCE", "process") };
         let env = Env::load(Some(&path)).unwrap();
@@ -748,6 +846,9 @@ mod tests {
     #[test]
     fn unknown_relay_variables_are_reported() {
         let env = Env::from_pairs([("RELAY_SPOOL_MAXBYTES", "1"), ("RELAY_SPOOL_DIR", "/x")]);
-        assert_eq!(env.unknown_relay_vars(), vec!["RELAY_SPOOL_MAXBYTES".to_string()]);
+        assert_eq!(
+            env.unknown_relay_vars(),
+            vec!["RELAY_SPOOL_MAXBYTES".to_string()]
+        );
     }
 }

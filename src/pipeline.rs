@@ -42,7 +42,9 @@ pub enum StartError {
     Spool(#[from] crate::spool::SpoolError),
     #[error(transparent)]
     Tls(#[from] crate::net::tls::TlsError),
-    #[error("cannot listen on {addr} for {what}: {source} (is another process using it? set {var})")]
+    #[error(
+        "cannot listen on {addr} for {what}: {source} (is another process using it? set {var})"
+    )]
     Bind {
         what: &'static str,
         var: &'static str,
@@ -83,7 +85,9 @@ impl RunningRelay {
     /// Healthy: the writer and the shipper are running (an outage of LogScale is not
     /// unhealthy: the spool absorbs it; a dead pipeline task is).
     pub fn is_healthy(&self) -> bool {
-        !self.writer.is_finished() && !self.shipper.is_finished() && self.sources.iter().all(|s| !s.is_finished())
+        !self.writer.is_finished()
+            && !self.shipper.is_finished()
+            && self.sources.iter().all(|s| !s.is_finished())
     }
 
     /// Takes the relay down in order (see the module docs).
@@ -100,7 +104,8 @@ impl RunningRelay {
             Err(_) => tracing::error!("the spool writer did not finish within 30 s"),
         }
         self.shipper_stop.cancel();
-        let _ = tokio::time::timeout(self.shutdown_timeout + Duration::from_secs(5), self.shipper).await;
+        let _ = tokio::time::timeout(self.shutdown_timeout + Duration::from_secs(5), self.shipper)
+            .await;
         if let Err(e) = self.spool.flush() {
             tracing::error!(error = %e, "final spool flush failed");
         }
@@ -137,7 +142,11 @@ impl RuntimeInfo {
     }
 }
 
-fn write_runtime_info(spool: &Spool, admin_addr: Option<SocketAddr>, webhook_addr: Option<SocketAddr>) {
+fn write_runtime_info(
+    spool: &Spool,
+    admin_addr: Option<SocketAddr>,
+    webhook_addr: Option<SocketAddr>,
+) {
     let info = RuntimeInfo {
         pid: std::process::id(),
         admin_addr,
@@ -146,7 +155,11 @@ fn write_runtime_info(spool: &Spool, admin_addr: Option<SocketAddr>, webhook_add
     };
     let path = spool.dir().join(RUNTIME_INFO);
     let tmp = spool.dir().join(format!("{RUNTIME_INFO}.tmp"));
-    let result = std::fs::write(&tmp, serde_json::to_vec_pretty(&info).expect("serializable")).and_then(|_| std::fs::rename(&tmp, &path));
+    let result = std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(&info).expect("serializable"),
+    )
+    .and_then(|_| std::fs::rename(&tmp, &path));
     if let Err(e) = result {
         tracing::warn!(error = %e, path = %path.display(), "cannot write the runtime info file (relay spool commands will rely on RELAY_ADMIN_ADDR)");
     }
@@ -155,7 +168,10 @@ fn write_runtime_info(spool: &Spool, admin_addr: Option<SocketAddr>, webhook_add
 /// Starts everything `config` describes. `config.require_for_run()` must hold.
 pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRelay, StartError> {
     config.require_for_run()?;
-    let logscale = config.logscale.as_ref().expect("checked by require_for_run");
+    let logscale = config
+        .logscale
+        .as_ref()
+        .expect("checked by require_for_run");
 
     let spool = Spool::open(&config.spool, metrics.clone())?;
     let stats = spool.stats();
@@ -168,7 +184,14 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
     let (appender, writer) = spool.start_writer(SPOOL_QUEUE);
 
     let http = HttpClient::new(config.ca_file.as_deref())?;
-    let client = HecClient::new(http.clone(), &logscale.base_url, &logscale.token, logscale.compression, config.ship.timeout).map_err(StartError::Other)?;
+    let client = HecClient::new(
+        http.clone(),
+        &logscale.base_url,
+        &logscale.token,
+        logscale.compression,
+        config.ship.timeout,
+    )
+    .map_err(StartError::Other)?;
     let hec = HecSettings {
         host: config.hostname.clone(),
         index: logscale.repository.clone(),
@@ -199,12 +222,14 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
     let (admin, admin_addr) = match config.admin_addr {
         None => (None, None),
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
-                what: "the admin endpoint",
-                var: "RELAY_ADMIN_ADDR (or `off`)",
-                addr,
-                source,
-            })?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    what: "the admin endpoint",
+                    var: "RELAY_ADMIN_ADDR (or `off`)",
+                    addr,
+                    source,
+                })?;
             let bound = listener.local_addr().ok();
             let state = AdminState {
                 spool: spool.clone(),
@@ -213,7 +238,14 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
                 ready: ready.clone(),
                 hec: hec.clone(),
             };
-            (Some(tokio::spawn(admin::serve(listener, state, admin_stop.clone()))), bound)
+            (
+                Some(tokio::spawn(admin::serve(
+                    listener,
+                    state,
+                    admin_stop.clone(),
+                ))),
+                bound,
+            )
         }
     };
 
@@ -222,8 +254,17 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
     let mut ws_state = None;
     if let Some(zoom) = &config.zoom_ws {
         let tokens = TokenSource::new(http.clone(), zoom.clone(), metrics.clone());
-        let tls_cfg = Arc::new(tls::client_config(config.ca_file.as_deref(), &[b"http/1.1"])?);
-        let source = ZoomWsSource::new(zoom.clone(), tokens.clone(), appender.clone(), metrics.clone(), tls_cfg);
+        let tls_cfg = Arc::new(tls::client_config(
+            config.ca_file.as_deref(),
+            &[b"http/1.1"],
+        )?);
+        let source = ZoomWsSource::new(
+            zoom.clone(),
+            tokens.clone(),
+            appender.clone(),
+            metrics.clone(),
+            tls_cfg,
+        );
         ws_state = Some(source.state());
         sources.push(tokio::spawn(tokens.refresh_loop(sources_stop.clone())));
         sources.push(tokio::spawn(source.run(sources_stop.clone())));

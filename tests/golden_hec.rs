@@ -21,7 +21,11 @@ fn encoder() -> Encoder {
 
 /// The sample lines exactly as written (key order kept), with their parsed value.
 fn samples(file: &str) -> Vec<(String, Value)> {
-    let text = std::fs::read_to_string(format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| (l.to_string(), serde_json::from_str(l).unwrap()))
@@ -56,7 +60,10 @@ fn encode(kind: SourceKind, payload: &str, fl: u8) -> String {
     let mut out = Vec::new();
     encoder().encode(&record(kind, payload, fl), &mut out);
     let text = String::from_utf8(out).expect("output is UTF-8");
-    assert!(text.ends_with('\n') && text.matches('\n').count() == 1, "one line per event: {text}");
+    assert!(
+        text.ends_with('\n') && text.matches('\n').count() == 1,
+        "one line per event: {text}"
+    );
     serde_json::from_str::<Value>(&text).expect("output is valid JSON");
     text
 }
@@ -67,8 +74,12 @@ fn check_golden(name: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing golden file {path}"));
-    assert_eq!(actual, expected, "output for {name} changed (UPDATE_GOLDEN=1 to accept)");
+    let expected =
+        std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing golden file {path}"));
+    assert_eq!(
+        actual, expected,
+        "output for {name} changed (UPDATE_GOLDEN=1 to accept)"
+    );
 }
 
 fn parsed(line: &str) -> Value {
@@ -77,7 +88,11 @@ fn parsed(line: &str) -> Value {
 
 #[test]
 fn meeting_participant_qos() {
-    let out = encode(SourceKind::WebSocket, &frame(&qss_event("meeting.participant_qos")), 0);
+    let out = encode(
+        SourceKind::WebSocket,
+        &frame(&qss_event("meeting.participant_qos")),
+        0,
+    );
     check_golden("ws_meeting.participant_qos", &out);
     let v = parsed(&out);
     assert_eq!(v["time"], json!(1626230691.572));
@@ -98,7 +113,11 @@ fn meeting_participant_qos() {
 
 #[test]
 fn meeting_participant_qos_summary() {
-    let out = encode(SourceKind::WebSocket, &frame(&qss_event("meeting.participant_qos_summary")), 0);
+    let out = encode(
+        SourceKind::WebSocket,
+        &frame(&qss_event("meeting.participant_qos_summary")),
+        0,
+    );
     check_golden("ws_meeting.participant_qos_summary", &out);
     let qos = &parsed(&out)["event"]["content"]["payload"]["object"]["participant"]["qos"];
     // No date_time on summary items: details as they are.
@@ -108,7 +127,11 @@ fn meeting_participant_qos_summary() {
 
 #[test]
 fn meeting_participant_data() {
-    let out = encode(SourceKind::WebSocket, &frame(&qss_event("meeting.participant_data")), 0);
+    let out = encode(
+        SourceKind::WebSocket,
+        &frame(&qss_event("meeting.participant_data")),
+        0,
+    );
     check_golden("ws_meeting.participant_data", &out);
     let data = &parsed(&out)["event"]["content"]["payload"]["object"]["participant"]["data"];
     assert_eq!(data["device"], "Mac");
@@ -117,7 +140,11 @@ fn meeting_participant_data() {
 
 #[test]
 fn webinar_participant_qos() {
-    let out = encode(SourceKind::WebSocket, &frame(&qss_event("webinar.participant_qos")), 0);
+    let out = encode(
+        SourceKind::WebSocket,
+        &frame(&qss_event("webinar.participant_qos")),
+        0,
+    );
     check_golden("ws_webinar.participant_qos", &out);
     let qos = &parsed(&out)["event"]["content"]["payload"]["object"]["participant"]["qos"];
     assert!(qos.is_object());
@@ -129,7 +156,11 @@ fn phone_call_qos_and_session_user_qos_are_left_as_they_are() {
         let event = qss_event(name);
         let out = encode(SourceKind::WebSocket, &frame(&event), 0);
         check_golden(&format!("ws_{name}"), &out);
-        assert_eq!(parsed(&out)["event"]["content"], parsed(&event), "{name} content unchanged");
+        assert_eq!(
+            parsed(&out)["event"]["content"],
+            parsed(&event),
+            "{name} content unchanged"
+        );
         // Not just equal: byte for byte the same text.
         assert!(out.contains(&event), "{name} content is copied verbatim");
     }
@@ -138,12 +169,15 @@ fn phone_call_qos_and_session_user_qos_are_left_as_they_are() {
 #[test]
 fn an_unknown_event_name_is_shipped_unchanged() {
     let event = r#"{"event":"meeting.hologram_qos_v9","event_ts":1700000000999,"payload":{"object":{"participant":{"qos":[{"type":"smell_input"}],"weird":[1,2]}}}}"#;
-    let out = encode(SourceKind::WebSocket, &frame(&event), 0);
+    let out = encode(SourceKind::WebSocket, &frame(event), 0);
     check_golden("ws_unknown_name", &out);
     let v = parsed(&out);
     assert_eq!(v["time"], json!(1700000000.999));
     // Still contains `_qos` with the participant path: transformed like the others.
-    assert_eq!(v["event"]["content"]["payload"]["object"]["participant"]["qos"], json!({"smell_input": {}}));
+    assert_eq!(
+        v["event"]["content"]["payload"]["object"]["participant"]["qos"],
+        json!({"smell_input": {}})
+    );
 
     let event = r#"{"event":"zoom.something_new","payload":{"x":[1,{"y":null}]}}"#;
     let out = encode(SourceKind::WebSocket, &frame(event), 0);
@@ -176,7 +210,8 @@ fn odd_qos_and_data_shapes_are_left_alone() {
     let event = r#"{"event":"meeting.participant_qos","payload":{"object":{"participant":{"qos":[1,{"type":"x"}]}}}}"#;
     let v = parsed(&encode(SourceKind::WebSocket, &frame(event), 0));
     assert_eq!(v["event"]["content"], parsed(event));
-    let event = r#"{"event":"meeting.participant_data","payload":{"object":{"participant":{"data":[]}}}}"#;
+    let event =
+        r#"{"event":"meeting.participant_data","payload":{"object":{"participant":{"data":[]}}}}"#;
     let v = parsed(&encode(SourceKind::WebSocket, &frame(event), 0));
     assert_eq!(v["event"]["content"], parsed(event));
 }
@@ -188,7 +223,10 @@ fn a_frame_that_is_not_json_is_shipped_as_raw_text() {
     let v = parsed(&out);
     assert_eq!(v["event"], "this is {not json");
     assert_eq!(v["time"], json!(1700000000.123));
-    assert!(v["fields"]["relay_error"].as_str().unwrap().contains("not recognised"));
+    assert!(v["fields"]["relay_error"]
+        .as_str()
+        .unwrap()
+        .contains("not recognised"));
 
     // Even without the source's flag, the encoder notices.
     let v = parsed(&encode(SourceKind::WebSocket, "\u{1}\"{", 0));
@@ -200,10 +238,14 @@ fn a_frame_that_is_not_json_is_shipped_as_raw_text() {
 
 #[test]
 fn content_that_is_not_json_is_kept_as_a_string() {
-    let f = json!({"module": "message", "success": true, "content": "{truncated", "header": {}}).to_string();
+    let f = json!({"module": "message", "success": true, "content": "{truncated", "header": {}})
+        .to_string();
     let v = parsed(&encode(SourceKind::WebSocket, &f, 0));
     assert_eq!(v["event"]["content"], "{truncated");
-    assert!(v["fields"]["relay_error"].as_str().unwrap().contains("content is not JSON"));
+    assert!(v["fields"]["relay_error"]
+        .as_str()
+        .unwrap()
+        .contains("content is not JSON"));
 }
 
 #[test]
@@ -236,7 +278,10 @@ fn webhook_events_keep_their_body_and_qss_webhooks_get_the_envelope() {
 
 #[test]
 fn a_pretty_printed_webhook_body_becomes_one_line() {
-    let body = serde_json::to_string_pretty(&json!({"event": "user.signed_in", "event_ts": 5, "payload": {"a": "b\nc"}})).unwrap();
+    let body = serde_json::to_string_pretty(
+        &json!({"event": "user.signed_in", "event_ts": 5, "payload": {"a": "b\nc"}}),
+    )
+    .unwrap();
     let v = parsed(&encode(SourceKind::Webhook, &body, 0));
     assert_eq!(v["event"]["payload"]["a"], "b\nc");
 }

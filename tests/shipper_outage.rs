@@ -11,11 +11,17 @@ use std::time::Duration;
 
 async fn fakes() -> (FakeZoom, FakeLogScale) {
     let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
-    let sink = FakeLogScale::start(TOKEN, SinkOptions::default()).await.unwrap();
+    let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
+        .await
+        .unwrap();
     (zoom, sink)
 }
 
-fn env_for(dir: &std::path::Path, zoom: &FakeZoom, sink: &FakeLogScale) -> std::collections::BTreeMap<String, String> {
+fn env_for(
+    dir: &std::path::Path,
+    zoom: &FakeZoom,
+    sink: &FakeLogScale,
+) -> std::collections::BTreeMap<String, String> {
     let mut env = base_env(dir, &sink.base_url());
     env.extend(zoom.env_pairs());
     env
@@ -30,12 +36,21 @@ async fn outage_then_kill9_then_restart_loses_nothing() {
 
     // Some events go through while LogScale is up.
     zoom.send(2_000);
-    assert!(sink.wait_for_distinct(2_000, Duration::from_secs(30)).await, "first 2000 delivered");
+    assert!(
+        sink.wait_for_distinct(2_000, Duration::from_secs(30)).await,
+        "first 2000 delivered"
+    );
 
     // LogScale goes down; events pile up in the spool.
-    sink.set_mode(Mode::Status { code: 503, retry_after: None });
+    sink.set_mode(Mode::Status {
+        code: 503,
+        retry_after: None,
+    });
     zoom.send(8_000);
-    assert!(zoom.wait_until(Duration::from_secs(30), |s| s.events_sent == 10_000).await);
+    assert!(
+        zoom.wait_until(Duration::from_secs(30), |s| s.events_sent == 10_000)
+            .await
+    );
     assert!(
         eventually(Duration::from_secs(20), || {
             let r = relay.inspect();
@@ -61,17 +76,32 @@ async fn outage_then_kill9_then_restart_loses_nothing() {
     let relay = Relay::start(dir.path(), &env);
     zoom.send(1_000);
     assert!(
-        sink.wait_for_distinct(11_000, Duration::from_secs(60)).await,
+        sink.wait_for_distinct(11_000, Duration::from_secs(60))
+            .await,
         "all 11000 delivered, got {:?}\n{}",
         sink.stats(),
         relay.log_text()
     );
     let counts = sink.sim_counts();
     let missing: Vec<u64> = (0..11_000).filter(|n| !counts.contains_key(n)).collect();
-    assert!(missing.is_empty(), "lost events: {:?}", &missing[..missing.len().min(20)]);
+    assert!(
+        missing.is_empty(),
+        "lost events: {:?}",
+        &missing[..missing.len().min(20)]
+    );
     let stats = sink.stats();
-    println!("delivered {} distinct, {} duplicates", stats.distinct, stats.duplicates);
-    assert!(eventually(Duration::from_secs(10), || relay.inspect().spool.pending_events == 0).await);
+    println!(
+        "delivered {} distinct, {} duplicates",
+        stats.distinct, stats.duplicates
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || relay
+            .inspect()
+            .spool
+            .pending_events
+            == 0)
+        .await
+    );
     let (ok, log) = relay.terminate();
     assert!(ok, "SIGTERM exits 0:\n{log}");
 }
@@ -86,26 +116,61 @@ async fn a_poisoned_event_is_dead_lettered_and_the_rest_delivered() {
     sink.set_mode(Mode::RejectContaining("1700000001234".into()));
     let relay = Relay::start(dir.path(), &env);
     zoom.send(3_000);
-    assert!(sink.wait_for_distinct(2_999, Duration::from_secs(60)).await, "{:?}", sink.stats());
+    assert!(
+        sink.wait_for_distinct(2_999, Duration::from_secs(60)).await,
+        "{:?}",
+        sink.stats()
+    );
     let counts = sink.sim_counts();
     assert!(!counts.contains_key(&1234));
     assert_eq!((0..3_000).filter(|n| !counts.contains_key(n)).count(), 1);
-    assert!(eventually(Duration::from_secs(10), || relay.inspect().spool.dead_letter_events == 1).await);
+    assert!(
+        eventually(Duration::from_secs(10), || relay
+            .inspect()
+            .spool
+            .dead_letter_events
+            == 1)
+        .await
+    );
 
-    let out = command(&env).args(["spool", "dead", "list", "--json"]).output().unwrap();
+    let out = command(&env)
+        .args(["spool", "dead", "list", "--json"])
+        .output()
+        .unwrap();
     let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.len(), 1);
-    assert!(list[0]["reason"].as_str().unwrap().contains("HTTP 400"), "{list:?}");
+    assert!(
+        list[0]["reason"].as_str().unwrap().contains("HTTP 400"),
+        "{list:?}"
+    );
     let id = list[0]["id"].as_str().unwrap().to_string();
-    let out = command(&env).args(["spool", "dead", "show", &id]).output().unwrap();
+    let out = command(&env)
+        .args(["spool", "dead", "show", &id])
+        .output()
+        .unwrap();
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(shown["json"]["content"].as_str().unwrap().contains("1700000001234"));
+    assert!(shown["json"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("1700000001234"));
 
     // Retry after LogScale is fixed: the event arrives.
     sink.set_mode(Mode::Accept);
-    let out = command(&env).args(["spool", "dead", "retry", "--all", "--yes"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(eventually(Duration::from_secs(20), || sink.sim_counts().contains_key(&1234)).await);
+    let out = command(&env)
+        .args(["spool", "dead", "retry", "--all", "--yes"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || sink
+            .sim_counts()
+            .contains_key(&1234))
+        .await
+    );
     assert_eq!(relay.inspect().spool.dead_letter_events, 0);
 }
 
@@ -118,9 +183,17 @@ async fn a_413_splits_the_batch() {
     sink.set_mode(Mode::MaxEvents(100));
     let _relay = Relay::start(dir.path(), &env);
     zoom.send(2_000);
-    assert!(sink.wait_for_distinct(2_000, Duration::from_secs(60)).await, "{:?}", sink.stats());
+    assert!(
+        sink.wait_for_distinct(2_000, Duration::from_secs(60)).await,
+        "{:?}",
+        sink.stats()
+    );
     assert_eq!(sink.stats().duplicates, 0);
-    assert!(sink.requests_seen() > 20, "requests were split: {}", sink.requests_seen());
+    assert!(
+        sink.requests_seen() > 20,
+        "requests were split: {}",
+        sink.requests_seen()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,15 +204,23 @@ async fn a_refused_token_drops_nothing_and_is_shown() {
     env.insert("LOGSCALE_INGEST_TOKEN".into(), "wrong-token".into());
     let relay = Relay::start(dir.path(), &env);
     zoom.send(500);
-    assert!(eventually(Duration::from_secs(20), || {
-        let r = relay.inspect();
-        r.spool.pending_events == 500 && r.shipper.as_ref().is_some_and(|s| s.state == "token_refused")
-    })
-    .await);
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let r = relay.inspect();
+            r.spool.pending_events == 500
+                && r.shipper
+                    .as_ref()
+                    .is_some_and(|s| s.state == "token_refused")
+        })
+        .await
+    );
     let out = command(&env).args(["spool", "inspect"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("refuses the ingest token"), "{text}");
-    assert!(!relay.log_text().contains("wrong-token"), "the token never reaches the logs");
+    assert!(
+        !relay.log_text().contains("wrong-token"),
+        "the token never reaches the logs"
+    );
     let (ok, _) = relay.terminate();
     assert!(ok);
 
@@ -158,10 +239,16 @@ async fn retry_after_hangs_and_broken_connections_are_retried() {
     env.insert("LOGSCALE_COMPRESSION".into(), "zstd".into());
     let relay = Relay::start(dir.path(), &env);
     for (i, mode) in [
-        Mode::Status { code: 429, retry_after: Some(1) },
+        Mode::Status {
+            code: 429,
+            retry_after: Some(1),
+        },
         Mode::Hang,
         Mode::Close,
-        Mode::Status { code: 500, retry_after: None },
+        Mode::Status {
+            code: 500,
+            retry_after: None,
+        },
     ]
     .into_iter()
     .enumerate()
@@ -170,12 +257,19 @@ async fn retry_after_hangs_and_broken_connections_are_retried() {
         zoom.send(100);
         let before = sink.requests_seen();
         assert!(
-            eventually(Duration::from_secs(10), || sink.requests_seen() >= before + 2).await,
+            eventually(Duration::from_secs(10), || sink.requests_seen()
+                >= before + 2)
+            .await,
             "retried under {mode:?}"
         );
         sink.set_mode(Mode::Accept);
         let want = 100 * (i as u64 + 1);
-        assert!(sink.wait_for_distinct(want, Duration::from_secs(60)).await, "after {mode:?}: {:?}\n{}", sink.stats(), relay.log_text());
+        assert!(
+            sink.wait_for_distinct(want, Duration::from_secs(60)).await,
+            "after {mode:?}: {:?}\n{}",
+            sink.stats(),
+            relay.log_text()
+        );
     }
     let metrics = reqwest_metrics(relay.admin_addr()).await;
     assert!(metrics.contains("relay_ship_retries_total"), "{metrics}");

@@ -50,7 +50,10 @@ fn kill9_mid_append_keeps_every_confirmed_record() {
             confirmed.insert(seq, n);
             if confirmed.len() as u64 >= target {
                 // Mid-append: the writer is busy committing more groups right now.
-                std::process::Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap();
+                std::process::Command::new("kill")
+                    .args(["-9", &child.id().to_string()])
+                    .status()
+                    .unwrap();
                 break;
             }
         }
@@ -65,8 +68,15 @@ fn kill9_mid_append_keeps_every_confirmed_record() {
                 (r.seq, v["n"].as_u64().unwrap())
             })
             .collect();
-        let lost: Vec<_> = confirmed.iter().filter(|(seq, n)| found.get(seq) != Some(n)).take(10).collect();
-        assert!(lost.is_empty(), "round {round}: confirmed records missing after kill -9: {lost:?}");
+        let lost: Vec<_> = confirmed
+            .iter()
+            .filter(|(seq, n)| found.get(seq) != Some(n))
+            .take(10)
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: confirmed records missing after kill -9: {lost:?}"
+        );
         // In order, each once.
         assert!(records.windows(2).all(|w| w[0].seq < w[1].seq));
         println!(
@@ -76,7 +86,12 @@ fn kill9_mid_append_keeps_every_confirmed_record() {
         );
         // Numbering goes on past everything that was ever handed out.
         let max_seen = records.iter().map(|r| r.seq).max().unwrap_or(0);
-        let next = spool.commit(&[qss_relay::spool::NewRecord::new(qss_relay::spool::SourceKind::WebSocket, bytes::Bytes::from_static(b"{}"))]).unwrap();
+        let next = spool
+            .commit(&[qss_relay::spool::NewRecord::new(
+                qss_relay::spool::SourceKind::WebSocket,
+                bytes::Bytes::from_static(b"{}"),
+            )])
+            .unwrap();
         assert!(next.start > max_seen);
     }
 }
@@ -91,10 +106,21 @@ fn inspect_an_empty_directory() {
         .arg(&empty)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["pending_events"], 0);
-    for key in ["pending_bytes", "disk_bytes", "oldest_pending_age_secs", "dead_letter_events", "dropped_events", "last_ship_error"] {
+    for key in [
+        "pending_bytes",
+        "disk_bytes",
+        "oldest_pending_age_secs",
+        "dead_letter_events",
+        "dropped_events",
+        "last_ship_error",
+    ] {
         assert!(v.get(key).is_some(), "key {key} missing: {v}");
     }
     assert_eq!(v["read_from"], "disk");
@@ -103,7 +129,12 @@ fn inspect_an_empty_directory() {
 #[test]
 fn a_second_relay_on_the_same_spool_fails_at_once() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let sink = rt.block_on(qss_relay::sim::logscale::FakeLogScale::start(TOKEN, Default::default())).unwrap();
+    let sink = rt
+        .block_on(qss_relay::sim::logscale::FakeLogScale::start(
+            TOKEN,
+            Default::default(),
+        ))
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut env = base_env(dir.path(), &sink.base_url());
     env.insert("ZOOM_WEBHOOK_SECRET_TOKEN".into(), "s".into());
@@ -120,18 +151,38 @@ fn bad_configuration_exits_before_doing_anything_with_one_line_per_problem() {
     let dir = tempfile::tempdir().unwrap();
     let mut env = BTreeMap::new();
     env.insert("LOGSCALE_HOST".to_string(), "ftp://x".to_string());
-    env.insert("LOGSCALE_INGEST_TOKEN".to_string(), "super-secret-token".to_string());
-    env.insert("ZOOM_WSS_URL".to_string(), "wss://ws.zoom.us/ws?subscriptionId=x".to_string());
-    env.insert("ZOOM_CLIENT_SECRET".to_string(), "client-secret-value".to_string());
-    env.insert("RELAY_SPOOL_DIR".to_string(), dir.path().join("spool").display().to_string());
+    env.insert(
+        "LOGSCALE_INGEST_TOKEN".to_string(),
+        "super-secret-token".to_string(),
+    );
+    env.insert(
+        "ZOOM_WSS_URL".to_string(),
+        "wss://ws.zoom.us/ws?subscriptionId=x".to_string(),
+    );
+    env.insert(
+        "ZOOM_CLIENT_SECRET".to_string(),
+        "client-secret-value".to_string(),
+    );
+    env.insert(
+        "RELAY_SPOOL_DIR".to_string(),
+        dir.path().join("spool").display().to_string(),
+    );
     env.insert("RELAY_SPOOL_COMMIT_MS".to_string(), "soon".to_string());
     let out = command(&env).arg("run").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    for var in ["LOGSCALE_HOST", "ZOOM_ACCOUNT_ID", "ZOOM_CLIENT_ID", "RELAY_SPOOL_COMMIT_MS"] {
+    for var in [
+        "LOGSCALE_HOST",
+        "ZOOM_ACCOUNT_ID",
+        "ZOOM_CLIENT_ID",
+        "RELAY_SPOOL_COMMIT_MS",
+    ] {
         assert!(err.contains(var), "{var} not named: {err}");
     }
-    assert!(!err.contains("super-secret-token") && !err.contains("client-secret-value"), "{err}");
+    assert!(
+        !err.contains("super-secret-token") && !err.contains("client-secret-value"),
+        "{err}"
+    );
     assert!(!dir.path().join("spool").exists(), "nothing was done");
 }
 
@@ -145,8 +196,20 @@ fn the_old_scripts_env_file_works_unchanged() {
     )
     .unwrap();
     let mut env = BTreeMap::new();
-    env.insert("RELAY_SPOOL_DIR".to_string(), dir.path().join("spool").display().to_string());
+    env.insert(
+        "RELAY_SPOOL_DIR".to_string(),
+        dir.path().join("spool").display().to_string(),
+    );
     // `spool inspect` reads the same configuration: it must accept the file.
-    let out = command(&env).arg("--env-file").arg(&file).args(["spool", "inspect", "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = command(&env)
+        .arg("--env-file")
+        .arg(&file)
+        .args(["spool", "inspect", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -26,26 +26,44 @@ fn now_secs() -> i64 {
     (qss_relay::spool::now_ms() / 1000) as i64
 }
 
-async fn post(client: &HttpClient, addr: SocketAddr, body: &[u8], headers: &[(&str, String)]) -> Reply {
+async fn post(
+    client: &HttpClient,
+    addr: SocketAddr,
+    body: &[u8],
+    headers: &[(&str, String)],
+) -> Reply {
     let mut req = hyper::Request::post(format!("http://{addr}/zoom/webhook"))
         .header("content-type", "application/json")
         .header("user-agent", "Zoom Marketplace/1.0a");
     for (k, v) in headers {
         req = req.header(*k, v);
     }
-    let req = req.body(Body::new(bytes::Bytes::copy_from_slice(body))).unwrap();
-    client.send(req, Duration::from_secs(30)).await.expect("an answer")
+    let req = req
+        .body(Body::new(bytes::Bytes::copy_from_slice(body)))
+        .unwrap();
+    client
+        .send(req, Duration::from_secs(30))
+        .await
+        .expect("an answer")
 }
 
 fn signed(secret: &str, ts: i64, body: &[u8]) -> Vec<(&'static str, String)> {
     let ts = ts.to_string();
-    vec![("x-zm-signature", signature::sign(secret.as_bytes(), &ts, body)), ("x-zm-request-timestamp", ts)]
+    vec![
+        (
+            "x-zm-signature",
+            signature::sign(secret.as_bytes(), &ts, body),
+        ),
+        ("x-zm-request-timestamp", ts),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validation_signatures_freshness_and_size() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = FakeLogScale::start(TOKEN, SinkOptions::default()).await.unwrap();
+    let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
+        .await
+        .unwrap();
     let relay = Relay::start(dir.path(), &env(dir.path(), &sink));
     let addr = relay.webhook_addr();
     let client = HttpClient::new(None).unwrap();
@@ -56,7 +74,10 @@ async fn validation_signatures_freshness_and_size() {
     assert_eq!(r.status, 200);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
-    assert_eq!(v["encryptedToken"], signature::url_validation_token(SECRET.as_bytes(), "qgg8vlvZRS6UYooatFL8Aw"));
+    assert_eq!(
+        v["encryptedToken"],
+        signature::url_validation_token(SECRET.as_bytes(), "qgg8vlvZRS6UYooatFL8Aw")
+    );
 
     let event = br#"{"event":"user.signed_in","event_ts":1626230691572,"payload":{"account_id":"A","object":{"id":"u","email":"user@example.com"}}}"#;
     // Forged signature, wrong secret, stale timestamp, no headers: 401, never shipped.
@@ -75,7 +96,13 @@ async fn validation_signatures_freshness_and_size() {
     }
     // Oversized: 413.
     let big = format!(r#"{{"event":"x","pad":"{}"}}"#, "a".repeat(70_000));
-    let r = post(&client, addr, big.as_bytes(), &signed(SECRET, now_secs(), big.as_bytes())).await;
+    let r = post(
+        &client,
+        addr,
+        big.as_bytes(),
+        &signed(SECRET, now_secs(), big.as_bytes()),
+    )
+    .await;
     assert_eq!(r.status, 413);
 
     // A valid one is stored, then shipped with the webhook sourcetype.
@@ -84,20 +111,32 @@ async fn validation_signatures_freshness_and_size() {
     assert!(sink.wait_for_distinct(1, Duration::from_secs(20)).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let events = sink.events();
-    assert_eq!(events.len(), 1, "only the valid event was shipped: {events:?}");
+    assert_eq!(
+        events.len(),
+        1,
+        "only the valid event was shipped: {events:?}"
+    );
     assert_eq!(events[0]["sourcetype"], "zoom_webhook");
     assert_eq!(events[0]["source"], "zoom_webhook");
     assert_eq!(events[0]["event"]["event"], "user.signed_in");
     assert_eq!(events[0]["time"], serde_json::json!(1626230691.572));
     let report = relay.inspect();
-    assert_eq!(report.spool.next_seq, 1, "refused requests never reached the spool");
+    assert_eq!(
+        report.spool.next_seq, 1,
+        "refused requests never reached the spool"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_posts_during_an_outage_then_kill9_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = FakeLogScale::start(TOKEN, SinkOptions::default()).await.unwrap();
-    sink.set_mode(Mode::Status { code: 503, retry_after: None });
+    let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
+        .await
+        .unwrap();
+    sink.set_mode(Mode::Status {
+        code: 503,
+        retry_after: None,
+    });
     let env = env(dir.path(), &sink);
     let relay = Relay::start(dir.path(), &env);
     let addr = relay.webhook_addr();
@@ -123,24 +162,41 @@ async fn a_thousand_concurrent_posts_during_an_outage_then_kill9_lose_nothing() 
 
     sink.set_mode(Mode::Accept);
     let relay = Relay::start(dir.path(), &env);
-    assert!(sink.wait_for_distinct(1000, Duration::from_secs(60)).await, "{:?}\n{}", sink.stats(), relay.log_text());
+    assert!(
+        sink.wait_for_distinct(1000, Duration::from_secs(60)).await,
+        "{:?}\n{}",
+        sink.stats(),
+        relay.log_text()
+    );
     let counts = sink.sim_counts();
     let missing: Vec<_> = ok.iter().filter(|n| !counts.contains_key(n)).collect();
     assert!(missing.is_empty(), "answered 200 but lost: {missing:?}");
     // QSS events that came by webhook leave like WebSocket ones.
     let events = sink.events();
-    let qss = events.iter().find(|e| e["sourcetype"] == "zoom_qss").expect("QSS events among the bodies");
+    let qss = events
+        .iter()
+        .find(|e| e["sourcetype"] == "zoom_qss")
+        .expect("QSS events among the bodies");
     assert_eq!(qss["source"], "zoom_webhook");
     assert_eq!(qss["event"]["module"], "message");
     assert!(qss["event"]["content"]["event"].is_string());
-    println!("delivered {} distinct, {} duplicates", sink.stats().distinct, sink.stats().duplicates);
+    println!(
+        "delivered {} distinct, {} duplicates",
+        sink.stats().distinct,
+        sink.stats().duplicates
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_with_reject_new_answers_503() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = FakeLogScale::start(TOKEN, SinkOptions::default()).await.unwrap();
-    sink.set_mode(Mode::Status { code: 503, retry_after: None });
+    let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
+        .await
+        .unwrap();
+    sink.set_mode(Mode::Status {
+        code: 503,
+        retry_after: None,
+    });
     let mut env = env(dir.path(), &sink);
     env.insert("RELAY_SPOOL_MAX_BYTES".into(), "1MiB".into());
     env.insert("RELAY_SPOOL_FULL_POLICY".into(), "reject-new".into());
@@ -153,12 +209,21 @@ async fn a_full_spool_with_reject_new_answers_503() {
     for n in 0..200u64 {
         let noise: String = (0..30_000).map(|_| rng.alphanumeric()).collect();
         let body = format!(r#"{{"event":"meeting.started","event_ts":{n},"noise":"{noise}"}}"#);
-        let r = post(&client, addr, body.as_bytes(), &signed(SECRET, now_secs(), body.as_bytes())).await;
+        let r = post(
+            &client,
+            addr,
+            body.as_bytes(),
+            &signed(SECRET, now_secs(), body.as_bytes()),
+        )
+        .await;
         statuses.push(r.status.as_u16());
     }
     assert!(statuses.contains(&200));
     assert!(statuses.contains(&503), "{statuses:?}");
     let report = relay.inspect();
     assert!(report.spool.dropped_events > 0);
-    assert_eq!(report.spool.pending_events as usize, statuses.iter().filter(|s| **s == 200).count());
+    assert_eq!(
+        report.spool.pending_events as usize,
+        statuses.iter().filter(|s| **s == 200).count()
+    );
 }

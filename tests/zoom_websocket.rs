@@ -24,12 +24,17 @@ struct Setup {
 
 async fn setup(opts: ZoomOptions, extra: &[(&str, &str)]) -> Setup {
     let zoom = FakeZoom::start(opts).await.unwrap();
-    let sink = FakeLogScale::start(TOKEN, SinkOptions::default()).await.unwrap();
+    let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut env = Env::from_pairs(zoom.env_pairs());
     env.set("LOGSCALE_HOST", sink.base_url());
     env.set("LOGSCALE_INGEST_TOKEN", TOKEN);
-    env.set("RELAY_SPOOL_DIR", dir.path().join("spool").display().to_string());
+    env.set(
+        "RELAY_SPOOL_DIR",
+        dir.path().join("spool").display().to_string(),
+    );
     env.set("RELAY_ADMIN_ADDR", "off");
     env.set("RELAY_BATCH_TIMEOUT_MS", "100");
     env.set("RELAY_SHUTDOWN_TIMEOUT_SECS", "2");
@@ -51,10 +56,16 @@ async fn setup(opts: ZoomOptions, extra: &[(&str, &str)]) -> Setup {
 
 impl Setup {
     fn received(&self) -> u64 {
-        self.metrics.events_received.get_or_create(&label("source", "websocket")).get()
+        self.metrics
+            .events_received
+            .get_or_create(&label("source", "websocket"))
+            .get()
     }
     fn disconnects(&self, reason: &'static str) -> u64 {
-        self.metrics.ws_disconnects.get_or_create(&label("reason", reason)).get()
+        self.metrics
+            .ws_disconnects
+            .get_or_create(&label("reason", reason))
+            .get()
     }
     async fn stop(&mut self) {
         if let Some(r) = self.relay.take() {
@@ -67,7 +78,11 @@ const T: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connects_heartbeats_on_time_and_ships() {
-    let mut s = setup(ZoomOptions::default(), &[("ZOOM_HEARTBEAT_INTERVAL_SECS", "1")]).await;
+    let mut s = setup(
+        ZoomOptions::default(),
+        &[("ZOOM_HEARTBEAT_INTERVAL_SECS", "1")],
+    )
+    .await;
     assert!(s.zoom.wait_until(T, |z| z.connections == 1).await);
     s.zoom.send(50);
     assert!(s.sink.wait_for_distinct(50, T).await);
@@ -77,7 +92,10 @@ async fn connects_heartbeats_on_time_and_ships() {
     assert!(beats.len() >= 3, "{} heartbeats in 3.5 s", beats.len());
     for w in beats.windows(2) {
         let gap = w[1] - w[0];
-        assert!(gap > Duration::from_millis(700) && gap < Duration::from_millis(1400), "heartbeat gap {gap:?}");
+        assert!(
+            gap > Duration::from_millis(700) && gap < Duration::from_millis(1400),
+            "heartbeat gap {gap:?}"
+        );
     }
     let rtt_count: u64 = s
         .metrics
@@ -90,7 +108,9 @@ async fn connects_heartbeats_on_time_and_ships() {
     assert_eq!(s.zoom.stats().connections, 1, "no reconnects while healthy");
     // The shipped events keep the old script's shape.
     let events = s.sink.events();
-    assert!(events.iter().all(|e| e["sourcetype"] == "zoom_qss" && e["source"] == "zoom_websocket"));
+    assert!(events
+        .iter()
+        .all(|e| e["sourcetype"] == "zoom_qss" && e["source"] == "zoom_websocket"));
     assert!(events.iter().all(|e| e["event"]["content"].is_object()));
     s.stop().await;
 }
@@ -125,7 +145,11 @@ async fn the_server_closing_the_socket_means_an_immediate_reconnect() {
     let started = std::time::Instant::now();
     s.zoom.close_connections();
     assert!(s.zoom.wait_until(T, |z| z.connections == 2).await);
-    assert!(started.elapsed() < Duration::from_secs(2), "first retry at once: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "first retry at once: {:?}",
+        started.elapsed()
+    );
     assert_eq!(s.disconnects("server_close"), 1);
     s.zoom.send(100);
     assert!(s.sink.wait_for_distinct(200, T).await);
@@ -142,8 +166,18 @@ async fn build_connection_false_gets_a_new_token_and_reconnects() {
     assert!(s.zoom.wait_until(T, |z| z.connections == 1).await);
     s.zoom.refuse_next_connections(1);
     s.zoom.close_connections();
-    assert!(s.zoom.wait_until(T, |z| z.refused_connections == 1 && z.connections == 2).await, "{:?}", s.zoom.stats());
-    assert_eq!(s.zoom.stats().tokens_issued, 2, "a refused token is replaced, once");
+    assert!(
+        s.zoom
+            .wait_until(T, |z| z.refused_connections == 1 && z.connections == 2)
+            .await,
+        "{:?}",
+        s.zoom.stats()
+    );
+    assert_eq!(
+        s.zoom.stats().tokens_issued,
+        2,
+        "a refused token is replaced, once"
+    );
     s.zoom.send(20);
     assert!(s.sink.wait_for_distinct(20, T).await);
     s.stop().await;
@@ -166,7 +200,11 @@ async fn invalid_token_mid_stream_means_new_token_and_reconnect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silence_for_two_heartbeat_intervals_means_reconnect() {
-    let mut s = setup(ZoomOptions::default(), &[("ZOOM_HEARTBEAT_INTERVAL_SECS", "1")]).await;
+    let mut s = setup(
+        ZoomOptions::default(),
+        &[("ZOOM_HEARTBEAT_INTERVAL_SECS", "1")],
+    )
+    .await;
     assert!(s.zoom.wait_until(T, |z| z.connections == 1).await);
     s.zoom.set_answer_heartbeats(false);
     assert!(s.zoom.wait_until(T, |z| z.connections >= 2).await);
@@ -181,19 +219,32 @@ async fn malformed_frames_never_stop_the_read_loop() {
     s.zoom.send(10);
     assert!(s.sink.wait_for_distinct(10, T).await);
     s.zoom.inject("this is not json");
-    s.zoom.inject(r#"{"module":"telemetry","content":"who knows"}"#);
-    s.zoom.inject(r#"{"module":"message","success":true,"content":"{broken"}"#);
-    s.zoom.inject(r#"{"module":"message","success":false,"content":"rate limit"}"#);
+    s.zoom
+        .inject(r#"{"module":"telemetry","content":"who knows"}"#);
+    s.zoom
+        .inject(r#"{"module":"message","success":true,"content":"{broken"}"#);
+    s.zoom
+        .inject(r#"{"module":"message","success":false,"content":"rate limit"}"#);
     s.zoom.inject(r#"{"module":"message","success":true,"content":"{\"event\":\"zoomverse.brand_new_thing\",\"event_ts\":1}"}"#);
     s.zoom.send(10);
     // 20 events + 2 unrecognised frames + the broken content + the new event name.
-    assert!(s.sink.wait_for_distinct(24, T).await, "{:?}", s.sink.stats());
+    assert!(
+        s.sink.wait_for_distinct(24, T).await,
+        "{:?}",
+        s.sink.stats()
+    );
     let events = s.sink.events();
     let raw: Vec<_> = events.iter().filter(|e| e["event"].is_string()).collect();
-    assert_eq!(raw.len(), 2, "the two unrecognised frames arrive as raw text");
+    assert_eq!(
+        raw.len(),
+        2,
+        "the two unrecognised frames arrive as raw text"
+    );
     assert!(raw.iter().all(|e| e["fields"]["relay_error"].is_string()));
     assert!(events.iter().any(|e| e["event"]["content"] == "{broken"));
-    assert!(events.iter().any(|e| e["event"]["content"]["event"] == "zoomverse.brand_new_thing"));
+    assert!(events
+        .iter()
+        .any(|e| e["event"]["content"]["event"] == "zoomverse.brand_new_thing"));
     assert_eq!(s.zoom.stats().connections, 1, "the connection survived");
     s.stop().await;
 }
@@ -202,10 +253,17 @@ async fn malformed_frames_never_stop_the_read_loop() {
 async fn a_hundred_thousand_events_land_in_the_spool_in_order_none_twice() {
     let mut s = setup(ZoomOptions::default(), &[]).await;
     // LogScale down: everything stays in the spool, where we count it.
-    s.sink.set_mode(Mode::Status { code: 503, retry_after: None });
+    s.sink.set_mode(Mode::Status {
+        code: 503,
+        retry_after: None,
+    });
     assert!(s.zoom.wait_until(T, |z| z.connections == 1).await);
     s.zoom.send(100_000);
-    assert!(eventually(Duration::from_secs(120), || s.received() == 100_000).await, "received {}", s.received());
+    assert!(
+        eventually(Duration::from_secs(120), || s.received() == 100_000).await,
+        "received {}",
+        s.received()
+    );
     s.stop().await;
 
     let spool = qss_relay::spool::Spool::open(&s.config.spool, Arc::new(Metrics::new())).unwrap();
@@ -214,8 +272,13 @@ async fn a_hundred_thousand_events_land_in_the_spool_in_order_none_twice() {
     for (i, r) in records.iter().enumerate() {
         // The frame as received, byte for byte: its event number from the event_ts.
         let frame: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
-        let content: serde_json::Value = serde_json::from_str(frame["content"].as_str().unwrap()).unwrap();
+        let content: serde_json::Value =
+            serde_json::from_str(frame["content"].as_str().unwrap()).unwrap();
         let ts = content["event_ts"].as_u64().unwrap();
-        assert_eq!(sim_number(ts as f64 / 1000.0), Some(i as u64), "record {i} out of order");
+        assert_eq!(
+            sim_number(ts as f64 / 1000.0),
+            Some(i as u64),
+            "record {i} out of order"
+        );
     }
 }

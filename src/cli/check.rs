@@ -18,7 +18,14 @@ struct Checklist {
 
 impl Checklist {
     fn pass(&mut self, what: &str, detail: &str) {
-        println!("✓ {what}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") });
+        println!(
+            "✓ {what}{}",
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {detail}")
+            }
+        );
     }
     fn fail(&mut self, what: &str, problem: &str, fix: &str) {
         self.failed += 1;
@@ -43,7 +50,11 @@ pub async fn check(global: &Global) -> ExitCode {
         Ok(()) => c.pass("configuration", "all variables valid"),
         Err(p) => {
             for problem in &p.0 {
-                c.fail("configuration", &problem.to_string(), &format!("set {} (see README.md, Configuration)", problem.var));
+                c.fail(
+                    "configuration",
+                    &problem.to_string(),
+                    &format!("set {} (see README.md, Configuration)", problem.var),
+                );
             }
         }
     }
@@ -54,12 +65,30 @@ pub async fn check(global: &Global) -> ExitCode {
         Ok(spool) => {
             let probe = dir.join(".relay-check");
             match std::fs::write(&probe, b"ok").and_then(|_| std::fs::remove_file(&probe)) {
-                Ok(()) => c.pass("spool directory", &format!("{} is writable ({} pending)", dir.display(), spool.stats().pending_events)),
-                Err(e) => c.fail("spool directory", &format!("{} is not writable: {e}", dir.display()), "give the relay's user write access, or set RELAY_SPOOL_DIR"),
+                Ok(()) => c.pass(
+                    "spool directory",
+                    &format!(
+                        "{} is writable ({} pending)",
+                        dir.display(),
+                        spool.stats().pending_events
+                    ),
+                ),
+                Err(e) => c.fail(
+                    "spool directory",
+                    &format!("{} is not writable: {e}", dir.display()),
+                    "give the relay's user write access, or set RELAY_SPOOL_DIR",
+                ),
             }
         }
-        Err(SpoolError::InUse(_)) => c.pass("spool directory", &format!("{} is held by the running relay", dir.display())),
-        Err(e) => c.fail("spool directory", &e.to_string(), "create the directory with write access for the relay's user, or set RELAY_SPOOL_DIR"),
+        Err(SpoolError::InUse(_)) => c.pass(
+            "spool directory",
+            &format!("{} is held by the running relay", dir.display()),
+        ),
+        Err(e) => c.fail(
+            "spool directory",
+            &e.to_string(),
+            "create the directory with write access for the relay's user, or set RELAY_SPOOL_DIR",
+        ),
     }
 
     let http = match HttpClient::new(config.ca_file.as_deref()) {
@@ -82,13 +111,14 @@ pub async fn check(global: &Global) -> ExitCode {
                 }
                 Ok(token) => {
                     c.pass("Zoom token", &format!("issued by {}", zoom.oauth_url));
-                    let tls_cfg = match tls::client_config(config.ca_file.as_deref(), &[b"http/1.1"]) {
-                        Ok(t) => Arc::new(t),
-                        Err(e) => {
-                            c.fail("TLS", &e.to_string(), "fix RELAY_CA_FILE");
-                            return ExitCode::FAILURE;
-                        }
-                    };
+                    let tls_cfg =
+                        match tls::client_config(config.ca_file.as_deref(), &[b"http/1.1"]) {
+                            Ok(t) => Arc::new(t),
+                            Err(e) => {
+                                c.fail("TLS", &e.to_string(), "fix RELAY_CA_FILE");
+                                return ExitCode::FAILURE;
+                            }
+                        };
                     match Dialer::new(zoom.clone(), tls_cfg).probe(&token).await {
                         Ok(url) => c.pass("Zoom WebSocket", &format!("build_connection succeeded at {url} (Zoom allows one connection per subscription: a running relay reconnects at once)")),
                         Err(e) => c.fail("Zoom WebSocket", &e, "check ZOOM_WSS_URL (the subscription's endpoint with ?subscriptionId=...) and that the app has the QSS scopes"),
@@ -114,17 +144,33 @@ pub async fn check(global: &Global) -> ExitCode {
 
     // Webhook endpoint.
     match &config.webhook {
-        None => c.skip("webhook endpoint", "not configured (ZOOM_WEBHOOK_SECRET_TOKEN unset)"),
+        None => c.skip(
+            "webhook endpoint",
+            "not configured (ZOOM_WEBHOOK_SECRET_TOKEN unset)",
+        ),
         Some(wh) => {
             if let Some((cert, key)) = &wh.tls {
                 match tls::server_config(cert, key) {
                     Ok(_) => c.pass("webhook TLS", &format!("{} loads", cert.display())),
-                    Err(e) => c.fail("webhook TLS", &e, "fix RELAY_WEBHOOK_TLS_CERT / RELAY_WEBHOOK_TLS_KEY (PEM)"),
+                    Err(e) => c.fail(
+                        "webhook TLS",
+                        &e,
+                        "fix RELAY_WEBHOOK_TLS_CERT / RELAY_WEBHOOK_TLS_KEY (PEM)",
+                    ),
                 }
             }
             match tokio::net::TcpListener::bind(wh.addr).await {
-                Ok(_) => c.pass("webhook endpoint", &format!("{} is free to listen on", wh.addr)),
-                Err(e) => c.skip("webhook endpoint", &format!("cannot listen on {} ({e}): fine if the running relay holds it", wh.addr)),
+                Ok(_) => c.pass(
+                    "webhook endpoint",
+                    &format!("{} is free to listen on", wh.addr),
+                ),
+                Err(e) => c.skip(
+                    "webhook endpoint",
+                    &format!(
+                        "cannot listen on {} ({e}): fine if the running relay holds it",
+                        wh.addr
+                    ),
+                ),
             }
         }
     }

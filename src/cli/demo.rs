@@ -50,14 +50,23 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
 
 async fn run(args: DemoArgs) -> Result<ExitCode, String> {
     let token = "demo-ingest-token";
-    let sink = FakeLogScale::start(token, SinkOptions { keep_events: false, track_ids: true })
-        .await
-        .map_err(|e| format!("cannot start the simulated LogScale: {e}"))?;
+    let sink = FakeLogScale::start(
+        token,
+        SinkOptions {
+            keep_events: false,
+            track_ids: true,
+        },
+    )
+    .await
+    .map_err(|e| format!("cannot start the simulated LogScale: {e}"))?;
     let zoom = FakeZoom::start(ZoomOptions::default())
         .await
         .map_err(|e| format!("cannot start the simulated Zoom: {e}"))?;
     let tmp = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
-    let spool_dir = args.spool_dir.clone().unwrap_or_else(|| tmp.path().join("spool"));
+    let spool_dir = args
+        .spool_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().join("spool"));
 
     let mut env = Env::from_pairs(zoom.env_pairs());
     env.set("LOGSCALE_HOST", sink.base_url());
@@ -68,10 +77,15 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
     env.set("RELAY_SHUTDOWN_TIMEOUT_SECS", "5");
     let config = Config::from_env(&env).map_err(|p| p.to_string())?;
     let metrics = Arc::new(Metrics::new());
-    let relay = pipeline::start(&config, metrics.clone()).await.map_err(|e| e.to_string())?;
+    let relay = pipeline::start(&config, metrics.clone())
+        .await
+        .map_err(|e| e.to_string())?;
 
     let tty = std::io::stdout().is_terminal();
-    println!("qss-relay demo: simulated Zoom → relay (spool at {}) → simulated LogScale", spool_dir.display());
+    println!(
+        "qss-relay demo: simulated Zoom → relay (spool at {}) → simulated LogScale",
+        spool_dir.display()
+    );
     println!(
         "streaming {} events/s for {} s; the simulated LogScale goes down from {} s to {} s",
         args.rate,
@@ -81,7 +95,10 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
     );
     let bar = tty.then(|| {
         let b = indicatif::ProgressBar::new_spinner();
-        b.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("valid template"));
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                .expect("valid template"),
+        );
         b.enable_steady_tick(Duration::from_millis(120));
         b
     });
@@ -95,21 +112,33 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
     let mut last_tick = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(if tty { 250 } else { 1000 }));
     let mut plain_every = 0u32;
-    let received = || metrics.events_received.get_or_create(&label("source", "websocket")).get();
+    let received = || {
+        metrics
+            .events_received
+            .get_or_create(&label("source", "websocket"))
+            .get()
+    };
     while started.elapsed() < duration {
         tick.tick().await;
         let t = started.elapsed();
         if !down && t >= down_at && t < up_at {
-            sink.set_mode(Mode::Status { code: 503, retry_after: None });
+            sink.set_mode(Mode::Status {
+                code: 503,
+                retry_after: None,
+            });
             down = true;
-            line(&bar, "LogScale is DOWN (answering 503): the relay keeps everything in its spool");
+            line(
+                &bar,
+                "LogScale is DOWN (answering 503): the relay keeps everything in its spool",
+            );
         } else if down && t >= up_at {
             sink.set_mode(Mode::Accept);
             down = false;
             line(&bar, "LogScale is back: the spool drains");
         }
         let delivered = sink.stats().distinct;
-        let rate = (delivered - last_delivered.min(delivered)) as f64 / last_tick.elapsed().as_secs_f64().max(0.001);
+        let rate = (delivered - last_delivered.min(delivered)) as f64
+            / last_tick.elapsed().as_secs_f64().max(0.001);
         last_delivered = delivered;
         last_tick = Instant::now();
         let pending = relay.spool.stats().pending_events;
@@ -135,7 +164,10 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
     if down {
         sink.set_mode(Mode::Accept);
     }
-    line(&bar, "stopped the simulated Zoom; waiting for the spool to drain");
+    line(
+        &bar,
+        "stopped the simulated Zoom; waiting for the spool to drain",
+    );
     // Everything Zoom wrote must reach the relay, then LogScale.
     let sent = zoom.stats().events_sent;
     let drain_deadline = Instant::now() + Duration::from_secs(60);
@@ -154,11 +186,24 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
     println!();
     println!("summary");
     println!("  sent by simulated Zoom  {:>10}", format::count(sent));
-    println!("  received by the relay   {:>10}", format::count(received()));
-    println!("  delivered (distinct)    {:>10}", format::count(counts.len() as u64));
-    println!("  duplicates              {:>10}  (at-least-once; remove with the relay_id field)", format::count(stats.duplicates));
+    println!(
+        "  received by the relay   {:>10}",
+        format::count(received())
+    );
+    println!(
+        "  delivered (distinct)    {:>10}",
+        format::count(counts.len() as u64)
+    );
+    println!(
+        "  duplicates              {:>10}  (at-least-once; remove with the relay_id field)",
+        format::count(stats.duplicates)
+    );
     println!("  lost                    {:>10}", format::count(lost));
-    println!("  ingest requests         {:>10}  ({} refused during the outage)", format::count(stats.requests), format::count(stats.requests - stats.accepted_requests));
+    println!(
+        "  ingest requests         {:>10}  ({} refused during the outage)",
+        format::count(stats.requests),
+        format::count(stats.requests - stats.accepted_requests)
+    );
     println!("  elapsed                 {:>9.1}s", elapsed);
     if lost == 0 {
         println!("OK: nothing lost, even with LogScale down for a quarter of the run.");

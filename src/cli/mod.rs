@@ -70,7 +70,11 @@ fn report_problems(p: Problems) -> ExitCode {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("relay").build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("relay")
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -93,7 +97,9 @@ async fn health(global: &Global, args: HealthArgs) -> ExitCode {
     let addr = match args.admin_addr {
         Some(a) => a,
         None => match load(global) {
-            Ok((_, c)) => c.admin_addr.unwrap_or_else(|| "127.0.0.1:9464".parse().expect("valid")),
+            Ok((_, c)) => c
+                .admin_addr
+                .unwrap_or_else(|| "127.0.0.1:9464".parse().expect("valid")),
             Err(code) => return code,
         },
     };

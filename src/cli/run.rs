@@ -30,7 +30,11 @@ pub async fn run(global: &Global) -> ExitCode {
         logscale = %config.logscale.as_ref().map(|l| l.base_url.as_str()).unwrap_or(""),
         "starting"
     );
-    let (mut term, mut int, mut hup) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) {
+    let (mut term, mut int, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) {
         (Ok(t), Ok(i), Ok(h)) => (t, i, h),
         _ => {
             eprintln!("error: cannot install signal handlers");
@@ -51,7 +55,11 @@ pub async fn run(global: &Global) -> ExitCode {
     // The watchdog is fed only while the pipeline's tasks are alive; STATUS carries the
     // figures `systemctl status` shows.
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
-    let mut tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5)));
+    let mut tick = tokio::time::interval(
+        watchdog
+            .unwrap_or(Duration::from_secs(5))
+            .min(Duration::from_secs(5)),
+    );
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
@@ -109,7 +117,11 @@ pub enum DebugCommand {
 
 pub async fn debug(args: DebugArgs) -> ExitCode {
     match args.command {
-        DebugCommand::SpoolAppend { spool_dir, count, producers } => {
+        DebugCommand::SpoolAppend {
+            spool_dir,
+            count,
+            producers,
+        } => {
             use crate::spool::{NewRecord, SourceKind, Spool};
             use std::io::Write;
             let settings = crate::config::SpoolSettings {
@@ -133,8 +145,14 @@ pub async fn debug(args: DebugArgs) -> ExitCode {
                 tokio::spawn(async move {
                     let mut n = p;
                     while n < count {
-                        let payload = bytes::Bytes::from(format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(200)));
-                        match a.send_durable(NewRecord::new(SourceKind::WebSocket, payload)).await {
+                        let payload = bytes::Bytes::from(format!(
+                            "{{\"n\":{n},\"pad\":\"{}\"}}",
+                            "x".repeat(200)
+                        ));
+                        match a
+                            .send_durable(NewRecord::new(SourceKind::WebSocket, payload))
+                            .await
+                        {
                             Ok(seq) => {
                                 let _ = tx.send((seq, n));
                             }

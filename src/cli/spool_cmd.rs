@@ -101,7 +101,7 @@ pub struct Selection {
 /// The spool itself, or the daemon that holds it.
 enum Access {
     Local { spool: Spool, hec: HecSettings },
-    Remote(AdminClient),
+    Remote(Box<AdminClient>),
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -118,7 +118,9 @@ async fn open(global: &Global, args: &SpoolArgs) -> Result<Access, ExitCode> {
     // --admin-addr wins, RELAY_ADMIN_ADDR is the fallback.
     let admin_addr = args
         .admin_addr
-        .or_else(|| crate::pipeline::RuntimeInfo::read(&config.spool.dir).and_then(|i| i.admin_addr))
+        .or_else(|| {
+            crate::pipeline::RuntimeInfo::read(&config.spool.dir).and_then(|i| i.admin_addr)
+        })
         .or(config.admin_addr);
     match Spool::open(&config.spool, Arc::new(Metrics::new())) {
         Ok(spool) => {
@@ -126,10 +128,10 @@ async fn open(global: &Global, args: &SpoolArgs) -> Result<Access, ExitCode> {
                 host: config.hostname.clone(),
                 index: config.logscale.as_ref().and_then(|l| l.repository.clone()),
                 spool_id: spool.id().to_string(),
-                webhook_sourcetype: config
-                    .logscale
-                    .as_ref()
-                    .map_or_else(|| "zoom_webhook".to_string(), |l| l.webhook_sourcetype.clone()),
+                webhook_sourcetype: config.logscale.as_ref().map_or_else(
+                    || "zoom_webhook".to_string(),
+                    |l| l.webhook_sourcetype.clone(),
+                ),
             };
             Ok(Access::Local { spool, hec })
         }
@@ -143,7 +145,7 @@ async fn open(global: &Global, args: &SpoolArgs) -> Result<Access, ExitCode> {
             let client = AdminClient::new(addr);
             // Make sure the daemon there holds *this* spool.
             match client.get::<InspectReport>("/spool/inspect").await {
-                Ok(r) if std::path::Path::new(&r.spool.spool_dir) == dir.as_path() => Ok(Access::Remote(client)),
+                Ok(r) if std::path::Path::new(&r.spool.spool_dir) == dir.as_path() => Ok(Access::Remote(Box::new(client))),
                 Ok(r) => Err(fail(format!(
                     "the spool at {} is held by another process; the relay at {addr} serves {} instead (use --admin-addr)",
                     dir.display(),
@@ -167,21 +169,31 @@ pub async fn spool(global: &Global, args: SpoolArgs) -> ExitCode {
     match args.command {
         SpoolCommand::Inspect { json } => inspect(access, json).await,
         SpoolCommand::Peek { n, from, json } => peek(access, n, from, json).await,
-        SpoolCommand::Export { from, to, output, raw } => export(access, from, to, output, raw).await,
+        SpoolCommand::Export {
+            from,
+            to,
+            output,
+            raw,
+        } => export(access, from, to, output, raw).await,
         SpoolCommand::Dead { command } => dead(access, command).await,
     }
 }
 
 async fn inspect(access: Access, json: bool) -> ExitCode {
     let report = match access {
-        Access::Local { spool, .. } => InspectReport::new(spool.stats(), ShipStatus::from_spool(&spool), "disk"),
+        Access::Local { spool, .. } => {
+            InspectReport::new(spool.stats(), ShipStatus::from_spool(&spool), "disk")
+        }
         Access::Remote(c) => match c.get::<InspectReport>("/spool/inspect").await {
             Ok(r) => r,
             Err(e) => return fail(e),
         },
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("serializable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serializable")
+        );
     } else {
         print!("{}", render_inspect(&report));
     }
@@ -192,8 +204,15 @@ async fn inspect(access: Access, json: bool) -> ExitCode {
 pub fn render_inspect(r: &InspectReport) -> String {
     let s = &r.spool;
     let mut out = String::new();
-    let from = if r.read_from == "daemon" { "asked the running relay" } else { "read from disk; the relay is not running" };
-    out.push_str(&format!("Spool {} (id {}, {from})\n", s.spool_dir, s.spool_id));
+    let from = if r.read_from == "daemon" {
+        "asked the running relay"
+    } else {
+        "read from disk; the relay is not running"
+    };
+    out.push_str(&format!(
+        "Spool {} (id {}, {from})\n",
+        s.spool_dir, s.spool_id
+    ));
     out.push_str(&format!(
         "  pending       {} events ({} uncompressed, {} stored of {} cap, {})\n",
         format::count(s.pending_events),
@@ -211,17 +230,30 @@ pub fn render_inspect(r: &InspectReport) -> String {
         format::count(s.delivered_position),
         format::count(s.next_seq)
     ));
-    out.push_str(&format!("  on disk       {}\n", format::bytes(s.disk_bytes)));
+    out.push_str(&format!(
+        "  on disk       {}\n",
+        format::bytes(s.disk_bytes)
+    ));
     out.push_str(&format!(
         "  dead letters  {} events, {} corrupt blocks{}\n",
         format::count(s.dead_letter_events),
         s.dead_letter_blocks,
-        if s.dead_letter_events + s.dead_letter_blocks > 0 { "  (relay spool dead list)" } else { "" }
+        if s.dead_letter_events + s.dead_letter_blocks > 0 {
+            "  (relay spool dead list)"
+        } else {
+            ""
+        }
     ));
-    out.push_str(&format!("  dropped       {} events (size cap)\n", format::count(s.dropped_events)));
+    out.push_str(&format!(
+        "  dropped       {} events (size cap)\n",
+        format::count(s.dropped_events)
+    ));
     if let Some(ship) = &r.shipper {
         out.push_str(&format!("Shipper: {}", ship.state.replace('_', " ")));
-        if let Some(until) = ship.backoff_until_ms.filter(|u| *u > crate::spool::now_ms()) {
+        if let Some(until) = ship
+            .backoff_until_ms
+            .filter(|u| *u > crate::spool::now_ms())
+        {
             out.push_str(&format!(
                 ", next attempt at {} (in {})",
                 admin::rfc3339_ms(until),
@@ -229,12 +261,21 @@ pub fn render_inspect(r: &InspectReport) -> String {
             ));
         }
         if ship.consecutive_failures > 0 {
-            out.push_str(&format!(", {} failed attempts in a row", ship.consecutive_failures));
+            out.push_str(&format!(
+                ", {} failed attempts in a row",
+                ship.consecutive_failures
+            ));
         }
         out.push('\n');
         if let Some(e) = &ship.last_error {
-            let status = e.status.map_or_else(|| "no answer".to_string(), |c| format!("HTTP {c}"));
-            out.push_str(&format!("  last error    {}: {status}: {}\n", format::when(e.at_ms), e.message));
+            let status = e
+                .status
+                .map_or_else(|| "no answer".to_string(), |c| format!("HTTP {c}"));
+            out.push_str(&format!(
+                "  last error    {}: {status}: {}\n",
+                format::when(e.at_ms),
+                e.message
+            ));
             if let Some(body) = &e.body_excerpt {
                 out.push_str(&format!("                response: {body}\n"));
             }
@@ -256,7 +297,9 @@ fn why(r: &InspectReport) -> String {
     if r.read_from != "daemon" {
         return "the relay is not running; start it (systemctl start qss2logscale) and the backlog drains. Nothing is lost meanwhile.".into();
     }
-    let Some(ship) = &r.shipper else { return "unknown shipper state.".into() };
+    let Some(ship) = &r.shipper else {
+        return "unknown shipper state.".into();
+    };
     let last = ship.last_error.as_ref();
     match ship.state.as_str() {
         "token_refused" => "LogScale refuses the ingest token (HTTP 401/403). Fix LOGSCALE_INGEST_TOKEN and restart the relay; the backlog is kept and drains then.".into(),
@@ -278,7 +321,10 @@ async fn peek(access: Access, n: usize, from: Option<u64>, json: bool) -> ExitCo
             Ok(r) => r.iter().map(admin::peek_record).collect(),
             Err(e) => return fail(e),
         },
-        Access::Remote(c) => match c.get(&format!("/spool/peek?n={n}&from={}", from.unwrap_or(0))).await {
+        Access::Remote(c) => match c
+            .get(&format!("/spool/peek?n={n}&from={}", from.unwrap_or(0)))
+            .await
+        {
             Ok(r) => r,
             Err(e) => return fail(e),
         },
@@ -314,7 +360,13 @@ async fn peek(access: Access, n: usize, from: Option<u64>, json: bool) -> ExitCo
     ExitCode::SUCCESS
 }
 
-async fn export(access: Access, from: Option<u64>, to: Option<u64>, output: Option<PathBuf>, raw: bool) -> ExitCode {
+async fn export(
+    access: Access,
+    from: Option<u64>,
+    to: Option<u64>,
+    output: Option<PathBuf>,
+    raw: bool,
+) -> ExitCode {
     let mut sink: Box<dyn Write + Send> = match &output {
         Some(p) => match std::fs::File::create(p) {
             Ok(f) => Box::new(std::io::BufWriter::new(f)),
@@ -329,8 +381,10 @@ async fn export(access: Access, from: Option<u64>, to: Option<u64>, output: Opti
             let bar = if output.is_some() && std::io::stderr().is_terminal() {
                 let b = indicatif::ProgressBar::new(total);
                 b.set_style(
-                    indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events ({per_sec}, {eta} left)")
-                        .expect("valid template"),
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:40} {pos}/{len} events ({per_sec}, {eta} left)",
+                    )
+                    .expect("valid template"),
                 );
                 Some(b)
             } else {
@@ -376,7 +430,11 @@ async fn export(access: Access, from: Option<u64>, to: Option<u64>, output: Opti
         return fail(format!("writing the export failed: {e}"));
     }
     if let Some(p) = output {
-        eprintln!("exported {} events to {}", format::count(written), p.display());
+        eprintln!(
+            "exported {} events to {}",
+            format::count(written),
+            p.display()
+        );
     }
     ExitCode::SUCCESS
 }
@@ -386,7 +444,9 @@ fn confirm(what: &str, sel: &Selection) -> bool {
         return true;
     }
     if !std::io::stdin().is_terminal() {
-        eprintln!("error: {what} changes the spool; pass --yes to confirm (stdin is not a terminal)");
+        eprintln!(
+            "error: {what} changes the spool; pass --yes to confirm (stdin is not a terminal)"
+        );
         return false;
     }
     eprint!("{what}? [y/N] ");
@@ -409,12 +469,21 @@ async fn dead(access: Access, command: DeadCommand) -> ExitCode {
                 },
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&list).expect("serializable"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).expect("serializable")
+                );
             } else if list.is_empty() {
                 println!("no dead letters");
             } else {
                 for d in &list {
-                    println!("{:<16} {}  {:>10}  {}", d.id.to_string(), admin::rfc3339_ms(d.at_ms), format::bytes(d.bytes as u64), d.reason);
+                    println!(
+                        "{:<16} {}  {:>10}  {}",
+                        d.id.to_string(),
+                        admin::rfc3339_ms(d.at_ms),
+                        format::bytes(d.bytes as u64),
+                        d.reason
+                    );
                 }
                 println!("{} dead letters; `relay spool dead show ID` for one, `retry` or `purge` to act.", list.len());
             }
@@ -430,7 +499,10 @@ async fn dead(access: Access, command: DeadCommand) -> ExitCode {
             };
             match detail {
                 Some(d) => {
-                    println!("{}", serde_json::to_string_pretty(&d).expect("serializable"));
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&d).expect("serializable")
+                    );
                     ExitCode::SUCCESS
                 }
                 None => fail(format!("no dead letter {id} (see `relay spool dead list`)")),
@@ -458,7 +530,11 @@ async fn act(access: Access, sel: Selection, retry: bool) -> ExitCode {
     let ids = (!sel.all).then_some(sel.ids);
     let done: Vec<DeadId> = match access {
         Access::Local { spool, .. } => {
-            let r = if retry { spool.dead_retry(ids.as_deref()) } else { spool.dead_purge(ids.as_deref()) };
+            let r = if retry {
+                spool.dead_retry(ids.as_deref())
+            } else {
+                spool.dead_purge(ids.as_deref())
+            };
             match r {
                 Ok(d) => d,
                 Err(e) => return fail(e),
@@ -467,7 +543,11 @@ async fn act(access: Access, sel: Selection, retry: bool) -> ExitCode {
         Access::Remote(c) => {
             let list = match &ids {
                 None => "all".to_string(),
-                Some(ids) => ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                Some(ids) => ids
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
             };
             let verb = if retry { "retry" } else { "purge" };
             match c.post(&format!("/spool/dead/{verb}?ids={list}")).await {
@@ -476,6 +556,10 @@ async fn act(access: Access, sel: Selection, retry: bool) -> ExitCode {
             }
         }
     };
-    println!("{} {} dead letters", if retry { "retried" } else { "purged" }, done.len());
+    println!(
+        "{} {} dead letters",
+        if retry { "retried" } else { "purged" },
+        done.len()
+    );
     ExitCode::SUCCESS
 }

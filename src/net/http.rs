@@ -87,7 +87,11 @@ impl HttpClient {
                 // An over-long body still leaves the status to act on.
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => Bytes::new(),
                 // A body cut short: the exchange failed, whatever the status said.
-                Err(e) => return Err(HttpError::Transport(format!("connection broke while reading the response: {e}"))),
+                Err(e) => {
+                    return Err(HttpError::Transport(format!(
+                        "connection broke while reading the response: {e}"
+                    )))
+                }
             };
             Ok(Reply {
                 status: parts.status,

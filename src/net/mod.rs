@@ -22,12 +22,18 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// The URL with the value of `access_token` replaced by `***`, for logs.
 pub fn redact_url(url: &str) -> String {
-    let Some(q) = url.find('?') else { return url.to_string() };
+    let Some(q) = url.find('?') else {
+        return url.to_string();
+    };
     let (base, query) = url.split_at(q + 1);
     let parts: Vec<String> = query
         .split('&')
         .map(|p| match p.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("access_token") || k.eq_ignore_ascii_case("token") => format!("{k}=***"),
+            Some((k, _))
+                if k.eq_ignore_ascii_case("access_token") || k.eq_ignore_ascii_case("token") =>
+            {
+                format!("{k}=***")
+            }
             _ => p.to_string(),
         })
         .collect();
@@ -42,7 +48,10 @@ mod tests {
             super::redact_url("wss://ws.zoom.us/ws?subscriptionId=abc&access_token=eyJ.secret"),
             "wss://ws.zoom.us/ws?subscriptionId=abc&access_token=***"
         );
-        assert_eq!(super::redact_url("wss://h/ws?access_token=x&b=1"), "wss://h/ws?access_token=***&b=1");
+        assert_eq!(
+            super::redact_url("wss://h/ws?access_token=x&b=1"),
+            "wss://h/ws?access_token=***&b=1"
+        );
         assert_eq!(super::redact_url("wss://h/ws"), "wss://h/ws");
     }
 }

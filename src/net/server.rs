@@ -35,15 +35,23 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> Response<RespBody> {
 
 /// A JSON response.
 pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<RespBody> {
-    full(status, "application/json", serde_json::to_vec(value).expect("serializable"))
+    full(
+        status,
+        "application/json",
+        serde_json::to_vec(value).expect("serializable"),
+    )
 }
 
 /// A TLS configuration that can be swapped while serving (certificate reload).
 pub type SharedTls = Arc<RwLock<Arc<rustls::ServerConfig>>>;
 
 /// Serves `handler` on `listener` until `shutdown` is cancelled.
-pub async fn serve<F, Fut>(listener: TcpListener, tls: Option<SharedTls>, shutdown: CancellationToken, handler: F)
-where
+pub async fn serve<F, Fut>(
+    listener: TcpListener,
+    tls: Option<SharedTls>,
+    shutdown: CancellationToken,
+    handler: F,
+) where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<RespBody>> + Send + 'static,
 {
@@ -72,7 +80,8 @@ where
             None => {
                 tokio::spawn(async move {
                     let builder = auto::Builder::new(TokioExecutor::new());
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     let _ = watcher.watch(conn.into_owned()).await;
                 });
             }
@@ -80,7 +89,12 @@ where
                 let cfg = tls.read().unwrap_or_else(|p| p.into_inner()).clone();
                 let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    let stream = match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -89,7 +103,8 @@ where
                         Err(_) => return,
                     };
                     let builder = auto::Builder::new(TokioExecutor::new());
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     let _ = watcher.watch(conn.into_owned()).await;
                 });
             }

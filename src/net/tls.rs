@@ -14,7 +14,9 @@ use std::sync::Arc;
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read CA certificates from {path}: {message} (RELAY_CA_FILE must be a PEM file)")]
+    #[error(
+        "cannot read CA certificates from {path}: {message} (RELAY_CA_FILE must be a PEM file)"
+    )]
     CaFile { path: String, message: String },
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
@@ -58,7 +60,10 @@ pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
 }
 
 /// A client configuration with the given ALPN protocols.
-pub fn client_config(ca_file: Option<&Path>, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, TlsError> {
+pub fn client_config(
+    ca_file: Option<&Path>,
+    alpn: &[&[u8]],
+) -> Result<rustls::ClientConfig, TlsError> {
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(root_store(ca_file)?)

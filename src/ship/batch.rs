@@ -46,7 +46,9 @@ impl Batch {
 
     /// Whether one more event of about `next_len` bytes would break a limit.
     pub fn is_full(&self, limits: Limits, next_len: usize) -> bool {
-        !self.events.is_empty() && (self.events.len() >= limits.max_events || self.body.len() + next_len > limits.max_bytes)
+        !self.events.is_empty()
+            && (self.events.len() >= limits.max_events
+                || self.body.len() + next_len > limits.max_bytes)
     }
 
     /// The receive time of the first event (latency metric).

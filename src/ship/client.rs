@@ -71,15 +71,24 @@ pub struct HecClient {
 
 impl HecClient {
     /// `base_url` as normalised by the configuration (no trailing slash).
-    pub fn new(http: HttpClient, base_url: &str, token: &Secret, compression: Compression, timeout: Duration) -> Result<HecClient, String> {
+    pub fn new(
+        http: HttpClient,
+        base_url: &str,
+        token: &Secret,
+        compression: Compression,
+        timeout: Duration,
+    ) -> Result<HecClient, String> {
         let url: Uri = format!("{base_url}/api/v1/ingest/hec")
             .parse()
             .map_err(|e| format!("LOGSCALE_HOST gives an invalid ingest URL: {e}"))?;
         let health_url: Uri = format!("{base_url}/api/v1/ingest/hec/health")
             .parse()
             .map_err(|e| format!("LOGSCALE_HOST gives an invalid health URL: {e}"))?;
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| "LOGSCALE_INGEST_TOKEN contains characters not allowed in an HTTP header".to_string())?;
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                "LOGSCALE_INGEST_TOKEN contains characters not allowed in an HTTP header"
+                    .to_string()
+            })?;
         auth.set_sensitive(true);
         Ok(HecClient {
             http,
@@ -100,11 +109,16 @@ impl HecClient {
         match self.compression {
             Compression::None => Bytes::copy_from_slice(raw),
             Compression::Gzip => {
-                let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 6 + 64), flate2::Compression::new(GZIP_LEVEL));
+                let mut enc = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(raw.len() / 6 + 64),
+                    flate2::Compression::new(GZIP_LEVEL),
+                );
                 enc.write_all(raw).expect("writing to a Vec cannot fail");
                 Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
             }
-            Compression::Zstd => Bytes::from(zstd::bulk::compress(raw, ZSTD_LEVEL).expect("zstd compression of memory")),
+            Compression::Zstd => Bytes::from(
+                zstd::bulk::compress(raw, ZSTD_LEVEL).expect("zstd compression of memory"),
+            ),
         }
     }
 
@@ -120,10 +134,12 @@ impl HecClient {
         req.headers_mut().insert(AUTHORIZATION, self.auth.clone());
         match self.compression {
             Compression::Gzip => {
-                req.headers_mut().insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                req.headers_mut()
+                    .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
             Compression::Zstd => {
-                req.headers_mut().insert(CONTENT_ENCODING, HeaderValue::from_static("zstd"));
+                req.headers_mut()
+                    .insert(CONTENT_ENCODING, HeaderValue::from_static("zstd"));
             }
             Compression::None => {}
         }
@@ -132,8 +148,13 @@ impl HecClient {
                 outcome: Outcome::Retry { retry_after: None },
                 status: None,
                 message: match e {
-                    HttpError::Timeout(d) => format!("LogScale did not answer within {}s (RELAY_SHIP_TIMEOUT_SECS)", d.as_secs()),
-                    HttpError::Transport(t) => format!("cannot reach LogScale at {}: {t}", self.url),
+                    HttpError::Timeout(d) => format!(
+                        "LogScale did not answer within {}s (RELAY_SHIP_TIMEOUT_SECS)",
+                        d.as_secs()
+                    ),
+                    HttpError::Transport(t) => {
+                        format!("cannot reach LogScale at {}: {t}", self.url)
+                    }
                 },
                 body_excerpt: None,
             },

@@ -109,7 +109,8 @@ impl Encoder {
         } = self;
         let mut ft = std::mem::replace(frame_tape, Tape(Vec::new())).reset();
         let mut ct = std::mem::replace(content_tape, Tape(Vec::new())).reset();
-        let ok = load(frame, &r.payload, buffers, &mut ft) && matches!(ft.0.first(), Some(Node::Object { .. }));
+        let ok = load(frame, &r.payload, buffers, &mut ft)
+            && matches!(ft.0.first(), Some(Node::Object { .. }));
         if ok {
             let nodes = &ft.0;
             let content_idx = get(nodes, 0, "content");
@@ -130,13 +131,23 @@ impl Encoder {
             let (cnodes, croot): (&[Node<'_>], Option<usize>) = if parsed {
                 (&ct.0, Some(0))
             } else {
-                (nodes, content_idx.filter(|&i| matches!(nodes[i], Node::Object { .. })))
+                (
+                    nodes,
+                    content_idx.filter(|&i| matches!(nodes[i], Node::Object { .. })),
+                )
             };
-            let name = croot.and_then(|c| get(cnodes, c, "event")).and_then(|i| str_at(cnodes, i)).unwrap_or("");
-            let time_ms = croot.and_then(|c| event_ts(cnodes, c)).unwrap_or(r.received_ms);
+            let name = croot
+                .and_then(|c| get(cnodes, c, "event"))
+                .and_then(|i| str_at(cnodes, i))
+                .unwrap_or("");
+            let time_ms = croot
+                .and_then(|c| event_ts(cnodes, c))
+                .unwrap_or(r.received_ms);
 
             write_head(out, time_ms, "zoom_websocket", QSS_SOURCETYPE, head_tail);
-            let Node::Object { len, .. } = nodes[0] else { unreachable!("checked above") };
+            let Node::Object { len, .. } = nodes[0] else {
+                unreachable!("checked above")
+            };
             out.push(b'{');
             let mut j = 1;
             for n in 0..len {
@@ -174,10 +185,13 @@ impl Encoder {
             ..
         } = self;
         let mut ft = std::mem::replace(frame_tape, Tape(Vec::new())).reset();
-        let ok = load(frame, &r.payload, buffers, &mut ft) && matches!(ft.0.first(), Some(Node::Object { .. }));
+        let ok = load(frame, &r.payload, buffers, &mut ft)
+            && matches!(ft.0.first(), Some(Node::Object { .. }));
         if ok {
             let nodes = &ft.0;
-            let name = get(nodes, 0, "event").and_then(|i| str_at(nodes, i)).unwrap_or("");
+            let name = get(nodes, 0, "event")
+                .and_then(|i| str_at(nodes, i))
+                .unwrap_or("");
             let time_ms = event_ts(nodes, 0).unwrap_or(r.received_ms);
             if is_qss_event(name) {
                 write_head(out, time_ms, "zoom_webhook", QSS_SOURCETYPE, head_tail);
@@ -185,7 +199,13 @@ impl Encoder {
                 write_content(out, nodes, 0, Transforms::for_event(name));
                 out.push(b'}');
             } else {
-                write_head(out, time_ms, "zoom_webhook", &settings.webhook_sourcetype, head_tail);
+                write_head(
+                    out,
+                    time_ms,
+                    "zoom_webhook",
+                    &settings.webhook_sourcetype,
+                    head_tail,
+                );
                 write_value(out, nodes, 0);
             }
             write_fields(out, &settings.spool_id, r.seq, None);
@@ -209,7 +229,12 @@ impl Encoder {
 }
 
 /// Copies `src` into `buf` with simd-json's padding and parses it into `tape`.
-fn load<'de>(buf: &'de mut Vec<u8>, src: &[u8], buffers: &mut Buffers, tape: &mut Tape<'de>) -> bool {
+fn load<'de>(
+    buf: &'de mut Vec<u8>,
+    src: &[u8],
+    buffers: &mut Buffers,
+    tape: &mut Tape<'de>,
+) -> bool {
     buf.clear();
     buf.extend_from_slice(src);
     buf.resize(src.len() + INPUT_PADDING, 0);
@@ -230,7 +255,12 @@ fn write_head(out: &mut Vec<u8>, time_ms: u64, source: &str, sourcetype: &str, h
     out.extend_from_slice(b"{\"time\":");
     out.extend_from_slice(itoa::Buffer::new().format(time_ms / 1000).as_bytes());
     let ms = (time_ms % 1000) as usize;
-    out.extend_from_slice(&[b'.', b'0' + (ms / 100) as u8, b'0' + (ms / 10 % 10) as u8, b'0' + (ms % 10) as u8]);
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+    ]);
     out.extend_from_slice(b",\"source\":");
     write_str(out, source);
     out.extend_from_slice(b",\"sourcetype\":");

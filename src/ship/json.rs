@@ -39,7 +39,14 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&bytes[start..i]);
         if esc == b'u' {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]);
         } else {
             out.extend_from_slice(&[b'\\', esc]);
         }
@@ -54,7 +61,9 @@ pub fn write_static(out: &mut Vec<u8>, v: &StaticNode) {
     match v {
         StaticNode::I64(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
         StaticNode::U64(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
-        StaticNode::F64(f) if f.is_finite() => out.extend_from_slice(ryu::Buffer::new().format_finite(*f).as_bytes()),
+        StaticNode::F64(f) if f.is_finite() => {
+            out.extend_from_slice(ryu::Buffer::new().format_finite(*f).as_bytes())
+        }
         StaticNode::F64(_) | StaticNode::Null => out.extend_from_slice(b"null"),
         StaticNode::Bool(true) => out.extend_from_slice(b"true"),
         StaticNode::Bool(false) => out.extend_from_slice(b"false"),
@@ -130,7 +139,9 @@ pub fn key_at<'a>(nodes: &[Node<'a>], i: usize) -> &'a str {
 
 /// Looks up `key` in the object starting at `i`; returns the value's index.
 pub fn get(nodes: &[Node<'_>], i: usize, key: &str) -> Option<usize> {
-    let Node::Object { len, .. } = nodes[i] else { return None };
+    let Node::Object { len, .. } = nodes[i] else {
+        return None;
+    };
     let mut j = i + 1;
     for _ in 0..len {
         let k = key_at(nodes, j);

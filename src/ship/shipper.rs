@@ -244,7 +244,9 @@ impl Shipper {
                 }
             }
             let f = filler.as_mut().expect("present");
-            if f.linger_deadline(settings.linger).is_some_and(|d| d <= Instant::now()) {
+            if f.linger_deadline(settings.linger)
+                .is_some_and(|d| d <= Instant::now())
+            {
                 let pos = f.pos;
                 let batch = f.cut(pos);
                 if !dispatch(&ctx, batch, &sem, &done_tx, &mut tasks, &shutdown).await {
@@ -254,7 +256,9 @@ impl Shipper {
             if read {
                 continue;
             }
-            let linger_at = filler.as_ref().and_then(|f| f.linger_deadline(settings.linger));
+            let linger_at = filler
+                .as_ref()
+                .and_then(|f| f.linger_deadline(settings.linger));
             tokio::select! {
                 _ = shutdown.cancelled() => break 'main,
                 _ = durable.changed() => {}
@@ -266,10 +270,8 @@ impl Shipper {
 
         // Shutdown: no new batches, no new retries; requests already sent may finish.
         ctx.stop_retrying.cancel();
-        let finished = tokio::time::timeout(drain, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
+        let finished =
+            tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
         if finished.is_err() {
             tracing::warn!(
                 in_flight = tasks.len(),
@@ -353,13 +355,20 @@ async fn deliver(ctx: &Ctx, batch: Batch) -> bool {
         };
         loop {
             ctx.metrics.ship_batch_events.observe((b - a) as f64);
-            ctx.metrics.ship_batch_bytes.observe(batch.slice(a, b).len() as f64);
+            ctx.metrics
+                .ship_batch_bytes
+                .observe(batch.slice(a, b).len() as f64);
             ctx.status.request_started();
             let started = Instant::now();
             let result = ctx.client.post(compressed.clone()).await;
             ctx.status.request_finished();
-            ctx.metrics.ship_request_duration.observe(started.elapsed().as_secs_f64());
-            ctx.metrics.ship_requests.get_or_create(&label("class", result.class())).inc();
+            ctx.metrics
+                .ship_request_duration
+                .observe(started.elapsed().as_secs_f64());
+            ctx.metrics
+                .ship_requests
+                .get_or_create(&label("class", result.class()))
+                .inc();
             match result.outcome {
                 Outcome::Accepted => {
                     let events = (b - a) as u64;
@@ -371,7 +380,10 @@ async fn deliver(ctx: &Ctx, batch: Batch) -> bool {
                             .observe(now.saturating_sub(e.record.received_ms) as f64 / 1000.0);
                     }
                     if attempt > 0 {
-                        tracing::info!(attempts = attempt + 1, "LogScale accepted the batch after retrying");
+                        tracing::info!(
+                            attempts = attempt + 1,
+                            "LogScale accepted the batch after retrying"
+                        );
                     }
                     ctx.status.success(events);
                     attempt = 0;
@@ -396,7 +408,10 @@ async fn deliver(ctx: &Ctx, batch: Batch) -> bool {
                     let reason = format!(
                         "HTTP {}: {}",
                         result.status.unwrap_or(0),
-                        result.body_excerpt.as_deref().unwrap_or("(no response body)")
+                        result
+                            .body_excerpt
+                            .as_deref()
+                            .unwrap_or("(no response body)")
                     );
                     tracing::error!(
                         seq = e.record.seq,
@@ -415,7 +430,9 @@ async fn deliver(ctx: &Ctx, batch: Batch) -> bool {
                     attempt += 1;
                 }
                 Outcome::TokenRefused => {
-                    let delay = Backoff::SHIP.delay_with_hint(attempt, None).max(Duration::from_secs(1));
+                    let delay = Backoff::SHIP
+                        .delay_with_hint(attempt, None)
+                        .max(Duration::from_secs(1));
                     if !backoff(ctx, &result, attempt, delay, true).await {
                         return false;
                     }
@@ -444,7 +461,13 @@ async fn deliver(ctx: &Ctx, batch: Batch) -> bool {
 }
 
 /// Records the failure, logs it, and sleeps. Returns false if shutdown interrupted.
-async fn backoff(ctx: &Ctx, result: &Attempt, attempt: u32, delay: Duration, token_refused: bool) -> bool {
+async fn backoff(
+    ctx: &Ctx,
+    result: &Attempt,
+    attempt: u32,
+    delay: Duration,
+    token_refused: bool,
+) -> bool {
     ctx.metrics.ship_retries.inc();
     ctx.status.failure(
         ShipError {
@@ -458,9 +481,23 @@ async fn backoff(ctx: &Ctx, result: &Attempt, attempt: u32, delay: Duration, tok
     );
     let body = result.body_excerpt.as_deref().unwrap_or("");
     if token_refused || attempt == 0 {
-        tracing::error!(status = result.status, body, retry_in_ms = delay.as_millis() as u64, attempt = attempt + 1, "{}", result.message);
+        tracing::error!(
+            status = result.status,
+            body,
+            retry_in_ms = delay.as_millis() as u64,
+            attempt = attempt + 1,
+            "{}",
+            result.message
+        );
     } else {
-        tracing::warn!(status = result.status, body, retry_in_ms = delay.as_millis() as u64, attempt = attempt + 1, "{}", result.message);
+        tracing::warn!(
+            status = result.status,
+            body,
+            retry_in_ms = delay.as_millis() as u64,
+            attempt = attempt + 1,
+            "{}",
+            result.message
+        );
     }
     tokio::select! {
         _ = ctx.stop_retrying.cancelled() => false,

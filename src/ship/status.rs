@@ -95,7 +95,12 @@ impl ShipStatus {
     pub fn failure(&self, error: ShipError, backoff_ms: u64, token_refused: bool) {
         let s = {
             let mut s = self.lock();
-            s.state = if token_refused { "token_refused" } else { "backing_off" }.into();
+            s.state = if token_refused {
+                "token_refused"
+            } else {
+                "backing_off"
+            }
+            .into();
             s.backoff_until_ms = Some(now_ms() + backoff_ms);
             s.consecutive_failures += 1;
             s.last_error = Some(error);

@@ -44,7 +44,13 @@ pub fn write_content(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize, t: Transfo
 }
 
 /// Writes the object at `i`, where `depth` components of [`PATH`] have matched so far.
-fn write_object_on_path(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize, depth: usize, t: Transforms) -> usize {
+fn write_object_on_path(
+    out: &mut Vec<u8>,
+    nodes: &[Node<'_>],
+    i: usize,
+    depth: usize,
+    t: Transforms,
+) -> usize {
     let Node::Object { len, .. } = nodes[i] else {
         return write_value(out, nodes, i);
     };
@@ -72,13 +78,18 @@ fn write_object_on_path(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize, depth: 
 
 /// An array whose items are all objects with a string `type`.
 fn qos_is_transformable(nodes: &[Node<'_>], i: usize) -> bool {
-    let Node::Array { len, .. } = nodes[i] else { return false };
+    let Node::Array { len, .. } = nodes[i] else {
+        return false;
+    };
     let mut j = i + 1;
     for _ in 0..len {
         if !matches!(nodes[j], Node::Object { .. }) {
             return false;
         }
-        if get(nodes, j, "type").and_then(|t| str_at(nodes, t)).is_none() {
+        if get(nodes, j, "type")
+            .and_then(|t| str_at(nodes, t))
+            .is_none()
+        {
             return false;
         }
         j = skip(nodes, j);
@@ -87,12 +98,16 @@ fn qos_is_transformable(nodes: &[Node<'_>], i: usize) -> bool {
 }
 
 fn write_qos_object(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize) -> usize {
-    let Node::Array { len, .. } = nodes[i] else { unreachable!("checked by qos_is_transformable") };
+    let Node::Array { len, .. } = nodes[i] else {
+        unreachable!("checked by qos_is_transformable")
+    };
     // (type, index of the item that wins): first position, last value.
     let mut entries: Vec<(&str, usize)> = Vec::with_capacity(len);
     let mut j = i + 1;
     for _ in 0..len {
-        let ty = get(nodes, j, "type").and_then(|t| str_at(nodes, t)).unwrap_or("");
+        let ty = get(nodes, j, "type")
+            .and_then(|t| str_at(nodes, t))
+            .unwrap_or("");
         match entries.iter_mut().find(|(t, _)| *t == ty) {
             Some(e) => e.1 = j,
             None => entries.push((ty, j)),
@@ -122,7 +137,9 @@ fn write_details(out: &mut Vec<u8>, nodes: &[Node<'_>], item: usize) {
             write_value(out, nodes, d);
         }
         (Some(d), dt) => {
-            let Node::Object { len, .. } = nodes[d] else { unreachable!() };
+            let Node::Object { len, .. } = nodes[d] else {
+                unreachable!()
+            };
             out.push(b'{');
             let mut j = d + 1;
             let mut wrote_date = false;

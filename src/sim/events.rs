@@ -53,7 +53,12 @@ fn qos_item(ty: &str, v: usize, with_date: bool) -> String {
             9 + v % 7,
             30 + v % 40
         ),
-        "wifi_rssi" => format!(r#"{{"max_rssi":"-{}","avg_rssi":"-{}","min_rssi":"-{}","rssi_unit":"dBm"}}"#, 40 + v % 5, 50 + v % 5, 56 + v % 9),
+        "wifi_rssi" => format!(
+            r#"{{"max_rssi":"-{}","avg_rssi":"-{}","min_rssi":"-{}","rssi_unit":"dBm"}}"#,
+            40 + v % 5,
+            50 + v % 5,
+            56 + v % 9
+        ),
         t if t.starts_with("video") => format!(
             r#"{{"bitrate":"{}.{} Mbps","latency":"{} ms","jitter":"{} ms","avg_loss":"0.{}%","max_loss":"{}.{}%","resolution":"1280*720","frame_rate":"{} fps"}}"#,
             1 + v % 2,
@@ -77,7 +82,10 @@ fn qos_item(ty: &str, v: usize, with_date: bool) -> String {
         ),
     };
     if with_date {
-        format!(r#"{{"date_time":"2023-11-14T22:13:{:02}Z","type":"{ty}","details":{details}}}"#, v % 60)
+        format!(
+            r#"{{"date_time":"2023-11-14T22:13:{:02}Z","type":"{ty}","details":{details}}}"#,
+            v % 60
+        )
     } else {
         format!(r#"{{"type":"{ty}","details":{details}}}"#)
     }
@@ -166,7 +174,9 @@ impl FrameFactory {
                 for _ in 0..*share {
                     let event = event_json(kind, v, BASE_TS);
                     let text = if frames { ws_frame(&event) } else { event };
-                    let ts_at = text.find("1700000000000").expect("template has the base timestamp");
+                    let ts_at = text
+                        .find("1700000000000")
+                        .expect("template has the base timestamp");
                     templates.push(Template {
                         bytes: text.into_bytes(),
                         ts_at,
@@ -183,7 +193,10 @@ impl FrameFactory {
             mixed.push(i * stride % n);
         }
         let mut slots: Vec<Option<Template>> = templates.into_iter().map(Some).collect();
-        let templates = mixed.into_iter().map(|i| slots[i].take().expect("a permutation")).collect();
+        let templates = mixed
+            .into_iter()
+            .map(|i| slots[i].take().expect("a permutation"))
+            .collect();
         FrameFactory { templates }
     }
 
@@ -205,7 +218,11 @@ impl FrameFactory {
     pub fn kind_of(&self, n: u64) -> String {
         let t = &self.templates[(n % self.templates.len() as u64) as usize];
         let text = String::from_utf8_lossy(&t.bytes);
-        let key = if text.starts_with("{\"module\"") { "\\\"event\\\":\\\"" } else { "\"event\":\"" };
+        let key = if text.starts_with("{\"module\"") {
+            "\\\"event\\\":\\\""
+        } else {
+            "\"event\":\""
+        };
         let start = text.find(key).map(|i| i + key.len()).unwrap_or(0);
         let end = text[start..].find(['\\', '"']).map_or(start, |e| start + e);
         text[start..end].to_string()
@@ -229,7 +246,8 @@ mod tests {
             let frame = f.frame(n);
             let v: serde_json::Value = serde_json::from_slice(&frame).unwrap();
             assert_eq!(v["module"], "message");
-            let content: serde_json::Value = serde_json::from_str(v["content"].as_str().unwrap()).unwrap();
+            let content: serde_json::Value =
+                serde_json::from_str(v["content"].as_str().unwrap()).unwrap();
             assert_eq!(content["event_ts"].as_u64().unwrap(), BASE_TS + n);
             assert_eq!(content["event"].as_str().unwrap(), f.kind_of(n));
         }

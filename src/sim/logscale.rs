@@ -123,7 +123,11 @@ impl FakeLogScale {
     }
 
     /// Starts on `addr`.
-    pub async fn start_on(addr: SocketAddr, token: &str, options: SinkOptions) -> std::io::Result<FakeLogScale> {
+    pub async fn start_on(
+        addr: SocketAddr,
+        token: &str,
+        options: SinkOptions,
+    ) -> std::io::Result<FakeLogScale> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
@@ -136,11 +140,20 @@ impl FakeLogScale {
         });
         let shutdown = CancellationToken::new();
         let st = state.clone();
-        tokio::spawn(server::serve(listener, None, shutdown.clone(), move |req| {
-            let st = st.clone();
-            async move { handle(st, req).await }
-        }));
-        Ok(FakeLogScale { addr, state, shutdown })
+        tokio::spawn(server::serve(
+            listener,
+            None,
+            shutdown.clone(),
+            move |req| {
+                let st = st.clone();
+                async move { handle(st, req).await }
+            },
+        ));
+        Ok(FakeLogScale {
+            addr,
+            state,
+            shutdown,
+        })
     }
 
     /// The base URL to put in `LOGSCALE_HOST`.
@@ -168,12 +181,22 @@ impl FakeLogScale {
 
     /// The accepted events (with `keep_events`).
     pub fn events(&self) -> Vec<serde_json::Value> {
-        self.state.received.lock().expect("not poisoned").events.clone()
+        self.state
+            .received
+            .lock()
+            .expect("not poisoned")
+            .events
+            .clone()
     }
 
     /// How often each simulator event number was accepted.
     pub fn sim_counts(&self) -> HashMap<u64, u32> {
-        self.state.received.lock().expect("not poisoned").by_sim_number.clone()
+        self.state
+            .received
+            .lock()
+            .expect("not poisoned")
+            .by_sim_number
+            .clone()
     }
 
     /// Waits until at least `n` distinct events were accepted, or `timeout` passes.
@@ -194,13 +217,19 @@ impl FakeLogScale {
 async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
-        (&Method::GET, "/api/v1/ingest/hec/health") | (&Method::GET, "/services/collector/health") => {
+        (&Method::GET, "/api/v1/ingest/hec/health")
+        | (&Method::GET, "/services/collector/health") => {
             if !authorized(&st, &req) {
                 return server::text(StatusCode::UNAUTHORIZED, "invalid token");
             }
-            server::json(StatusCode::OK, &serde_json::json!({"text": "HEC is healthy", "code": 17}))
+            server::json(
+                StatusCode::OK,
+                &serde_json::json!({"text": "HEC is healthy", "code": 17}),
+            )
         }
-        (&Method::POST, "/api/v1/ingest/hec") | (&Method::POST, "/services/collector") => ingest(st, req).await,
+        (&Method::POST, "/api/v1/ingest/hec") | (&Method::POST, "/services/collector") => {
+            ingest(st, req).await
+        }
         _ => server::text(StatusCode::NOT_FOUND, "not found"),
     }
 }
@@ -229,7 +258,8 @@ async fn ingest(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
         Mode::Close => {
             // A handler cannot drop its connection, so the connection breaks mid-response:
             // a body announced as 1000 bytes ends after 7, and hyper closes the socket.
-            let (mut tx, body) = http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(1);
+            let (mut tx, body) =
+                http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(1);
             tokio::spawn(async move {
                 let _ = tx.send_data(Bytes::from_static(b"partial")).await;
                 drop(tx);
@@ -241,16 +271,23 @@ async fn ingest(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
                 .expect("valid response");
         }
         Mode::Status { code, retry_after } => {
-            let mut resp = server::text(StatusCode::from_u16(*code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "fake LogScale is failing on purpose");
+            let mut resp = server::text(
+                StatusCode::from_u16(*code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                "fake LogScale is failing on purpose",
+            );
             if let Some(s) = retry_after {
-                resp.headers_mut().insert("retry-after", s.to_string().parse().expect("digits"));
+                resp.headers_mut()
+                    .insert("retry-after", s.to_string().parse().expect("digits"));
             }
             return resp;
         }
         Mode::Accept | Mode::RejectContaining(_) | Mode::MaxEvents(_) => {}
     }
     if !authorized(&st, &req) {
-        return server::json(StatusCode::UNAUTHORIZED, &serde_json::json!({"text": "Invalid token", "code": 4}));
+        return server::json(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({"text": "Invalid token", "code": 4}),
+        );
     }
     let encoding = req
         .headers()
@@ -268,15 +305,23 @@ async fn ingest(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
     };
     // Parse every HEC object (whitespace separated, as LogScale accepts them).
     let mut parsed: Vec<(Option<String>, Option<u64>, Option<serde_json::Value>)> = Vec::new();
-    let mut stream = serde_json::Deserializer::from_slice(&raw).into_iter::<&serde_json::value::RawValue>();
+    let mut stream =
+        serde_json::Deserializer::from_slice(&raw).into_iter::<&serde_json::value::RawValue>();
     for item in &mut stream {
         let rawv = match item {
             Ok(v) => v,
-            Err(e) => return server::text(StatusCode::BAD_REQUEST, format!("invalid JSON in HEC stream: {e}")),
+            Err(e) => {
+                return server::text(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid JSON in HEC stream: {e}"),
+                )
+            }
         };
         let line: Line<'_> = match serde_json::from_str(rawv.get()) {
             Ok(l) => l,
-            Err(e) => return server::text(StatusCode::BAD_REQUEST, format!("not a HEC event: {e}")),
+            Err(e) => {
+                return server::text(StatusCode::BAD_REQUEST, format!("not a HEC event: {e}"))
+            }
         };
         if let Mode::RejectContaining(s) = &mode {
             if rawv.get().contains(s.as_str()) {
@@ -326,7 +371,10 @@ async fn ingest(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
         }
     }
     drop(rec);
-    server::json(StatusCode::OK, &serde_json::json!({"text": "Success", "code": 0}))
+    server::json(
+        StatusCode::OK,
+        &serde_json::json!({"text": "Success", "code": 0}),
+    )
 }
 
 /// Decodes a body by its `Content-Encoding`.

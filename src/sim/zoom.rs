@@ -117,7 +117,9 @@ impl Drop for FakeZoom {
     }
 }
 
-type Writer = Arc<tokio::sync::Mutex<WebSocketWrite<BufWriter<WriteHalf<TokioIo<hyper::upgrade::Upgraded>>>>>>;
+type Writer = Arc<
+    tokio::sync::Mutex<WebSocketWrite<BufWriter<WriteHalf<TokioIo<hyper::upgrade::Upgraded>>>>>,
+>;
 
 impl FakeZoom {
     /// Starts on 127.0.0.1 with a free port.
@@ -150,13 +152,22 @@ impl FakeZoom {
         let shutdown = CancellationToken::new();
         let st = state.clone();
         let sd = shutdown.clone();
-        tokio::spawn(server::serve(listener, None, shutdown.clone(), move |req| {
-            let st = st.clone();
-            let sd = sd.clone();
-            async move { handle(st, sd, req).await }
-        }));
+        tokio::spawn(server::serve(
+            listener,
+            None,
+            shutdown.clone(),
+            move |req| {
+                let st = st.clone();
+                let sd = sd.clone();
+                async move { handle(st, sd, req).await }
+            },
+        ));
         tokio::spawn(rate_generator(state.clone(), shutdown.clone()));
-        Ok(FakeZoom { addr, state, shutdown })
+        Ok(FakeZoom {
+            addr,
+            state,
+            shutdown,
+        })
     }
 
     /// For `ZOOM_OAUTH_URL`.
@@ -166,7 +177,10 @@ impl FakeZoom {
 
     /// For `ZOOM_WSS_URL` (plain `ws://` on loopback).
     pub fn wss_url(&self) -> String {
-        format!("ws://{}/ws?subscriptionId={}", self.addr, self.state.opts.subscription_id)
+        format!(
+            "ws://{}/ws?subscriptionId={}",
+            self.addr, self.state.opts.subscription_id
+        )
     }
 
     pub fn options(&self) -> &ZoomOptions {
@@ -178,7 +192,10 @@ impl FakeZoom {
         vec![
             ("ZOOM_ACCOUNT_ID".into(), self.state.opts.account_id.clone()),
             ("ZOOM_CLIENT_ID".into(), self.state.opts.client_id.clone()),
-            ("ZOOM_CLIENT_SECRET".into(), self.state.opts.client_secret.clone()),
+            (
+                "ZOOM_CLIENT_SECRET".into(),
+                self.state.opts.client_secret.clone(),
+            ),
             ("ZOOM_WSS_URL".into(), self.wss_url()),
             ("ZOOM_OAUTH_URL".into(), self.oauth_url()),
         ]
@@ -212,7 +229,9 @@ impl FakeZoom {
     }
 
     pub fn set_reject_credentials(&self, reject: bool) {
-        self.state.reject_credentials.store(reject, Ordering::SeqCst);
+        self.state
+            .reject_credentials
+            .store(reject, Ordering::SeqCst);
     }
 
     /// Refuses the next `n` connections with `build_connection` `success:false`.
@@ -226,7 +245,11 @@ impl FakeZoom {
 
     /// When heartbeats arrived.
     pub fn heartbeat_times(&self) -> Vec<Instant> {
-        self.state.heartbeat_log.lock().expect("not poisoned").clone()
+        self.state
+            .heartbeat_log
+            .lock()
+            .expect("not poisoned")
+            .clone()
     }
 
     pub fn stats(&self) -> ZoomStats {
@@ -280,21 +303,28 @@ async fn rate_generator(st: Arc<State>, shutdown: CancellationToken) {
     }
 }
 
-async fn handle(st: Arc<State>, shutdown: CancellationToken, mut req: Request<Incoming>) -> Response<RespBody> {
+async fn handle(
+    st: Arc<State>,
+    shutdown: CancellationToken,
+    mut req: Request<Incoming>,
+) -> Response<RespBody> {
     match (req.method().clone(), req.uri().path()) {
         (Method::POST, "/oauth/token") => oauth(&st, req).await,
         (Method::GET, "/ws") if fastwebsockets::upgrade::is_upgrade_request(&req) => {
             let query = req.uri().query().unwrap_or("").to_string();
             let param = |name: &str| {
-                query
-                    .split('&')
-                    .find_map(|p| p.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+                query.split('&').find_map(|p| {
+                    p.split_once('=')
+                        .filter(|(k, _)| *k == name)
+                        .map(|(_, v)| v.to_string())
+                })
             };
             let token_ok = {
                 let cur = st.current_token.lock().expect("not poisoned");
                 matches!((&*cur, param("access_token")), (Some((t, exp)), Some(given)) if *t == given && Instant::now() < *exp)
             };
-            let subscription_ok = param("subscriptionId").as_deref() == Some(st.opts.subscription_id.as_str());
+            let subscription_ok =
+                param("subscriptionId").as_deref() == Some(st.opts.subscription_id.as_str());
             let forced = st
                 .refuse_next
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -326,29 +356,52 @@ async fn oauth(st: &State, req: Request<Incoming>) -> Response<RespBody> {
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .and_then(|b| String::from_utf8(b).ok());
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let form = String::from_utf8_lossy(&body).to_string();
     let field = |text: &str, name: &str| {
-        text.split('&')
-            .find_map(|p| p.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+        text.split('&').find_map(|p| {
+            p.split_once('=')
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
     };
     let (id, secret) = match basic.as_deref().and_then(|b| b.split_once(':')) {
         Some((i, s)) => (i.to_string(), s.to_string()),
-        None => (field(&form, "client_id").unwrap_or_default(), field(&form, "client_secret").unwrap_or_default()),
+        None => (
+            field(&form, "client_id").unwrap_or_default(),
+            field(&form, "client_secret").unwrap_or_default(),
+        ),
     };
     if field(&query, "grant_type").as_deref() != Some("account_credentials") {
-        return server::json(StatusCode::BAD_REQUEST, &serde_json::json!({"reason": "Unsupported grant type", "error": "unsupported_grant_type"}));
+        return server::json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"reason": "Unsupported grant type", "error": "unsupported_grant_type"}),
+        );
     }
-    let creds_ok = id == st.opts.client_id && secret == st.opts.client_secret && !st.reject_credentials.load(Ordering::SeqCst);
+    let creds_ok = id == st.opts.client_id
+        && secret == st.opts.client_secret
+        && !st.reject_credentials.load(Ordering::SeqCst);
     if !creds_ok {
-        return server::json(StatusCode::UNAUTHORIZED, &serde_json::json!({"reason": "Invalid client_id or client_secret", "error": "invalid_client"}));
+        return server::json(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({"reason": "Invalid client_id or client_secret", "error": "invalid_client"}),
+        );
     }
     if field(&query, "account_id").as_deref() != Some(st.opts.account_id.as_str()) {
-        return server::json(StatusCode::BAD_REQUEST, &serde_json::json!({"reason": "Invalid account_id", "error": "invalid_request"}));
+        return server::json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"reason": "Invalid account_id", "error": "invalid_request"}),
+        );
     }
     let n = st.tokens_issued.fetch_add(1, Ordering::SeqCst) + 1;
     let token = format!("sim-token-{n}-{:08x}", fastrand::u32(..));
-    *st.current_token.lock().expect("not poisoned") = Some((token.clone(), Instant::now() + st.opts.token_ttl));
+    *st.current_token.lock().expect("not poisoned") =
+        Some((token.clone(), Instant::now() + st.opts.token_ttl));
     server::json(
         StatusCode::OK,
         &serde_json::json!({
@@ -384,8 +437,14 @@ async fn serve_ws(
     let writer: Writer = Arc::new(tokio::sync::Mutex::new(tx));
     if !(token_ok && subscription_ok) {
         st.refused.fetch_add(1, Ordering::SeqCst);
-        let content = if subscription_ok { "Invalid Token" } else { "Invalid subscriptionId" };
-        let frame = format!(r#"{{"module":"build_connection","success":false,"content":"{content}","header":{{}}}}"#);
+        let content = if subscription_ok {
+            "Invalid Token"
+        } else {
+            "Invalid subscriptionId"
+        };
+        let frame = format!(
+            r#"{{"module":"build_connection","success":false,"content":"{content}","header":{{}}}}"#
+        );
         write(&writer, frame.as_bytes()).await;
         let mut w = writer.lock().await;
         let _ = w.write_frame(Frame::close(1008, b"invalid token")).await;
@@ -393,7 +452,12 @@ async fn serve_ws(
         return;
     }
     let mut commands = st.commands.subscribe();
-    if !write(&writer, br#"{"module":"build_connection","success":true,"content":"","header":{}}"#).await {
+    if !write(
+        &writer,
+        br#"{"module":"build_connection","success":true,"content":"","header":{}}"#,
+    )
+    .await
+    {
         return;
     }
     st.connections.fetch_add(1, Ordering::SeqCst);
@@ -427,7 +491,10 @@ async fn serve_ws(
                         let text = String::from_utf8_lossy(&frame.payload).to_string();
                         if text.contains("\"heartbeat\"") {
                             st.heartbeats.fetch_add(1, Ordering::SeqCst);
-                            st.heartbeat_log.lock().expect("not poisoned").push(Instant::now());
+                            st.heartbeat_log
+                                .lock()
+                                .expect("not poisoned")
+                                .push(Instant::now());
                             if st.answer_heartbeats.load(Ordering::SeqCst)
                                 && !write(&writer, br#"{"module":"heartbeat","success":true,"content":"live","header":{}}"#).await
                             {
@@ -484,14 +551,23 @@ async fn serve_ws(
 /// Sends queued events; false if the connection broke.
 async fn send_queued(st: &State, writer: &Writer) -> bool {
     loop {
-        let mut numbers: Vec<u64> = st.given_back.lock().expect("not poisoned").drain(..).collect();
+        let mut numbers: Vec<u64> = st
+            .given_back
+            .lock()
+            .expect("not poisoned")
+            .drain(..)
+            .collect();
         let queued = st.queued.load(Ordering::SeqCst);
         while numbers.len() < 256 {
             let n = st.next.load(Ordering::SeqCst);
             if n >= queued {
                 break;
             }
-            if st.next.compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            if st
+                .next
+                .compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
                 numbers.push(n);
             }
         }
@@ -513,7 +589,10 @@ async fn send_queued(st: &State, writer: &Writer) -> bool {
             // Unwritten numbers go to the next connection; written-but-unflushed ones
             // are counted as sent (as Zoom would: it does not replay).
             let written = if flushed { written } else { 0 };
-            st.given_back.lock().expect("not poisoned").extend(&numbers[written..]);
+            st.given_back
+                .lock()
+                .expect("not poisoned")
+                .extend(&numbers[written..]);
             st.sent.fetch_add(written as u64, Ordering::SeqCst);
             return false;
         }

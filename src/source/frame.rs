@@ -126,14 +126,31 @@ mod tests {
 
     #[test]
     fn events_written_differently_are_still_events() {
-        assert_eq!(classify(br#"{"content":"{}","module":"message","header":{}}"#), FrameKind::Event);
-        assert_eq!(classify(br#" {"module": "message", "success": true, "content": "{}"}"#), FrameKind::Event);
+        assert_eq!(
+            classify(br#"{"content":"{}","module":"message","header":{}}"#),
+            FrameKind::Event
+        );
+        assert_eq!(
+            classify(br#" {"module": "message", "success": true, "content": "{}"}"#),
+            FrameKind::Event
+        );
     }
 
     #[test]
     fn odd_frames_are_unrecognised_not_errors() {
-        for f in [&b"not json"[..], b"", b"[1,2]", b"{\"module\":\"telemetry\"}", b"{}", b"\xff\xfe"] {
-            assert!(matches!(classify(f), FrameKind::Unrecognised { .. }), "{:?}", String::from_utf8_lossy(f));
+        for f in [
+            &b"not json"[..],
+            b"",
+            b"[1,2]",
+            b"{\"module\":\"telemetry\"}",
+            b"{}",
+            b"\xff\xfe",
+        ] {
+            assert!(
+                matches!(classify(f), FrameKind::Unrecognised { .. }),
+                "{:?}",
+                String::from_utf8_lossy(f)
+            );
         }
         assert_eq!(
             classify(br#"{"module":"message","success":false,"content":"rate limited"}"#),

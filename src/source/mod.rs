@@ -6,7 +6,7 @@
 //! - [`webhook`]: the Zoom webhook endpoint, with [`signature`] for HMAC checks.
 
 pub mod frame;
-pub mod zoom_token;
-pub mod zoom_ws;
 pub mod signature;
 pub mod webhook;
+pub mod zoom_token;
+pub mod zoom_ws;

@@ -2,6 +2,7 @@
 //!
 //! `x-zm-signature` = `v0=` + hex(HMAC-SHA256(secret token, `v0:` + `x-zm-request-timestamp`
 //! + `:` + raw body)). URL validation answers `hex(HMAC-SHA256(secret token, plainToken))`.
+//!
 //! Verification compares in constant time (the `hmac` crate's `verify_slice`).
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -26,8 +27,12 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
 /// Whether `signature` (the header value) is right for this request. Constant time in
 /// the comparison; never panics on odd input.
 pub fn verify(secret: &[u8], timestamp: &str, body: &[u8], signature: &str) -> bool {
-    let Some(hex_sig) = signature.trim().strip_prefix("v0=") else { return false };
-    let Ok(given) = hex::decode(hex_sig) else { return false };
+    let Some(hex_sig) = signature.trim().strip_prefix("v0=") else {
+        return false;
+    };
+    let Ok(given) = hex::decode(hex_sig) else {
+        return false;
+    };
     let mut m = mac(secret);
     m.update(b"v0:");
     m.update(timestamp.as_bytes());
@@ -71,5 +76,6 @@ mod tests {
         );
     }
 
-    const OPENSSL_EXPECTED: &str = "72cef096bfd47c0b8664df30d07721641e4abd7e885ba432204260db477a9a3e";
+    const OPENSSL_EXPECTED: &str =
+        "72cef096bfd47c0b8664df30d07721641e4abd7e885ba432204260db477a9a3e";
 }

@@ -58,18 +58,25 @@ pub struct WebhookSource {
 
 impl WebhookSource {
     /// Binds the listener and loads the TLS pair, so that mistakes show at startup.
-    pub async fn bind(cfg: WebhookConfig, appender: Appender, metrics: Arc<Metrics>) -> Result<WebhookSource, StartError> {
-        let listener = TcpListener::bind(cfg.addr).await.map_err(|source| StartError::Bind {
-            what: "the webhook endpoint",
-            var: "RELAY_WEBHOOK_ADDR",
-            addr: cfg.addr,
-            source,
-        })?;
+    pub async fn bind(
+        cfg: WebhookConfig,
+        appender: Appender,
+        metrics: Arc<Metrics>,
+    ) -> Result<WebhookSource, StartError> {
+        let listener = TcpListener::bind(cfg.addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "the webhook endpoint",
+                var: "RELAY_WEBHOOK_ADDR",
+                addr: cfg.addr,
+                source,
+            })?;
         let tls = match &cfg.tls {
             None => None,
             Some((cert, key)) => {
-                let c = crate::net::tls::server_config(cert, key)
-                    .map_err(|e| StartError::Other(format!("RELAY_WEBHOOK_TLS_CERT/RELAY_WEBHOOK_TLS_KEY: {e}")))?;
+                let c = crate::net::tls::server_config(cert, key).map_err(|e| {
+                    StartError::Other(format!("RELAY_WEBHOOK_TLS_CERT/RELAY_WEBHOOK_TLS_KEY: {e}"))
+                })?;
                 Some(Arc::new(RwLock::new(Arc::new(c))))
             }
         };
@@ -82,12 +89,18 @@ impl WebhookSource {
         Ok(WebhookSource {
             listener,
             tls,
-            ctx: Arc::new(Ctx { cfg, appender, metrics }),
+            ctx: Arc::new(Ctx {
+                cfg,
+                appender,
+                metrics,
+            }),
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// A function that reloads the certificate and key from their files (SIGHUP).
@@ -114,7 +127,10 @@ impl WebhookSource {
 }
 
 fn count(ctx: &Ctx, result: &'static str) {
-    ctx.metrics.webhook_requests.get_or_create(&label("result", result)).inc();
+    ctx.metrics
+        .webhook_requests
+        .get_or_create(&label("result", result))
+        .inc();
 }
 
 fn refuse(ctx: &Ctx, status: StatusCode, result: &'static str, msg: &str) -> Response<RespBody> {
@@ -124,10 +140,20 @@ fn refuse(ctx: &Ctx, status: StatusCode, result: &'static str, msg: &str) -> Res
 
 async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<RespBody> {
     if req.uri().path() != PATH {
-        return refuse(ctx, StatusCode::NOT_FOUND, "not_found", "not found: Zoom webhooks go to POST /zoom/webhook");
+        return refuse(
+            ctx,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "not found: Zoom webhooks go to POST /zoom/webhook",
+        );
     }
     if req.method() != Method::POST {
-        return refuse(ctx, StatusCode::METHOD_NOT_ALLOWED, "bad_request", "use POST");
+        return refuse(
+            ctx,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "bad_request",
+            "use POST",
+        );
     }
     let max = ctx.cfg.max_body_bytes;
     let declared = req
@@ -136,17 +162,39 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<RespBody> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return refuse(ctx, StatusCode::PAYLOAD_TOO_LARGE, "too_large", "body too large (RELAY_WEBHOOK_MAX_BODY_BYTES)");
+        return refuse(
+            ctx,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "body too large (RELAY_WEBHOOK_MAX_BODY_BYTES)",
+        );
     }
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let timestamp = header("x-zm-request-timestamp");
     let signature_header = header("x-zm-signature");
     let body = match Limited::new(req.into_body(), max).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return refuse(ctx, StatusCode::PAYLOAD_TOO_LARGE, "too_large", "body too large (RELAY_WEBHOOK_MAX_BODY_BYTES)")
+            return refuse(
+                ctx,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "body too large (RELAY_WEBHOOK_MAX_BODY_BYTES)",
+            )
         }
-        Err(_) => return refuse(ctx, StatusCode::BAD_REQUEST, "bad_request", "could not read the body"),
+        Err(_) => {
+            return refuse(
+                ctx,
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "could not read the body",
+            )
+        }
     };
     let secret = ctx.cfg.secret_token.expose().as_bytes();
 
@@ -154,7 +202,12 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<RespBody> {
     if let Some(p) = &probe {
         if p.event.as_deref() == Some("endpoint.url_validation") {
             let Some(plain) = p.payload.as_ref().and_then(|p| p.plain_token.as_deref()) else {
-                return refuse(ctx, StatusCode::BAD_REQUEST, "bad_request", "url_validation without payload.plainToken");
+                return refuse(
+                    ctx,
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "url_validation without payload.plainToken",
+                );
             };
             count(ctx, "url_validation");
             tracing::info!("answered Zoom's endpoint URL validation");
@@ -166,11 +219,21 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<RespBody> {
     }
 
     let (Some(ts), Some(sig)) = (timestamp, signature_header) else {
-        return refuse(ctx, StatusCode::UNAUTHORIZED, "bad_signature", "missing x-zm-request-timestamp or x-zm-signature");
+        return refuse(
+            ctx,
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "missing x-zm-request-timestamp or x-zm-signature",
+        );
     };
     if !signature::verify(secret, &ts, &body, &sig) {
         tracing::warn!("webhook with a wrong signature refused (check ZOOM_WEBHOOK_SECRET_TOKEN against the app's secret token)");
-        return refuse(ctx, StatusCode::UNAUTHORIZED, "bad_signature", "invalid signature");
+        return refuse(
+            ctx,
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "invalid signature",
+        );
     }
     let now = crate::spool::now_ms() / 1000;
     let fresh = ts
@@ -179,14 +242,22 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<RespBody> {
         .is_ok_and(|t| (now as i64 - t).unsigned_abs() <= ctx.cfg.max_skew.as_secs());
     if !fresh {
         tracing::warn!(timestamp = %ts, "webhook with a stale or invalid timestamp refused (replay, or a clock off by minutes)");
-        return refuse(ctx, StatusCode::UNAUTHORIZED, "stale", "timestamp outside the allowed window");
+        return refuse(
+            ctx,
+            StatusCode::UNAUTHORIZED,
+            "stale",
+            "timestamp outside the allowed window",
+        );
     }
 
     let mut record = NewRecord::new(SourceKind::Webhook, body);
     if probe.is_none() {
         record = record.with_flags(flags::MALFORMED);
     }
-    ctx.metrics.events_received.get_or_create(&label("source", "webhook")).inc();
+    ctx.metrics
+        .events_received
+        .get_or_create(&label("source", "webhook"))
+        .inc();
     match ctx.appender.send_durable(record).await {
         Ok(_) => {
             count(ctx, "accepted");
@@ -199,7 +270,12 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<RespBody> {
                 AppendError::Storage(_) => "spool_error",
             };
             tracing::error!(error = %e, "webhook event not stored: answered 503 so that Zoom retries it");
-            refuse(ctx, StatusCode::SERVICE_UNAVAILABLE, result, "temporarily unable to store the event; retry later")
+            refuse(
+                ctx,
+                StatusCode::SERVICE_UNAVAILABLE,
+                result,
+                "temporarily unable to store the event; retry later",
+            )
         }
     }
 }

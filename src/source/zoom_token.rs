@@ -88,7 +88,9 @@ impl TokenSource {
     fn valid_current(&self) -> Option<Secret> {
         let cur = self.current.lock().expect("not poisoned");
         cur.as_ref()
-            .filter(|t| Instant::now() + Duration::from_secs(5).min((t.expires - t.issued) / 10) < t.expires)
+            .filter(|t| {
+                Instant::now() + Duration::from_secs(5).min((t.expires - t.issued) / 10) < t.expires
+            })
             .map(|t| t.value.clone())
     }
 
@@ -145,7 +147,12 @@ impl TokenSource {
     /// Renews the token at 90% of its life, until shutdown.
     pub async fn refresh_loop(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
-            let renew_at = self.current.lock().expect("not poisoned").as_ref().map(Token::renew_at);
+            let renew_at = self
+                .current
+                .lock()
+                .expect("not poisoned")
+                .as_ref()
+                .map(Token::renew_at);
             let Some(at) = renew_at else {
                 // No token yet (or it was rejected): whoever needs one fetches it.
                 tokio::select! {
@@ -201,7 +208,11 @@ impl TokenSource {
             self.cfg.oauth_url,
             urlencode(&self.cfg.account_id)
         );
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", self.cfg.client_id, self.cfg.client_secret.expose()));
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            self.cfg.client_id,
+            self.cfg.client_secret.expose()
+        ));
         let failed = |message: String| TokenError::Failed {
             url: self.cfg.oauth_url.clone(),
             message,
@@ -212,7 +223,8 @@ impl TokenSource {
             .header("content-type", "application/x-www-form-urlencoded")
             .body(Body::new(Bytes::new()))
             .map_err(|e| failed(e.to_string()))?;
-        let mut auth = hyper::header::HeaderValue::from_str(&format!("Basic {basic}")).map_err(|e| failed(e.to_string()))?;
+        let mut auth = hyper::header::HeaderValue::from_str(&format!("Basic {basic}"))
+            .map_err(|e| failed(e.to_string()))?;
         auth.set_sensitive(true);
         req.headers_mut().insert("authorization", auth);
         let requested = Instant::now();
@@ -220,27 +232,42 @@ impl TokenSource {
         let reply = match reply {
             Ok(r) => r,
             Err(e) => {
-                self.metrics.token_refreshes.get_or_create(&label("result", "error")).inc();
+                self.metrics
+                    .token_refreshes
+                    .get_or_create(&label("result", "error"))
+                    .inc();
                 return Err(failed(e.to_string()));
             }
         };
         let status = reply.status.as_u16();
         if status == 401 || status == 400 {
-            self.metrics.token_refreshes.get_or_create(&label("result", "rejected")).inc();
+            self.metrics
+                .token_refreshes
+                .get_or_create(&label("result", "rejected"))
+                .inc();
             return Err(TokenError::Refused {
                 status,
                 body: reply.excerpt(200),
             });
         }
         if !reply.status.is_success() {
-            self.metrics.token_refreshes.get_or_create(&label("result", "error")).inc();
+            self.metrics
+                .token_refreshes
+                .get_or_create(&label("result", "error"))
+                .inc();
             return Err(failed(format!("HTTP {status}: {}", reply.excerpt(200))));
         }
         let answer: TokenAnswer = serde_json::from_slice(&reply.body).map_err(|e| {
-            self.metrics.token_refreshes.get_or_create(&label("result", "error")).inc();
+            self.metrics
+                .token_refreshes
+                .get_or_create(&label("result", "error"))
+                .inc();
             failed(format!("the answer has no access_token: {e}"))
         })?;
-        self.metrics.token_refreshes.get_or_create(&label("result", "ok")).inc();
+        self.metrics
+            .token_refreshes
+            .get_or_create(&label("result", "ok"))
+            .inc();
         let life = Duration::from_secs(answer.expires_in.unwrap_or(3600).max(1));
         let token = Token {
             value: Secret::new(answer.access_token),
@@ -259,7 +286,9 @@ pub fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

@@ -113,24 +113,49 @@ impl Dialer {
     }
 
     fn url_with_token(&self, token: &Secret) -> String {
-        let sep = if self.cfg.wss_url.contains('?') { '&' } else { '?' };
-        format!("{}{sep}access_token={}", self.cfg.wss_url, urlencode(token.expose()))
+        let sep = if self.cfg.wss_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!(
+            "{}{sep}access_token={}",
+            self.cfg.wss_url,
+            urlencode(token.expose())
+        )
     }
 
     async fn connect(&self, url: &str) -> Result<Box<dyn Stream>, (&'static str, String)> {
-        let uri: hyper::Uri = url.parse().map_err(|e| ("connect_failed", format!("invalid URL: {e}")))?;
-        let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_string();
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e| ("connect_failed", format!("invalid URL: {e}")))?;
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_string();
         let tls = uri.scheme_str() == Some("wss");
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port)))
             .await
-            .map_err(|_| ("connect_failed", format!("no TCP connection to {host}:{port} within {CONNECT_TIMEOUT:?}")))?
-            .map_err(|e| ("connect_failed", format!("TCP connection to {host}:{port}: {e}")))?;
+            .map_err(|_| {
+                (
+                    "connect_failed",
+                    format!("no TCP connection to {host}:{port} within {CONNECT_TIMEOUT:?}"),
+                )
+            })?
+            .map_err(|e| {
+                (
+                    "connect_failed",
+                    format!("TCP connection to {host}:{port}: {e}"),
+                )
+            })?;
         let _ = tcp.set_nodelay(true);
         if !tls {
             return Ok(Box::new(tcp));
         }
-        let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| ("connect_failed", format!("bad host name {host}: {e}")))?;
+        let name = rustls_pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| ("connect_failed", format!("bad host name {host}: {e}")))?;
         let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
             .await
@@ -150,10 +175,16 @@ impl Dialer {
             .map_err(|_| format!("no build_connection within {BUILD_CONNECTION_TIMEOUT:?}"))?
             .map_err(|e| format!("reading the first frame: {e}"))?;
         let kind = classify(&frame.payload);
-        let _ = ws.write_frame(Frame::close(1000, b"relay check done")).await;
+        let _ = ws
+            .write_frame(Frame::close(1000, b"relay check done"))
+            .await;
         match kind {
             FrameKind::BuildConnection { success: true, .. } => Ok(redact_url(&url)),
-            FrameKind::BuildConnection { success: false, content } | FrameKind::TokenRejected { content } => {
+            FrameKind::BuildConnection {
+                success: false,
+                content,
+            }
+            | FrameKind::TokenRejected { content } => {
                 Err(format!("Zoom refused the connection: {content}"))
             }
             other => Err(format!("unexpected first frame: {other:?}")),
@@ -164,8 +195,13 @@ impl Dialer {
         &self,
         url: &str,
         stream: Box<dyn Stream>,
-    ) -> Result<fastwebsockets::WebSocket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>, (&'static str, String)> {
-        let uri: hyper::Uri = url.parse().map_err(|e| ("connect_failed", format!("invalid URL: {e}")))?;
+    ) -> Result<
+        fastwebsockets::WebSocket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
+        (&'static str, String),
+    > {
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e| ("connect_failed", format!("invalid URL: {e}")))?;
         let host_header = match uri.port() {
             Some(p) => format!("{}:{}", uri.host().unwrap_or_default(), p),
             None => uri.host().unwrap_or_default().to_string(),
@@ -177,15 +213,29 @@ impl Dialer {
             .header("host", host_header)
             .header("upgrade", "websocket")
             .header("connection", "upgrade")
-            .header("sec-websocket-key", fastwebsockets::handshake::generate_key())
+            .header(
+                "sec-websocket-key",
+                fastwebsockets::handshake::generate_key(),
+            )
             .header("sec-websocket-version", "13")
-            .header("user-agent", concat!("qss-relay/", env!("CARGO_PKG_VERSION")))
+            .header(
+                "user-agent",
+                concat!("qss-relay/", env!("CARGO_PKG_VERSION")),
+            )
             .body(Empty::<Bytes>::new())
             .expect("valid request");
-        match tokio::time::timeout(CONNECT_TIMEOUT, fastwebsockets::handshake::client(&SpawnExecutor, req, stream)).await {
+        match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            fastwebsockets::handshake::client(&SpawnExecutor, req, stream),
+        )
+        .await
+        {
             Ok(Ok((ws, _resp))) => Ok(ws),
             // The error text never contains the URL, so no token can leak from it.
-            Ok(Err(e)) => Err(("handshake_failed", format!("WebSocket upgrade refused: {e}"))),
+            Ok(Err(e)) => Err((
+                "handshake_failed",
+                format!("WebSocket upgrade refused: {e}"),
+            )),
             Err(_) => Err(("handshake_failed", "WebSocket upgrade timed out".into())),
         }
     }
@@ -219,12 +269,17 @@ impl ZoomWsSource {
             if shutdown.is_cancelled() {
                 break;
             }
-            let Some(token) = self.tokens.get(&shutdown).await else { break };
+            let Some(token) = self.tokens.get(&shutdown).await else {
+                break;
+            };
             let started = Instant::now();
             let end = self.session(&token, &shutdown).await;
             self.state.connected.store(false, Ordering::SeqCst);
             if end.connected {
-                self.metrics.ws_disconnects.get_or_create(&label("reason", end.reason)).inc();
+                self.metrics
+                    .ws_disconnects
+                    .get_or_create(&label("reason", end.reason))
+                    .inc();
             }
             if end.token_rejected {
                 self.tokens.reject(&token);
@@ -236,7 +291,11 @@ impl ZoomWsSource {
             if end.connected && started.elapsed() >= HEALTHY_SESSION {
                 attempt = 0;
             }
-            let delay = if attempt == 0 { Duration::ZERO } else { RECONNECT.delay(attempt - 1) };
+            let delay = if attempt == 0 {
+                Duration::ZERO
+            } else {
+                RECONNECT.delay(attempt - 1)
+            };
             attempt = attempt.saturating_add(1);
             tracing::warn!(
                 reason = end.reason,
@@ -283,7 +342,11 @@ impl ZoomWsSource {
         ));
         let result = self.supervise(&writer, &mut ctl, &last_rx, shutdown).await;
         // Give the reader a moment to drain what Zoom sent before its close, then stop it.
-        let drain = if shutdown.is_cancelled() { Duration::from_secs(2) } else { Duration::from_millis(200) };
+        let drain = if shutdown.is_cancelled() {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_millis(200)
+        };
         let mut reader = reader;
         if tokio::time::timeout(drain, &mut reader).await.is_err() {
             reader.abort();
@@ -311,21 +374,47 @@ impl ZoomWsSource {
         };
         match first {
             Ok(Some(Control::BuildConnection { success: true, .. })) => {}
-            Ok(Some(Control::BuildConnection { success: false, content })) | Ok(Some(Control::TokenRejected(content))) => {
+            Ok(Some(Control::BuildConnection {
+                success: false,
+                content,
+            }))
+            | Ok(Some(Control::TokenRejected(content))) => {
                 let token = super::frame::mentions_token(&content);
                 tracing::error!(content = %content, "Zoom refused the WebSocket connection (build_connection failed)");
                 return ended("build_connection_failed", content, false, token);
             }
-            Ok(Some(other)) => return ended("build_connection_failed", format!("{other:?} before build_connection"), false, false),
-            Ok(None) => return ended("read_error", "connection ended before build_connection".into(), false, false),
-            Err(_) => return ended("build_connection_timeout", format!("no build_connection within {BUILD_CONNECTION_TIMEOUT:?}"), false, false),
+            Ok(Some(other)) => {
+                return ended(
+                    "build_connection_failed",
+                    format!("{other:?} before build_connection"),
+                    false,
+                    false,
+                )
+            }
+            Ok(None) => {
+                return ended(
+                    "read_error",
+                    "connection ended before build_connection".into(),
+                    false,
+                    false,
+                )
+            }
+            Err(_) => {
+                return ended(
+                    "build_connection_timeout",
+                    format!("no build_connection within {BUILD_CONNECTION_TIMEOUT:?}"),
+                    false,
+                    false,
+                )
+            }
         }
         self.metrics.ws_connects.inc();
         self.state.connected.store(true, Ordering::SeqCst);
         tracing::info!("connected to Zoom QSS WebSocket");
 
         let interval = self.dialer.cfg.heartbeat_interval;
-        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let mut heartbeat =
+            tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut liveness = tokio::time::interval(Duration::from_millis(250).min(interval / 4));
         let mut heartbeat_sent: Option<Instant> = None;
@@ -432,14 +521,19 @@ async fn read_loop<R, W>(
         }
         let payload = into_bytes(frame.payload);
         let (record, kind_label) = match classify(&payload) {
-            FrameKind::Event => (Some(NewRecord::new(SourceKind::WebSocket, payload)), events_label),
+            FrameKind::Event => (
+                Some(NewRecord::new(SourceKind::WebSocket, payload)),
+                events_label,
+            ),
             FrameKind::Unrecognised { reason } => {
                 malformed_logged += 1;
                 if malformed_logged <= 10 || malformed_logged.is_power_of_two() {
                     tracing::warn!(%reason, bytes = payload.len(), count = malformed_logged, "unrecognised frame from Zoom: kept and shipped as raw text");
                 }
                 (
-                    Some(NewRecord::new(SourceKind::WebSocket, payload).with_flags(flags::MALFORMED)),
+                    Some(
+                        NewRecord::new(SourceKind::WebSocket, payload).with_flags(flags::MALFORMED),
+                    ),
                     label("kind", "malformed"),
                 )
             }
@@ -462,7 +556,10 @@ async fn read_loop<R, W>(
         };
         metrics.ws_frames.get_or_create(&kind_label).inc();
         if let Some(record) = record {
-            metrics.events_received.get_or_create(&label("source", "websocket")).inc();
+            metrics
+                .events_received
+                .get_or_create(&label("source", "websocket"))
+                .inc();
             state.events.fetch_add(1, Ordering::Relaxed);
             match appender.send(record).await {
                 Ok(()) => {}

@@ -77,7 +77,10 @@ pub enum BlockError {
 /// Payloads are streamed into the zstd encoder: no copy of them is made before
 /// compression.
 pub fn encode(first_seq: u64, records: &[NewRecord]) -> Vec<u8> {
-    let raw_len: usize = records.iter().map(|r| RECORD_HEADER_LEN + r.payload.len()).sum();
+    let raw_len: usize = records
+        .iter()
+        .map(|r| RECORD_HEADER_LEN + r.payload.len())
+        .sum();
     let first_ms = records.first().map_or(0, |r| r.received_ms);
     let last_ms = records.last().map_or(0, |r| r.received_ms);
 
@@ -91,9 +94,11 @@ pub fn encode(first_seq: u64, records: &[NewRecord]) -> Vec<u8> {
     out.extend_from_slice(&last_ms.to_le_bytes());
     out.extend_from_slice(&[0; 4]); // checksum, filled below
 
-    let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL).expect("zstd encoder with a valid level");
+    let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)
+        .expect("zstd encoder with a valid level");
     enc.include_checksum(false).expect("zstd parameter");
-    enc.set_pledged_src_size(Some(raw_len as u64)).expect("zstd parameter");
+    enc.set_pledged_src_size(Some(raw_len as u64))
+        .expect("zstd parameter");
     for r in records {
         let mut head = [0u8; RECORD_HEADER_LEN];
         head[0..8].copy_from_slice(&r.received_ms.to_le_bytes());
@@ -101,7 +106,8 @@ pub fn encode(first_seq: u64, records: &[NewRecord]) -> Vec<u8> {
         head[9] = r.flags;
         head[10..14].copy_from_slice(&(r.payload.len() as u32).to_le_bytes());
         enc.write_all(&head).expect("writing to a Vec cannot fail");
-        enc.write_all(&r.payload).expect("writing to a Vec cannot fail");
+        enc.write_all(&r.payload)
+            .expect("writing to a Vec cannot fail");
     }
     let mut out = enc.finish().expect("writing to a Vec cannot fail");
     let crc = checksum(&out);
@@ -153,7 +159,8 @@ pub fn decode(block: &[u8]) -> Result<(BlockHeader, Vec<Record>), BlockError> {
             actual: 0,
         });
     }
-    let body = zstd::bulk::decompress(&block[HEADER_LEN..], raw_len).map_err(|e| BlockError::Decompress(e.to_string()))?;
+    let body = zstd::bulk::decompress(&block[HEADER_LEN..], raw_len)
+        .map_err(|e| BlockError::Decompress(e.to_string()))?;
     if body.len() != raw_len {
         return Err(BlockError::Length {
             expected: raw_len,
@@ -161,17 +168,23 @@ pub fn decode(block: &[u8]) -> Result<(BlockHeader, Vec<Record>), BlockError> {
         });
     }
     let body = Bytes::from(body);
-    let mut records = Vec::with_capacity((header.count as usize).min(raw_len / RECORD_HEADER_LEN + 1));
+    let mut records =
+        Vec::with_capacity((header.count as usize).min(raw_len / RECORD_HEADER_LEN + 1));
     let mut pos = 0usize;
     for index in 0..header.count {
         let bad = |reason| BlockError::Record { index, reason };
-        let head = body.get(pos..pos + RECORD_HEADER_LEN).ok_or(bad("header runs past the body"))?;
+        let head = body
+            .get(pos..pos + RECORD_HEADER_LEN)
+            .ok_or(bad("header runs past the body"))?;
         let received_ms = u64::from_le_bytes(head[0..8].try_into().expect("8 bytes"));
         let kind = SourceKind::from_u8(head[8]).ok_or(bad("unknown source kind"))?;
         let flags = head[9];
         let len = u32::from_le_bytes(head[10..14].try_into().expect("4 bytes")) as usize;
         let start = pos + RECORD_HEADER_LEN;
-        let end = start.checked_add(len).filter(|&e| e <= body.len()).ok_or(bad("payload runs past the body"))?;
+        let end = start
+            .checked_add(len)
+            .filter(|&e| e <= body.len())
+            .ok_or(bad("payload runs past the body"))?;
         records.push(Record {
             seq: header.first_seq + u64::from(index),
             received_ms,
@@ -197,7 +210,11 @@ mod tests {
     fn rec(i: u64, payload: &str) -> NewRecord {
         NewRecord {
             received_ms: 1_700_000_000_000 + i,
-            kind: if i % 2 == 0 { SourceKind::WebSocket } else { SourceKind::Webhook },
+            kind: if i % 2 == 0 {
+                SourceKind::WebSocket
+            } else {
+                SourceKind::Webhook
+            },
             flags: (i % 3) as u8,
             payload: Bytes::copy_from_slice(payload.as_bytes()),
         }
@@ -215,7 +232,10 @@ mod tests {
         assert_eq!(h.last_received_ms, records[49].received_ms);
         for (i, (a, b)) in records.iter().zip(&out).enumerate() {
             assert_eq!(b.seq, 1000 + i as u64);
-            assert_eq!((a.received_ms, a.kind, a.flags, &a.payload), (b.received_ms, b.kind, b.flags, &b.payload));
+            assert_eq!(
+                (a.received_ms, a.kind, a.flags, &a.payload),
+                (b.received_ms, b.kind, b.flags, &b.payload)
+            );
         }
     }
 
@@ -234,7 +254,10 @@ mod tests {
             for bit in 0..8 {
                 let mut b = block.clone();
                 b[byte] ^= 1 << bit;
-                assert!(decode(&b).is_err(), "flip at byte {byte} bit {bit} went unnoticed");
+                assert!(
+                    decode(&b).is_err(),
+                    "flip at byte {byte} bit {bit} went unnoticed"
+                );
             }
         }
     }

@@ -54,7 +54,10 @@ pub struct DeadId {
 
 impl DeadId {
     pub fn new(kind: DeadKind, seq: u64) -> DeadId {
-        DeadId { kind_tag: kind.tag(), seq }
+        DeadId {
+            kind_tag: kind.tag(),
+            seq,
+        }
     }
     pub fn kind(&self) -> Option<DeadKind> {
         DeadKind::from_tag(self.kind_tag)
@@ -99,7 +102,9 @@ impl FromStr for DeadId {
             "block" => DeadKind::Block,
             _ => return Err(format!("expected `event:SEQ` or `block:SEQ`, got {s:?}")),
         };
-        let seq = seq.parse().map_err(|_| format!("{seq:?} is not a sequence number"))?;
+        let seq = seq
+            .parse()
+            .map_err(|_| format!("{seq:?} is not a sequence number"))?;
         Ok(DeadId::new(kind, seq))
     }
 }
@@ -179,7 +184,9 @@ impl DeadLetter {
         let kind = DeadKind::from_tag(bytes[1])?;
         let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
         let reason_len = u32::from_le_bytes(bytes[28..32].try_into().expect("4 bytes")) as usize;
-        let reason_end = ENTRY_HEADER_LEN.checked_add(reason_len).filter(|&e| e <= bytes.len())?;
+        let reason_end = ENTRY_HEADER_LEN
+            .checked_add(reason_len)
+            .filter(|&e| e <= bytes.len())?;
         Some(DeadLetter {
             id: DeadId::new(kind, u64_at(10)),
             kind,
@@ -211,7 +218,10 @@ mod tests {
         };
         assert_eq!(DeadLetter::decode(&d.encode()), Some(d.clone()));
         assert_eq!(d.id.to_string(), "event:42");
-        assert_eq!("block:7".parse::<DeadId>().unwrap(), DeadId::new(DeadKind::Block, 7));
+        assert_eq!(
+            "block:7".parse::<DeadId>().unwrap(),
+            DeadId::new(DeadKind::Block, 7)
+        );
         assert!("evt:7".parse::<DeadId>().is_err());
         assert_eq!(DeadId::from_key(&d.id.key()), Some(d.id));
         for n in 0..d.encode().len() {

@@ -57,7 +57,10 @@ pub enum SpoolError {
     #[error("the spool at {0} is in use by another relay process: stop that process first, or set RELAY_SPOOL_DIR to another directory")]
     InUse(PathBuf),
     #[error("cannot create the spool directory {dir}: {source} (check that it exists and the relay's user may write to it, or set RELAY_SPOOL_DIR)")]
-    CreateDir { dir: PathBuf, source: std::io::Error },
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("spool database error in {dir}: {source}")]
     Db { dir: PathBuf, source: sled::Error },
     #[error("the spool is full ({stored} of {max} bytes stored) and RELAY_SPOOL_FULL_POLICY is reject-new")]
@@ -228,7 +231,9 @@ impl Spool {
             .flush_every_ms(Some(500))
             .open()
             .map_err(|e| match &e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => SpoolError::InUse(dir.clone()),
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    SpoolError::InUse(dir.clone())
+                }
                 _ => db_err(e),
             })?;
         let blocks = db.open_tree("blocks").map_err(db_err)?;
@@ -279,7 +284,9 @@ impl Spool {
             commit_lock: Mutex::new(()),
             durable_end: watch::Sender::new(0),
         };
-        let spool = Spool { inner: Arc::new(inner) };
+        let spool = Spool {
+            inner: Arc::new(inner),
+        };
         spool.reconcile().map_err(db_err)?;
         let next = spool.state().next_seq;
         spool.inner.durable_end.send_replace(next);
@@ -294,7 +301,10 @@ impl Spool {
         let i = &self.inner;
         let (first_indexed, last_indexed) = {
             let st = self.state();
-            (st.blocks.keys().next().copied(), st.blocks.keys().next_back().copied())
+            (
+                st.blocks.keys().next().copied(),
+                st.blocks.keys().next_back().copied(),
+            )
         };
         let mut orphans = Vec::new();
         let before = match first_indexed {
@@ -341,7 +351,11 @@ impl Spool {
             st.blocks.remove(f);
         }
         st.stored_bytes = st.blocks.values().map(|m| u64::from(m.stored_len)).sum();
-        let last_end = st.blocks.iter().next_back().map_or(0, |(f, m)| f + u64::from(m.count));
+        let last_end = st
+            .blocks
+            .iter()
+            .next_back()
+            .map_or(0, |(f, m)| f + u64::from(m.count));
         st.next_seq = st.next_seq.max(last_end).max(st.floor);
         drop(st);
         for f in done {
@@ -436,7 +450,9 @@ impl Spool {
         i.durable_end.send_replace(first + n);
         i.metrics.events_spooled.inc_by(n);
         i.metrics.spool_commits.inc();
-        i.metrics.spool_commit_duration.observe(started.elapsed().as_secs_f64());
+        i.metrics
+            .spool_commit_duration
+            .observe(started.elapsed().as_secs_f64());
         Ok(first..first + n)
     }
 
@@ -470,7 +486,9 @@ impl Spool {
                 return Err(SpoolError::Full { stored, max });
             }
             while st.stored_bytes + incoming > max {
-                let Some((first, m)) = st.blocks.pop_first() else { break };
+                let Some((first, m)) = st.blocks.pop_first() else {
+                    break;
+                };
                 let pending = st.pending_in(first, &m);
                 dropped_events += pending;
                 st.stored_bytes -= u64::from(m.stored_len);
@@ -521,10 +539,14 @@ impl Spool {
             // The block containing `pos`, if its range reaches it; else the next one.
             let containing = i.blocks.get_lt(key(pos + 1)).map_err(|e| self.db_err(e))?;
             let candidate = match containing {
-                Some((k, v)) if block::decode_header(&v).map_or(true, |h| h.end_seq() > pos) => Some((k, v)),
+                Some((k, v)) if block::decode_header(&v).map_or(true, |h| h.end_seq() > pos) => {
+                    Some((k, v))
+                }
                 _ => i.blocks.get_gt(key(pos)).map_err(|e| self.db_err(e))?,
             };
-            let Some((k, v)) = candidate else { return Ok(None) };
+            let Some((k, v)) = candidate else {
+                return Ok(None);
+            };
             let Some(first) = seq_of(&k) else {
                 self.dead_letter_block(&k, &v, "block key is not a sequence number".into())?;
                 continue;
@@ -582,7 +604,10 @@ impl Spool {
             }
             st.dead_blocks += 1;
         }
-        i.metrics.events_dead_lettered.get_or_create(&label("reason", "corrupt_block")).inc();
+        i.metrics
+            .events_dead_lettered
+            .get_or_create(&label("reason", "corrupt_block"))
+            .inc();
         tracing::error!(
             block = seq,
             bytes = v.len(),
@@ -641,11 +666,17 @@ impl Spool {
                 reason: reason.clone(),
                 payload: r.payload.clone(),
             };
-            let previous = i.dead.insert(entry.id.key(), entry.encode()).map_err(|e| self.db_err(e))?;
+            let previous = i
+                .dead
+                .insert(entry.id.key(), entry.encode())
+                .map_err(|e| self.db_err(e))?;
             if previous.is_none() {
                 self.state().dead_events += 1;
             }
-            i.metrics.events_dead_lettered.get_or_create(&label("reason", "rejected")).inc();
+            i.metrics
+                .events_dead_lettered
+                .get_or_create(&label("reason", "rejected"))
+                .inc();
         }
         i.db.flush().map_err(|e| self.db_err(e))?;
         Ok(())
@@ -674,7 +705,10 @@ impl Spool {
     /// retried and are skipped. `ids = None` means all. Returns the retried ids.
     pub fn dead_retry(&self, ids: Option<&[DeadId]>) -> Result<Vec<DeadId>, SpoolError> {
         let entries = self.dead_select(ids)?;
-        let events: Vec<DeadLetter> = entries.into_iter().filter(|d| d.kind == DeadKind::Event).collect();
+        let events: Vec<DeadLetter> = entries
+            .into_iter()
+            .filter(|d| d.kind == DeadKind::Event)
+            .collect();
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -726,7 +760,13 @@ impl Spool {
 
     fn dead_remove(&self, ids: &[DeadId]) -> Result<(), SpoolError> {
         for id in ids {
-            if self.inner.dead.remove(id.key()).map_err(|e| self.db_err(e))?.is_some() {
+            if self
+                .inner
+                .dead
+                .remove(id.key())
+                .map_err(|e| self.db_err(e))?
+                .is_some()
+            {
                 let mut st = self.state();
                 match id.kind() {
                     Some(DeadKind::Event) => st.dead_events = st.dead_events.saturating_sub(1),
@@ -750,12 +790,21 @@ impl Spool {
 
     pub fn note(&self, name: &str) -> Option<Vec<u8>> {
         let k = format!("note:{name}");
-        self.inner.meta.get(k.as_bytes()).ok().flatten().map(|v| v.to_vec())
+        self.inner
+            .meta
+            .get(k.as_bytes())
+            .ok()
+            .flatten()
+            .map(|v| v.to_vec())
     }
 
     /// Flushes everything to disk (shutdown).
     pub fn flush(&self) -> Result<(), SpoolError> {
-        self.inner.db.flush().map(|_| ()).map_err(|e| self.db_err(e))
+        self.inner
+            .db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| self.db_err(e))
     }
 
     /// The figures `relay spool inspect` shows.
@@ -772,7 +821,12 @@ impl Spool {
             }
         }
         let oldest = st.blocks.values().find(|m| m.count > 0).map(|m| m.first_ms);
-        let newest = st.blocks.values().rev().find(|m| m.count > 0).map(|m| m.last_ms);
+        let newest = st
+            .blocks
+            .values()
+            .rev()
+            .find(|m| m.count > 0)
+            .map(|m| m.last_ms);
         let now = now_ms();
         SpoolStats {
             spool_dir: self.inner.dir.display().to_string(),
@@ -798,11 +852,18 @@ impl Spool {
     }
 
     /// Pending records from `from` on, at most `limit` of them (peek, export).
-    pub fn pending(&self, from: u64, limit: usize, to: Option<u64>) -> Result<Vec<Record>, SpoolError> {
+    pub fn pending(
+        &self,
+        from: u64,
+        limit: usize,
+        to: Option<u64>,
+    ) -> Result<Vec<Record>, SpoolError> {
         let mut out = Vec::new();
         let mut pos = from;
         while out.len() < limit {
-            let Some(b) = self.read_block(pos)? else { break };
+            let Some(b) = self.read_block(pos)? else {
+                break;
+            };
             for r in b.records {
                 if to.is_some_and(|t| r.seq >= t) || out.len() >= limit {
                     return Ok(out);
@@ -817,7 +878,10 @@ impl Spool {
     /// Test and fuzz hook: overwrite a stored block's bytes (to simulate corruption).
     #[doc(hidden)]
     pub fn corrupt_block_for_tests(&self, first_seq: u64, bytes: &[u8]) -> Result<(), SpoolError> {
-        self.inner.blocks.insert(key(first_seq), bytes).map_err(|e| self.db_err(e))?;
+        self.inner
+            .blocks
+            .insert(key(first_seq), bytes)
+            .map_err(|e| self.db_err(e))?;
         Ok(())
     }
 

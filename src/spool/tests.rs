@@ -104,7 +104,9 @@ fn a_corrupt_block_is_dead_lettered_and_reading_goes_on() {
     spool.commit(&recs("a", 3)).unwrap();
     spool.commit(&recs("b", 3)).unwrap();
     spool.commit(&recs("c", 3)).unwrap();
-    spool.corrupt_block_for_tests(3, b"QSB\x01 this is not a block").unwrap();
+    spool
+        .corrupt_block_for_tests(3, b"QSB\x01 this is not a block")
+        .unwrap();
     let got: Vec<String> = all_pending(&spool).into_iter().map(|(_, p)| p).collect();
     assert_eq!(got, ["a-0", "a-1", "a-2", "c-0", "c-1", "c-2"]);
     let st = spool.stats();
@@ -112,7 +114,11 @@ fn a_corrupt_block_is_dead_lettered_and_reading_goes_on() {
     let dead = spool.dead_list().unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].id.to_string(), "block:3");
-    assert!(dead[0].reason.contains("truncated") || dead[0].reason.contains("checksum"), "{}", dead[0].reason);
+    assert!(
+        dead[0].reason.contains("truncated") || dead[0].reason.contains("checksum"),
+        "{}",
+        dead[0].reason
+    );
     // The raw bytes are kept for the operator.
     let d = spool.dead_get(dead[0].id).unwrap().unwrap();
     assert_eq!(&d.payload[..], b"QSB\x01 this is not a block");
@@ -136,7 +142,10 @@ fn refused_events_can_be_dead_lettered_retried_and_purged() {
     assert_eq!(spool.stats().dead_letter_events, 0);
 
     spool
-        .dead_letter_events(&[(spool.read_block(3).unwrap().unwrap().records[0].clone(), "x".into())])
+        .dead_letter_events(&[(
+            spool.read_block(3).unwrap().unwrap().records[0].clone(),
+            "x".into(),
+        )])
         .unwrap();
     assert_eq!(spool.dead_purge(None).unwrap().len(), 1);
     assert!(spool.dead_list().unwrap().is_empty());
@@ -170,7 +179,10 @@ fn size_cap_reject_new_refuses_and_counts() {
     let spool = open(&s);
     spool.commit(&recs("x0", 1)).unwrap();
     spool.commit(&recs("x1", 1)).unwrap();
-    assert!(matches!(spool.commit(&recs("x2", 1)), Err(SpoolError::Full { .. })));
+    assert!(matches!(
+        spool.commit(&recs("x2", 1)),
+        Err(SpoolError::Full { .. })
+    ));
     assert_eq!(spool.stats().dropped_events, 1);
     assert_eq!(all_pending(&spool).len(), 2);
 }
@@ -207,7 +219,10 @@ async fn the_writer_groups_records_and_confirms_durability_in_order() {
     let mut all = Vec::new();
     for t in tasks {
         let seqs = t.await.unwrap();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one producer's records keep their order");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "one producer's records keep their order"
+        );
         all.extend(seqs);
     }
     drop(appender);
@@ -216,7 +231,11 @@ async fn the_writer_groups_records_and_confirms_durability_in_order() {
     assert_eq!(pending.len(), 2600);
     assert!(pending.windows(2).all(|w| w[1].0 == w[0].0 + 1));
     // Grouped: far fewer blocks than records.
-    assert!(spool.block_starts().len() < 2600 / 4, "{} blocks", spool.block_starts().len());
+    assert!(
+        spool.block_starts().len() < 2600 / 4,
+        "{} blocks",
+        spool.block_starts().len()
+    );
     all.sort_unstable();
     all.dedup();
     assert_eq!(all.len(), 1600);

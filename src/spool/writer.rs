@@ -45,7 +45,11 @@ impl Appender {
     /// Hands a record to the writer and returns once it is queued (waiting for room if the
     /// queue is full). Durability is not awaited.
     pub async fn send(&self, record: NewRecord) -> Result<(), AppendError> {
-        self.enqueue(Append { record, reply: None }).await
+        self.enqueue(Append {
+            record,
+            reply: None,
+        })
+        .await
     }
 
     /// Hands a record to the writer and returns its sequence number once the block
@@ -82,7 +86,10 @@ impl Appender {
 
 pub(super) fn start(spool: Spool, capacity: usize) -> (Appender, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    let appender = Appender { tx, spool: spool.clone() };
+    let appender = Appender {
+        tx,
+        spool: spool.clone(),
+    };
     let handle = tokio::spawn(run(spool, rx));
     (appender, handle)
 }
@@ -100,10 +107,12 @@ async fn run(spool: Spool, mut rx: mpsc::Receiver<Append>) {
             let next = match rx.try_recv() {
                 Ok(a) => Some(a),
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
-                Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(a) => a,
-                    Err(_elapsed) => break,
-                },
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(a) => a,
+                        Err(_elapsed) => break,
+                    }
+                }
             };
             match next {
                 Some(a) => {
@@ -135,7 +144,8 @@ async fn run(spool: Spool, mut rx: mpsc::Receiver<Append>) {
 }
 
 fn commit_group(spool: &Spool, group: Vec<Append>) {
-    let (records, replies): (Vec<NewRecord>, Vec<Option<Reply>>) = group.into_iter().map(|a| (a.record, a.reply)).unzip();
+    let (records, replies): (Vec<NewRecord>, Vec<Option<Reply>>) =
+        group.into_iter().map(|a| (a.record, a.reply)).unzip();
     match spool.commit(&records) {
         Ok(range) => {
             for (seq, reply) in range.zip(replies) {

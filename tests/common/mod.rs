@@ -29,7 +29,10 @@ pub fn base_env(dir: &Path, logscale_url: &str) -> BTreeMap<String, String> {
     env.insert("LOGSCALE_HOST".into(), logscale_url.to_string());
     env.insert("LOGSCALE_INGEST_TOKEN".into(), TOKEN.into());
     env.insert("LOGSCALE_REPOSITORY".into(), "zoom".into());
-    env.insert("RELAY_SPOOL_DIR".into(), dir.join("spool").display().to_string());
+    env.insert(
+        "RELAY_SPOOL_DIR".into(),
+        dir.join("spool").display().to_string(),
+    );
     env.insert("RELAY_ADMIN_ADDR".into(), "127.0.0.1:0".into());
     env.insert("RELAY_BATCH_TIMEOUT_MS".into(), "100".into());
     env.insert("RELAY_SHUTDOWN_TIMEOUT_SECS".into(), "3".into());
@@ -55,7 +58,13 @@ pub fn command(env: &BTreeMap<String, String>) -> Command {
 impl Relay {
     /// Starts `relay run` and waits until it is ready.
     pub fn start(dir: &Path, env: &BTreeMap<String, String>) -> Relay {
-        let log = dir.join(format!("relay-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+        let log = dir.join(format!(
+            "relay-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
         let spool = PathBuf::from(&env["RELAY_SPOOL_DIR"]);
         let _ = std::fs::remove_file(spool.join("relay.json"));
         let child = command(env)
@@ -78,12 +87,15 @@ impl Relay {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("relay exited with {status} before it was ready; log:\n{}", self.log_text());
+                panic!(
+                    "relay exited with {status} before it was ready; log:\n{}",
+                    self.log_text()
+                );
             }
             if let Some(info) = self.info() {
-                if info.pid == self.child.id() && info.admin_addr.is_some() {
+                if let (true, Some(admin)) = (info.pid == self.child.id(), info.admin_addr) {
                     let ok = std::process::Command::new(relay_bin())
-                        .args(["health", "--admin-addr", &info.admin_addr.unwrap().to_string()])
+                        .args(["health", "--admin-addr", &admin.to_string()])
                         .output()
                         .map(|o| o.status.success())
                         .unwrap_or(false);
@@ -92,7 +104,11 @@ impl Relay {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "relay not ready within {timeout:?}; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "relay not ready within {timeout:?}; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -102,11 +118,15 @@ impl Relay {
     }
 
     pub fn webhook_addr(&self) -> std::net::SocketAddr {
-        self.info().and_then(|i| i.webhook_addr).expect("webhook endpoint is configured")
+        self.info()
+            .and_then(|i| i.webhook_addr)
+            .expect("webhook endpoint is configured")
     }
 
     pub fn admin_addr(&self) -> std::net::SocketAddr {
-        self.info().and_then(|i| i.admin_addr).expect("admin endpoint is configured")
+        self.info()
+            .and_then(|i| i.admin_addr)
+            .expect("admin endpoint is configured")
     }
 
     pub fn log_text(&self) -> String {
@@ -115,14 +135,18 @@ impl Relay {
 
     /// `kill -9`.
     pub fn kill9(mut self) -> String {
-        let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-9", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
         self.log_text()
     }
 
     /// SIGTERM, and wait for the exit; returns (success, log).
     pub fn terminate(mut self) -> (bool, String) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -151,9 +175,21 @@ impl Drop for Relay {
 
 /// `relay spool inspect --json` with `env`.
 pub fn inspect(env: &BTreeMap<String, String>) -> InspectReport {
-    let out = command(env).args(["spool", "inspect", "--json"]).output().unwrap();
-    assert!(out.status.success(), "inspect failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("inspect output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    let out = command(env)
+        .args(["spool", "inspect", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "inspect failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "inspect output is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// Polls `f` until it holds or `timeout` passes.
