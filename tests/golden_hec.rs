@@ -285,3 +285,25 @@ fn a_pretty_printed_webhook_body_becomes_one_line() {
     let v = parsed(&encode(SourceKind::Webhook, &body, 0));
     assert_eq!(v["event"]["payload"]["a"], "b\nc");
 }
+
+#[test]
+fn pretty_printed_or_escaped_input_gives_the_same_event_as_compact_input() {
+    let compact = qss_event("meeting.participant_qos");
+    let reference = parsed(&encode(SourceKind::WebSocket, &frame(&compact), 0));
+    let value: Value = serde_json::from_str(&compact).unwrap();
+    // Content with line breaks: written from the tape, one line all the same.
+    let pretty = serde_json::to_string_pretty(&value).unwrap();
+    let out = encode(SourceKind::WebSocket, &frame(&pretty), 0);
+    assert_eq!(parsed(&out)["event"], reference["event"]);
+    // A pretty-printed envelope.
+    let envelope = serde_json::to_string_pretty(&json!({"module": "message", "success": true, "content": compact, "header": {}})).unwrap();
+    let out = encode(SourceKind::WebSocket, &envelope, 0);
+    assert_eq!(parsed(&out)["event"]["content"], reference["event"]["content"]);
+    // Keys written with escapes (`\u0071os` is `qos`): still found and transformed.
+    let escaped = compact.replace("\"qos\"", "\"\\u0071os\"");
+    let out = encode(SourceKind::WebSocket, &frame(&escaped), 0);
+    assert_eq!(parsed(&out)["event"]["content"], reference["event"]["content"]);
+    // The same through the webhook path.
+    let out = encode(SourceKind::Webhook, &pretty, 0);
+    assert_eq!(parsed(&out)["event"]["content"], reference["event"]["content"]);
+}

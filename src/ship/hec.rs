@@ -21,7 +21,7 @@
 //! reuses them for every event, writing the output straight into the request body.
 
 use super::json::{self, get, str_at, write_key, write_str, write_value};
-use super::transform::{write_content, Transforms};
+use super::transform::{rewrites, write_content, write_rewrite, Transforms};
 use crate::spool::{Record, SourceKind};
 use simd_json::{Buffers, Node, StaticNode, Tape, INPUT_PADDING};
 
@@ -109,21 +109,26 @@ impl Encoder {
         } = self;
         let mut ft = std::mem::replace(frame_tape, Tape(Vec::new())).reset();
         let mut ct = std::mem::replace(content_tape, Tape(Vec::new())).reset();
-        let ok = load(frame, &r.payload, buffers, &mut ft)
-            && matches!(ft.0.first(), Some(Node::Object { .. }));
-        if ok {
+        let frame_base = load(frame, &r.payload, buffers, &mut ft)
+            .filter(|_| matches!(ft.0.first(), Some(Node::Object { .. })));
+        let ok = frame_base.is_some();
+        if let Some(frame_base) = frame_base {
             let nodes = &ft.0;
             let content_idx = get(nodes, 0, "content");
             let content_str = content_idx.and_then(|i| str_at(nodes, i));
             let mut error = None;
+            let mut content_base = 0;
             let parsed = match content_str {
-                Some(s) => {
-                    let ok = load(content, s.as_bytes(), buffers, &mut ct);
-                    if !ok {
-                        error = Some("content is not JSON; kept as a string");
+                Some(s) => match load(content, s.as_bytes(), buffers, &mut ct) {
+                    Some(b) => {
+                        content_base = b;
+                        true
                     }
-                    ok
-                }
+                    None => {
+                        error = Some("content is not JSON; kept as a string");
+                        false
+                    }
+                },
                 None => false,
             };
             // The event's name and time come from the decoded content (or from an object
@@ -145,27 +150,47 @@ impl Encoder {
                 .unwrap_or(r.received_ms);
 
             write_head(out, time_ms, "zoom_websocket", QSS_SOURCETYPE, head_tail);
-            let Node::Object { len, .. } = nodes[0] else {
-                unreachable!("checked above")
-            };
-            out.push(b'{');
-            let mut j = 1;
-            for n in 0..len {
-                if n > 0 {
-                    out.push(b',');
-                }
-                let is_content = Some(j + 1) == content_idx;
-                j = write_key(out, nodes, j);
-                if is_content && parsed {
-                    write_content(out, &ct.0, 0, Transforms::for_event(name));
-                    j = json::skip(nodes, j);
-                } else if is_content && croot.is_some() {
-                    j = write_content(out, nodes, j, Transforms::for_event(name));
-                } else {
-                    j = write_value(out, nodes, j);
+            let t = Transforms::for_event(name);
+            // Fast path: the frame as received, its `content` string replaced by the
+            // content itself, both copied verbatim but for what the transforms change.
+            let mut done = false;
+            if let (true, Some(s)) = (parsed && !has_line_break(&r.payload), content_str) {
+                let start = offset_of(s, frame_base);
+                let end = content_idx.and_then(|ci| content_end(&r.payload, frame_base, nodes, ci, start));
+                if let Some(end) = end {
+                    let mark = out.len();
+                    out.extend_from_slice(&r.payload[..start - 1]);
+                    if write_verbatim(out, s.as_bytes(), content_base, &ct.0, t) {
+                        out.extend_from_slice(&r.payload[end..]);
+                        done = true;
+                    } else {
+                        out.truncate(mark);
+                    }
                 }
             }
-            out.push(b'}');
+            if !done {
+                let Node::Object { len, .. } = nodes[0] else {
+                    unreachable!("checked above")
+                };
+                out.push(b'{');
+                let mut j = 1;
+                for n in 0..len {
+                    if n > 0 {
+                        out.push(b',');
+                    }
+                    let is_content = Some(j + 1) == content_idx;
+                    j = write_key(out, nodes, j);
+                    if is_content && parsed {
+                        write_content(out, &ct.0, 0, t);
+                        j = json::skip(nodes, j);
+                    } else if is_content && croot.is_some() {
+                        j = write_content(out, nodes, j, t);
+                    } else {
+                        j = write_value(out, nodes, j);
+                    }
+                }
+                out.push(b'}');
+            }
             write_fields(out, &settings.spool_id, r.seq, error);
         }
         *frame_tape = ft.reset();
@@ -185,9 +210,10 @@ impl Encoder {
             ..
         } = self;
         let mut ft = std::mem::replace(frame_tape, Tape(Vec::new())).reset();
-        let ok = load(frame, &r.payload, buffers, &mut ft)
-            && matches!(ft.0.first(), Some(Node::Object { .. }));
-        if ok {
+        let base = load(frame, &r.payload, buffers, &mut ft)
+            .filter(|_| matches!(ft.0.first(), Some(Node::Object { .. })));
+        let ok = base.is_some();
+        if let Some(base) = base {
             let nodes = &ft.0;
             let name = get(nodes, 0, "event")
                 .and_then(|i| str_at(nodes, i))
@@ -196,8 +222,14 @@ impl Encoder {
             if is_qss_event(name) {
                 write_head(out, time_ms, "zoom_webhook", QSS_SOURCETYPE, head_tail);
                 out.extend_from_slice(b"{\"module\":\"message\",\"content\":");
-                write_content(out, nodes, 0, Transforms::for_event(name));
+                if !write_verbatim(out, &r.payload, base, nodes, Transforms::for_event(name)) {
+                    write_content(out, nodes, 0, Transforms::for_event(name));
+                }
                 out.push(b'}');
+            } else if !has_line_break(&r.payload) {
+                // The body exactly as Zoom sent (and signed) it.
+                write_head(out, time_ms, "zoom_webhook", &settings.webhook_sourcetype, head_tail);
+                out.extend_from_slice(&r.payload);
             } else {
                 write_head(
                     out,
@@ -228,17 +260,150 @@ impl Encoder {
     }
 }
 
-/// Copies `src` into `buf` with simd-json's padding and parses it into `tape`.
+/// Copies `src` into `buf` with simd-json's padding and parses it into `tape`. Returns the
+/// buffer's address: a string node's pointer minus it is the string's offset in `src`
+/// (simd-json unescapes in place, from the string's first byte).
 fn load<'de>(
     buf: &'de mut Vec<u8>,
     src: &[u8],
     buffers: &mut Buffers,
     tape: &mut Tape<'de>,
-) -> bool {
+) -> Option<usize> {
     buf.clear();
     buf.extend_from_slice(src);
     buf.resize(src.len() + INPUT_PADDING, 0);
-    simd_json::fill_tape_padded(buf.as_mut_slice(), src.len(), buffers, tape).is_ok()
+    let base = buf.as_ptr() as usize;
+    simd_json::fill_tape_padded(buf.as_mut_slice(), src.len(), buffers, tape)
+        .ok()
+        .map(|_| base)
+}
+
+/// Whether the text has a raw line break (only possible as whitespace between tokens in
+/// valid JSON); such text is re-serialized rather than copied, to keep one event a line.
+fn has_line_break(text: &[u8]) -> bool {
+    memchr::memchr2(b'\n', b'\r', text).is_some()
+}
+
+/// Offset of the string node `s` in the text its tape was parsed from.
+fn offset_of(s: &str, base: usize) -> usize {
+    s.as_ptr() as usize - base
+}
+
+/// The index just past the closing quote of the JSON string whose content starts at
+/// `start` (just after its opening quote).
+fn string_end(text: &[u8], start: usize) -> Option<usize> {
+    let mut i = start;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', text.get(i..)?)?;
+        if text[i] == b'\\' {
+            i += 2;
+        } else {
+            return Some(i + 1);
+        }
+    }
+}
+
+/// The index just past the closing quote of the frame's `content` string (whose text
+/// starts at `start`). Found from the next key's position when there is one, a step back
+/// over `,` and whitespace, which spares scanning a long string full of escaped quotes;
+/// else by scanning.
+fn content_end(
+    frame: &[u8],
+    base: usize,
+    nodes: &[Node<'_>],
+    content_idx: usize,
+    start: usize,
+) -> Option<usize> {
+    let next = json::skip(nodes, content_idx);
+    if let Some(Node::String(key)) = nodes.get(next) {
+        let mut i = offset_of(key, base).checked_sub(2)?;
+        while frame.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i = i.checked_sub(1)?;
+        }
+        if frame.get(i) == Some(&b',') {
+            i = i.checked_sub(1)?;
+            while frame.get(i).is_some_and(u8::is_ascii_whitespace) {
+                i = i.checked_sub(1)?;
+            }
+            if frame.get(i) == Some(&b'"') && i >= start {
+                return Some(i + 1);
+            }
+        }
+    }
+    string_end(frame, start)
+}
+
+/// The index just past the array or object starting at `start`.
+fn value_end(text: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                i = string_end(text, i + 1)?;
+                continue;
+            }
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Writes `text` (valid JSON, parsed into `nodes` from a copy at `base`) with the
+/// transforms applied, copying verbatim every byte they do not replace. Returns false,
+/// having written nothing, when the text does not allow it (line breaks, escaped keys):
+/// the caller then writes from the tape.
+fn write_verbatim(
+    out: &mut Vec<u8>,
+    text: &[u8],
+    base: usize,
+    nodes: &[Node<'_>],
+    t: Transforms,
+) -> bool {
+    if has_line_break(text) {
+        return false;
+    }
+    let mut regions = Vec::new();
+    for (v, how) in rewrites(nodes, t) {
+        // The key node precedes its value; its text must be the plain key.
+        let Node::String(key) = nodes[v - 1] else {
+            return false;
+        };
+        let k = offset_of(key, base);
+        if text.get(k..k + key.len()) != Some(key.as_bytes())
+            || text.get(k + key.len()) != Some(&b'"')
+        {
+            return false;
+        }
+        let mut start = k + key.len() + 1;
+        while matches!(text.get(start), Some(b' ' | b'\t' | b':')) {
+            start += 1;
+        }
+        if text.get(start) != Some(&b'[') {
+            return false;
+        }
+        let Some(end) = value_end(text, start) else {
+            return false;
+        };
+        regions.push((start, end, v, how));
+    }
+    regions.sort_unstable_by_key(|r| r.0);
+    let mut cursor = 0;
+    for (start, end, v, how) in regions {
+        out.extend_from_slice(&text[cursor..start]);
+        write_rewrite(out, nodes, v, how);
+        cursor = end;
+    }
+    out.extend_from_slice(&text[cursor..]);
+    true
 }
 
 /// `event_ts` of the object at `i`, in ms.

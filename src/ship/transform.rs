@@ -35,6 +35,51 @@ impl Transforms {
     }
 }
 
+/// A value the transforms replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewrite {
+    /// `qos` array → object keyed by type.
+    Qos,
+    /// `data` array → its first element.
+    Data,
+}
+
+/// The values of the content at node 0 that the transforms replace: the node index of
+/// each value, and how. At most one of each kind.
+pub fn rewrites(nodes: &[Node<'_>], t: Transforms) -> Vec<(usize, Rewrite)> {
+    let mut out = Vec::new();
+    if t == Transforms::default() {
+        return out;
+    }
+    let participant = get(nodes, 0, PATH[0])
+        .and_then(|p| get(nodes, p, PATH[1]))
+        .and_then(|o| get(nodes, o, PATH[2]));
+    let Some(part) = participant else { return out };
+    if t.qos {
+        if let Some(v) = get(nodes, part, "qos").filter(|&v| qos_is_transformable(nodes, v)) {
+            out.push((v, Rewrite::Qos));
+        }
+    }
+    if t.data {
+        if let Some(v) = get(nodes, part, "data").filter(|&v| matches!(nodes[v], Node::Array { len, .. } if len > 0)) {
+            out.push((v, Rewrite::Data));
+        }
+    }
+    out
+}
+
+/// Writes the replacement of the value at `i`.
+pub fn write_rewrite(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize, how: Rewrite) {
+    match how {
+        Rewrite::Qos => {
+            write_qos_object(out, nodes, i);
+        }
+        Rewrite::Data => {
+            write_first_element(out, nodes, i);
+        }
+    }
+}
+
 /// Writes the content value at `i` with the transforms applied; returns the index past it.
 pub fn write_content(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize, t: Transforms) -> usize {
     if t == Transforms::default() {

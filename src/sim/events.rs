@@ -7,7 +7,8 @@
 //!
 //! Every event's `event_ts` is [`BASE_TS`] + its number, so a receiver can tell events
 //! apart and count losses and duplicates from the HEC `time` alone. Frames are built once
-//! as templates; producing one is a copy and a patch of 13 digits.
+//! as templates; producing one is a copy, the timestamp, and fresh digits for the ids
+//! and measurements (so that compression sees realistic variety, not 300 repeats).
 
 use bytes::{Bytes, BytesMut};
 
@@ -143,10 +144,38 @@ pub fn ws_frame(event: &str) -> String {
     format!(r#"{{"module":"message","success":true,"content":{content},"header":{{}}}}"#)
 }
 
-/// One template: bytes with a 13-digit timestamp at `ts_at`.
+/// One template: bytes with a 13-digit timestamp at `ts_at`, and the positions of the
+/// other digits, which every frame fills anew (measurements, ids) so that frames differ
+/// the way real ones do and compression ratios stay realistic.
 struct Template {
     bytes: Vec<u8>,
     ts_at: usize,
+    digits: Vec<u32>,
+}
+
+/// Digit positions of `text` outside the timestamp and the `date_time` values.
+fn variable_digits(text: &str, ts_at: usize) -> Vec<u32> {
+    let bytes = text.as_bytes();
+    let mut fixed = vec![false; bytes.len()];
+    fixed[ts_at..ts_at + 13].iter_mut().for_each(|f| *f = true);
+    let mut from = 0;
+    while let Some(i) = text[from..].find("2023-11-14T") {
+        let at = from + i;
+        fixed[at..(at + 20).min(bytes.len())].iter_mut().for_each(|f| *f = true);
+        from = at + 1;
+    }
+    (0..bytes.len())
+        .filter(|&i| bytes[i].is_ascii_digit() && !fixed[i])
+        .map(|i| i as u32)
+        .collect()
+}
+
+/// A fast deterministic mix (splitmix64).
+fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Produces frames (or webhook bodies) numbered from 0, cycling through the kind mix.
@@ -177,9 +206,11 @@ impl FrameFactory {
                     let ts_at = text
                         .find("1700000000000")
                         .expect("template has the base timestamp");
+                    let digits = variable_digits(&text, ts_at);
                     templates.push(Template {
                         bytes: text.into_bytes(),
                         ts_at,
+                        digits,
                     });
                     v += 1;
                 }
@@ -206,6 +237,14 @@ impl FrameFactory {
         let mut b = BytesMut::from(&t.bytes[..]);
         let digits = format!("{:013}", BASE_TS + n);
         b[t.ts_at..t.ts_at + 13].copy_from_slice(digits.as_bytes());
+        // Ids and measurements: fresh digits for every frame (deterministic in `n`).
+        let mut r = mix64(n);
+        for (k, &pos) in t.digits.iter().enumerate() {
+            if k % 16 == 0 {
+                r = mix64(r ^ k as u64);
+            }
+            b[pos as usize] = b'0' + ((r >> ((k % 16) * 4)) & 0xf) as u8 % 10;
+        }
         b.freeze()
     }
 
