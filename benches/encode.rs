@@ -61,15 +61,18 @@ fn mixed_batch(c: &mut Criterion) {
     g.throughput(Throughput::Elements(records.len() as u64));
     let mut enc = encoder();
     let mut out = Vec::with_capacity(16 << 20);
-    g.bench_function(format!("mix_5000_events_avg_{}B", bytes / records.len()), |b| {
-        b.iter(|| {
-            out.clear();
-            for r in &records {
-                enc.encode(r, &mut out);
-            }
-            black_box(out.len())
-        })
-    });
+    g.bench_function(
+        format!("mix_5000_events_avg_{}B", bytes / records.len()),
+        |b| {
+            b.iter(|| {
+                out.clear();
+                for r in &records {
+                    enc.encode(r, &mut out);
+                }
+                black_box(out.len())
+            })
+        },
+    );
     g.finish();
 }
 
@@ -83,27 +86,56 @@ fn compression(c: &mut Criterion) {
     let mut g = c.benchmark_group("compress_request");
     g.throughput(Throughput::Bytes(body.len() as u64));
     let http = qss_relay::net::http::HttpClient::new(None).unwrap();
-    for (name, comp) in [("gzip", qss_relay::config::Compression::Gzip), ("zstd", qss_relay::config::Compression::Zstd)] {
-        let client = HecClient::new(http.clone(), "http://127.0.0.1:1", &qss_relay::config::Secret::new("t"), comp, std::time::Duration::from_secs(1)).unwrap();
+    for (name, comp) in [
+        ("gzip", qss_relay::config::Compression::Gzip),
+        ("zstd", qss_relay::config::Compression::Zstd),
+    ] {
+        let client = HecClient::new(
+            http.clone(),
+            "http://127.0.0.1:1",
+            &qss_relay::config::Secret::new("t"),
+            comp,
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap();
         let out = client.compress(&body);
-        eprintln!("{name}: {} → {} bytes ({:.1}:1)", body.len(), out.len(), body.len() as f64 / out.len() as f64);
-        g.bench_function(name, |b| b.iter(|| black_box(client.compress(black_box(&body)).len())));
+        eprintln!(
+            "{name}: {} → {} bytes ({:.1}:1)",
+            body.len(),
+            out.len(),
+            body.len() as f64 / out.len() as f64
+        );
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(client.compress(black_box(&body)).len()))
+        });
     }
     g.finish();
 }
 
 fn spool_block(c: &mut Criterion) {
     let f = FrameFactory::websocket();
-    let recs: Vec<NewRecord> = (0..1000).map(|i| NewRecord::new(SourceKind::WebSocket, f.frame(i))).collect();
+    let recs: Vec<NewRecord> = (0..1000)
+        .map(|i| NewRecord::new(SourceKind::WebSocket, f.frame(i)))
+        .collect();
     let raw: usize = recs.iter().map(|r| r.payload.len()).sum();
     let block = qss_relay::spool::encode_block(0, &recs);
-    eprintln!("spool block: {raw} bytes of frames → {} stored ({:.1}:1)", block.len(), raw as f64 / block.len() as f64);
+    eprintln!(
+        "spool block: {raw} bytes of frames → {} stored ({:.1}:1)",
+        block.len(),
+        raw as f64 / block.len() as f64
+    );
     let mut g = c.benchmark_group("spool_block");
     g.throughput(Throughput::Bytes(raw as u64));
     g.bench_function("encode_1000", |b| {
-        b.iter_batched(|| recs.clone(), |r| black_box(qss_relay::spool::encode_block(0, &r).len()), BatchSize::SmallInput)
+        b.iter_batched(
+            || recs.clone(),
+            |r| black_box(qss_relay::spool::encode_block(0, &r).len()),
+            BatchSize::SmallInput,
+        )
     });
-    g.bench_function("decode_1000", |b| b.iter(|| black_box(qss_relay::spool::decode_block(&block).unwrap().1.len())));
+    g.bench_function("decode_1000", |b| {
+        b.iter(|| black_box(qss_relay::spool::decode_block(&block).unwrap().1.len()))
+    });
     g.finish();
 }
 

@@ -322,6 +322,9 @@ pub struct SpoolSettings {
     pub full_policy: FullPolicy,
     pub commit_interval: Duration,
     pub cache_bytes: u64,
+    /// Size at which a block database generation is rotated (not a setting: tests
+    /// lower it; see `spool::ROTATE_BYTES`).
+    pub rotate_bytes: u64,
 }
 
 /// Batching and delivery.
@@ -445,6 +448,7 @@ impl Config {
             ),
             commit_interval: Duration::from_millis(r.int("RELAY_SPOOL_COMMIT_MS", 10, 0, 10_000)),
             cache_bytes: r.size("RELAY_SPOOL_CACHE_BYTES", 64 << 20, 1 << 20),
+            rotate_bytes: crate::spool::ROTATE_BYTES,
         };
 
         let ship = ShipSettings {

@@ -11,12 +11,16 @@ use std::time::Duration;
 async fn fakes() -> (FakeZoom, FakeLogScale) {
     (
         FakeZoom::start(ZoomOptions::default()).await.unwrap(),
-        FakeLogScale::start(TOKEN, SinkOptions::default()).await.unwrap(),
+        FakeLogScale::start(TOKEN, SinkOptions::default())
+            .await
+            .unwrap(),
     )
 }
 
 async fn output(mut cmd: std::process::Command) -> std::process::Output {
-    tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,11 +33,24 @@ async fn check_passes_against_the_fakes_and_names_the_fix_when_it_fails() {
     cmd.arg("check");
     let out = output(cmd).await;
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    for item in ["✓ configuration", "✓ spool directory", "✓ Zoom token", "✓ Zoom WebSocket", "✓ LogScale HEC"] {
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for item in [
+        "✓ configuration",
+        "✓ spool directory",
+        "✓ Zoom token",
+        "✓ Zoom WebSocket",
+        "✓ LogScale HEC",
+    ] {
         assert!(text.contains(item), "{item} missing:\n{text}");
     }
-    assert!(!text.contains("sim-secret") && !text.contains("sim-token"), "no secrets printed:\n{text}");
+    assert!(
+        !text.contains("sim-secret") && !text.contains("sim-token"),
+        "no secrets printed:\n{text}"
+    );
     assert_eq!(zoom.stats().events_sent, 0);
     assert_eq!(sink.stats().events, 0, "check ships nothing");
 
@@ -45,9 +62,18 @@ async fn check_passes_against_the_fakes_and_names_the_fix_when_it_fails() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
     assert!(text.contains("✗ Zoom token"), "{text}");
-    assert!(text.contains("fix: check ZOOM_ACCOUNT_ID, ZOOM_CLIENT_ID, ZOOM_CLIENT_SECRET"), "{text}");
-    assert!(text.contains("✗ LogScale HEC") && text.contains("LOGSCALE_INGEST_TOKEN"), "{text}");
-    assert!(!text.contains("wrong-secret") && !text.contains("wrong-token"), "{text}");
+    assert!(
+        text.contains("fix: check ZOOM_ACCOUNT_ID, ZOOM_CLIENT_ID, ZOOM_CLIENT_SECRET"),
+        "{text}"
+    );
+    assert!(
+        text.contains("✗ LogScale HEC") && text.contains("LOGSCALE_INGEST_TOKEN"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("wrong-secret") && !text.contains("wrong-token"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -57,52 +83,101 @@ fn demo_runs_with_piped_output_and_loses_nothing() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("LogScale is DOWN"), "{text}");
-    assert!(text.contains("lost                             0"), "{text}");
-    assert!(!text.contains('\u{1b}'), "no terminal escapes when piped:\n{text}");
+    assert!(
+        text.contains("lost                             0"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "no terminal escapes when piped:\n{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peek_and_export_with_the_daemon_running_and_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let (zoom, sink) = fakes().await;
-    sink.set_mode(Mode::Status { code: 503, retry_after: None });
+    sink.set_mode(Mode::Status {
+        code: 503,
+        retry_after: None,
+    });
     let mut env = base_env(dir.path(), &sink.base_url());
     env.extend(zoom.env_pairs());
     let relay = Relay::start(dir.path(), &env);
     zoom.send(300);
-    assert!(eventually(Duration::from_secs(20), || relay.inspect().spool.pending_events == 300).await);
+    assert!(
+        eventually(Duration::from_secs(20), || relay
+            .inspect()
+            .spool
+            .pending_events
+            == 300)
+        .await
+    );
 
     let check = |running: bool, env: std::collections::BTreeMap<String, String>| async move {
         // peek: decoded, oldest first.
         let mut cmd = command(&env);
         cmd.args(["spool", "peek", "-n", "3", "--json"]);
         let out = output(cmd).await;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0]["seq"], 0);
-        assert!(lines[0]["event"].as_str().unwrap().contains('.'), "{}", lines[0]);
-        assert!(lines[0]["json"]["content"].is_object(), "content decoded for reading");
+        assert!(
+            lines[0]["event"].as_str().unwrap().contains('.'),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[0]["json"]["content"].is_object(),
+            "content decoded for reading"
+        );
         // export: HEC lines, all 300, ready to re-ingest.
         let file = tempfile::NamedTempFile::new().unwrap();
         let mut cmd = command(&env);
         cmd.args(["spool", "export", "-o"]).arg(file.path());
         let out = output(cmd).await;
-        assert!(out.status.success(), "running={running}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "running={running}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = std::fs::read_to_string(file.path()).unwrap();
-        let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(events.len(), 300, "running={running}");
-        assert!(events.iter().all(|e| e["sourcetype"] == "zoom_qss" && e["fields"]["relay_id"].is_string()));
+        assert!(events
+            .iter()
+            .all(|e| e["sourcetype"] == "zoom_qss" && e["fields"]["relay_id"].is_string()));
         // --from/--to select a range; --raw gives the records as spooled.
         let mut cmd = command(&env);
         cmd.args(["spool", "export", "--raw", "--from", "10", "--to", "20"]);
         let out = output(cmd).await;
-        let raw: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let raw: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(raw.len(), 10);
         assert_eq!(raw[0]["seq"], 10);
-        assert!(raw[0]["payload"].as_str().unwrap().starts_with("{\"module\":\"message\""));
+        assert!(raw[0]["payload"]
+            .as_str()
+            .unwrap()
+            .starts_with("{\"module\":\"message\""));
     };
     check(true, env.clone()).await;
     let (ok, _) = relay.terminate();
@@ -110,6 +185,13 @@ async fn peek_and_export_with_the_daemon_running_and_stopped() {
     check(false, env.clone()).await;
     let report = inspect(&env);
     assert_eq!(report.read_from, "disk");
-    assert_eq!(report.spool.pending_events, 300, "the commands changed nothing");
-    assert_eq!(report.last_ship_error.unwrap().status, Some(503), "the last error is remembered across a stop");
+    assert_eq!(
+        report.spool.pending_events, 300,
+        "the commands changed nothing"
+    );
+    assert_eq!(
+        report.last_ship_error.unwrap().status,
+        Some(503),
+        "the last error is remembered across a stop"
+    );
 }

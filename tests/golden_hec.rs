@@ -296,14 +296,26 @@ fn pretty_printed_or_escaped_input_gives_the_same_event_as_compact_input() {
     let out = encode(SourceKind::WebSocket, &frame(&pretty), 0);
     assert_eq!(parsed(&out)["event"], reference["event"]);
     // A pretty-printed envelope.
-    let envelope = serde_json::to_string_pretty(&json!({"module": "message", "success": true, "content": compact, "header": {}})).unwrap();
+    let envelope = serde_json::to_string_pretty(
+        &json!({"module": "message", "success": true, "content": compact, "header": {}}),
+    )
+    .unwrap();
     let out = encode(SourceKind::WebSocket, &envelope, 0);
-    assert_eq!(parsed(&out)["event"]["content"], reference["event"]["content"]);
+    assert_eq!(
+        parsed(&out)["event"]["content"],
+        reference["event"]["content"]
+    );
     // Keys written with escapes (`\u0071os` is `qos`): still found and transformed.
     let escaped = compact.replace("\"qos\"", "\"\\u0071os\"");
     let out = encode(SourceKind::WebSocket, &frame(&escaped), 0);
-    assert_eq!(parsed(&out)["event"]["content"], reference["event"]["content"]);
+    assert_eq!(
+        parsed(&out)["event"]["content"],
+        reference["event"]["content"]
+    );
     // The same through the webhook path.
     let out = encode(SourceKind::Webhook, &pretty, 0);
-    assert_eq!(parsed(&out)["event"]["content"], reference["event"]["content"]);
+    assert_eq!(
+        parsed(&out)["event"]["content"],
+        reference["event"]["content"]
+    );
 }

@@ -19,6 +19,7 @@ fn open(dir: &std::path::Path) -> Spool {
         full_policy: FullPolicy::DropOldest,
         commit_interval: Duration::from_millis(10),
         cache_bytes: 16 << 20,
+        rotate_bytes: qss_relay::spool::ROTATE_BYTES,
     };
     Spool::open(&s, Arc::new(Metrics::new())).unwrap()
 }

@@ -130,6 +130,7 @@ pub async fn debug(args: DebugArgs) -> ExitCode {
                 full_policy: crate::config::FullPolicy::RejectNew,
                 commit_interval: Duration::from_millis(2),
                 cache_bytes: 16 << 20,
+                rotate_bytes: crate::spool::ROTATE_BYTES,
             };
             let spool = match Spool::open(&settings, Arc::new(Metrics::new())) {
                 Ok(s) => s,

@@ -156,7 +156,8 @@ impl Encoder {
             let mut done = false;
             if let (true, Some(s)) = (parsed && !has_line_break(&r.payload), content_str) {
                 let start = offset_of(s, frame_base);
-                let end = content_idx.and_then(|ci| content_end(&r.payload, frame_base, nodes, ci, start));
+                let end = content_idx
+                    .and_then(|ci| content_end(&r.payload, frame_base, nodes, ci, start));
                 if let Some(end) = end {
                     let mark = out.len();
                     out.extend_from_slice(&r.payload[..start - 1]);
@@ -228,7 +229,13 @@ impl Encoder {
                 out.push(b'}');
             } else if !has_line_break(&r.payload) {
                 // The body exactly as Zoom sent (and signed) it.
-                write_head(out, time_ms, "zoom_webhook", &settings.webhook_sourcetype, head_tail);
+                write_head(
+                    out,
+                    time_ms,
+                    "zoom_webhook",
+                    &settings.webhook_sourcetype,
+                    head_tail,
+                );
                 out.extend_from_slice(&r.payload);
             } else {
                 write_head(

@@ -61,7 +61,9 @@ pub fn rewrites(nodes: &[Node<'_>], t: Transforms) -> Vec<(usize, Rewrite)> {
         }
     }
     if t.data {
-        if let Some(v) = get(nodes, part, "data").filter(|&v| matches!(nodes[v], Node::Array { len, .. } if len > 0)) {
+        if let Some(v) = get(nodes, part, "data")
+            .filter(|&v| matches!(nodes[v], Node::Array { len, .. } if len > 0))
+        {
             out.push((v, Rewrite::Data));
         }
     }

@@ -161,7 +161,9 @@ fn variable_digits(text: &str, ts_at: usize) -> Vec<u32> {
     let mut from = 0;
     while let Some(i) = text[from..].find("2023-11-14T") {
         let at = from + i;
-        fixed[at..(at + 20).min(bytes.len())].iter_mut().for_each(|f| *f = true);
+        fixed[at..(at + 20).min(bytes.len())]
+            .iter_mut()
+            .for_each(|f| *f = true);
         from = at + 1;
     }
     (0..bytes.len())

@@ -2,22 +2,26 @@
 //! happens to it, and stays there until LogScale has acknowledged it.
 //!
 //! ```text
-//!  sources ──Appender──▶ writer task ──(group commit: zstd block, sled insert, flush)──▶ sled
-//!                                                                                        │
-//!  shipper ◀──read_block(pos)── blocks with seq < durable_end ◀───────────────────────────┘
-//!  shipper ──ack(up_to)──▶ floor := up_to, blocks below it removed
+//!  sources ──Appender──▶ writer task ──(group commit: zstd blocks, sled insert, flush)──▶ sled
+//!                                                                                         │
+//!  shipper ◀──read_block(pos)── blocks with seq < durable_end ◀────────────────────────────┘
+//!  shipper ──ack(up_to)──▶ floor := up_to (flushed), then blocks below it removed
 //! ```
+//!
+//! On disk, a spool directory holds `state/` (a small sled database: the spool's id, the
+//! delivered position, counters, notes, the dead-letter area) and one or more
+//! `blocks-NNNNNNNN/` generations (sled databases of blocks, see [`generation`]).
 //!
 //! Invariants (see ARCHITECTURE.md):
 //! - A record gets its sequence number when its group is committed; numbers only grow,
-//!   across restarts too (`next_seq` is persisted with every block).
+//!   across restarts too.
 //! - A producer awaiting [`Appender::send_durable`] hears back only after the block holding
 //!   its record has been flushed by sled.
 //! - The shipper reads only blocks below `durable_end`, so nothing leaves the relay that a
-//!   crash could take back (and a sequence number is never reused).
+//!   crash could take back, and a sequence number is never reused.
 //! - `floor` is the delivered position: every record below it is delivered, dead-lettered
-//!   or dropped under the size cap. It is persisted, and a restart resumes exactly there,
-//!   mid-block if need be.
+//!   or dropped under the size cap. It is flushed before any block below it is removed,
+//!   and a restart resumes exactly there, mid-block if need be.
 //! - A block that fails to decode is moved to the dead-letter area, counted and logged; it
 //!   never stops the reader.
 //!
@@ -25,6 +29,7 @@
 
 mod block;
 mod dead;
+mod generation;
 mod record;
 mod writer;
 
@@ -35,16 +40,34 @@ pub use writer::{AppendError, Appender};
 
 use crate::config::{FullPolicy, SpoolSettings};
 use crate::metrics::{label, Metrics};
+use generation::{key, seq_of, BlockMeta, Gen};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::watch;
 
-/// Largest group the writer commits as one block.
+/// Largest group the writer commits at once.
 pub const MAX_GROUP_RECORDS: usize = 16_384;
-/// Largest uncompressed group the writer commits as one block.
+/// Largest uncompressed group the writer commits at once (possibly as several blocks).
 pub const MAX_GROUP_BYTES: usize = 8 << 20;
+/// Uncompressed bytes aimed at per block.
+pub const BLOCK_RAW_TARGET: usize = 1 << 20;
+/// Largest stored (compressed) block, unless a single record is larger by itself.
+///
+/// Why: sled 0.34 writes a leaf node larger than a quarter of a segment as a separate
+/// "blob" file, and in an insert-then-remove workload those files are never removed (we
+/// measured the blob directory growing without bound while the live data stayed at 7 MB).
+/// A leaf holds up to 17 values, so with 16 MiB segments (the most sled allows) keeping
+/// blocks under 192 KiB keeps every leaf inline.
+pub const MAX_BLOCK_STORED: usize = 192 << 10;
+/// sled segment size of the block databases (fixed when a generation is created).
+pub const SEGMENT_SIZE: usize = 16 << 20;
+/// A generation larger than this on disk is closed for writing; a new one starts, and the
+/// old one is deleted once drained.
+pub const ROTATE_BYTES: u64 = 128 << 20;
+/// An empty generation larger than 3/8 of the rotation size (48 MiB) is replaced by a
+/// fresh one: the space comes back after a backlog drained.
 
 const META_SPOOL_ID: &[u8] = b"spool_id";
 const META_FLOOR: &[u8] = b"floor";
@@ -67,52 +90,6 @@ pub enum SpoolError {
     Full { stored: u64, max: u64 },
 }
 
-/// Sizes of one stored block, kept in memory (and in the `index` tree) so that stats and
-/// the size cap never read block bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct BlockMeta {
-    count: u32,
-    raw_len: u32,
-    stored_len: u32,
-    first_ms: u64,
-    last_ms: u64,
-}
-
-impl BlockMeta {
-    fn encode(&self) -> [u8; 28] {
-        let mut b = [0u8; 28];
-        b[0..4].copy_from_slice(&self.count.to_le_bytes());
-        b[4..8].copy_from_slice(&self.raw_len.to_le_bytes());
-        b[8..12].copy_from_slice(&self.stored_len.to_le_bytes());
-        b[12..20].copy_from_slice(&self.first_ms.to_le_bytes());
-        b[20..28].copy_from_slice(&self.last_ms.to_le_bytes());
-        b
-    }
-    fn decode(b: &[u8]) -> Option<BlockMeta> {
-        if b.len() != 28 {
-            return None;
-        }
-        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
-        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        Some(BlockMeta {
-            count: u32_at(0),
-            raw_len: u32_at(4),
-            stored_len: u32_at(8),
-            first_ms: u64_at(12),
-            last_ms: u64_at(20),
-        })
-    }
-    fn from_header(h: &BlockHeader, stored_len: usize) -> BlockMeta {
-        BlockMeta {
-            count: h.count,
-            raw_len: h.raw_len,
-            stored_len: stored_len as u32,
-            first_ms: h.first_received_ms,
-            last_ms: h.last_received_ms,
-        }
-    }
-}
-
 /// The spool's mutable state. Held briefly; sled I/O happens outside the lock.
 #[derive(Debug, Default)]
 struct State {
@@ -124,28 +101,45 @@ struct State {
     dropped_events: u64,
     dead_events: u64,
     dead_blocks: u64,
+    commits: u64,
 }
 
 impl State {
     /// Events in the block at `first` that are still pending.
     fn pending_in(&self, first: u64, m: &BlockMeta) -> u64 {
-        let end = first + u64::from(m.count);
-        end.saturating_sub(self.floor.max(first))
+        m.end(first).saturating_sub(self.floor.max(first))
+    }
+
+    /// Advances the floor to `to` and takes every block now entirely below it.
+    fn advance_floor(&mut self, to: u64) -> Vec<(u64, u64)> {
+        self.floor = self.floor.max(to);
+        let mut removed = Vec::new();
+        while let Some((&first, m)) = self.blocks.first_key_value() {
+            if m.end(first) > self.floor {
+                break;
+            }
+            let m = *m;
+            self.blocks.remove(&first);
+            self.stored_bytes -= u64::from(m.stored_len);
+            removed.push((first, m.gen));
+        }
+        removed
     }
 }
 
 struct Inner {
-    db: sled::Db,
-    blocks: sled::Tree,
-    index: sled::Tree,
+    state_db: sled::Db,
     meta: sled::Tree,
     dead: sled::Tree,
+    /// Block databases, oldest first; the last one takes new blocks.
+    gens: RwLock<Vec<Arc<Gen>>>,
     dir: PathBuf,
     id: String,
     settings: SpoolSettings,
     metrics: Arc<Metrics>,
     state: Mutex<State>,
-    /// Serializes commits (the writer task, and `dead retry`), which assign sequences.
+    /// Serializes commits (the writer task, and `dead retry`), which assign sequences,
+    /// and generation changes.
     commit_lock: Mutex<()>,
     /// One past the last durable sequence number.
     durable_end: watch::Sender<u64>,
@@ -180,7 +174,7 @@ pub struct SpoolStats {
     pub pending_bytes: u64,
     /// Compressed bytes of the stored blocks (what `RELAY_SPOOL_MAX_BYTES` caps).
     pub stored_bytes: u64,
-    /// Bytes of the sled database on disk.
+    /// Bytes the spool's sled databases take on disk.
     pub disk_bytes: u64,
     pub max_bytes: u64,
     pub full_policy: String,
@@ -194,14 +188,39 @@ pub struct SpoolStats {
     pub dead_letter_events: u64,
     pub dead_letter_blocks: u64,
     pub dropped_events: u64,
+    /// sled databases of blocks currently on disk (see `generation`).
+    pub generations: u64,
 }
 
-fn key(seq: u64) -> [u8; 8] {
-    seq.to_be_bytes()
-}
-
-fn seq_of(key: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(key.try_into().ok()?))
+/// Splits `records` (numbered from `first`) into blocks of about [`BLOCK_RAW_TARGET`]
+/// uncompressed bytes, halving any whose compressed size exceeds [`MAX_BLOCK_STORED`].
+fn encode_blocks(gen: u64, first: u64, records: &[NewRecord]) -> Vec<(u64, Vec<u8>, BlockMeta)> {
+    let mut out = Vec::new();
+    let mut chunk_start = 0;
+    let mut raw = 0;
+    let mut pending: Vec<(usize, usize)> = Vec::new();
+    for (idx, r) in records.iter().enumerate() {
+        raw += r.payload.len();
+        if raw >= BLOCK_RAW_TARGET || idx + 1 == records.len() {
+            pending.push((chunk_start, idx + 1));
+            chunk_start = idx + 1;
+            raw = 0;
+        }
+    }
+    while let Some((a, b)) = pending.pop() {
+        let encoded = block::encode(first + a as u64, &records[a..b]);
+        if encoded.len() > MAX_BLOCK_STORED && b - a > 1 {
+            let mid = a + (b - a) / 2;
+            pending.push((mid, b));
+            pending.push((a, mid));
+            continue;
+        }
+        let h = block::decode_header(&encoded).expect("a block just encoded has a valid header");
+        let m = BlockMeta::from_header(gen, &h, encoded.len());
+        out.push((first + a as u64, encoded, m));
+    }
+    out.sort_unstable_by_key(|b| b.0);
+    out
 }
 
 fn meta_u64(meta: &sled::Tree, k: &[u8]) -> sled::Result<u64> {
@@ -209,6 +228,25 @@ fn meta_u64(meta: &sled::Tree, k: &[u8]) -> sled::Result<u64> {
         .get(k)?
         .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
         .map_or(0, u64::from_be_bytes))
+}
+
+/// Opens a sled database, retrying for half a second while its lock is held: in one
+/// process, sled's background threads may hold a just-dropped database for a moment. A
+/// lock held by another process is still reported within that half second.
+fn open_retrying_lock<T>(mut open: impl FnMut() -> sled::Result<T>) -> sled::Result<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    loop {
+        match open() {
+            Err(e) if is_lock_error(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 
 impl Spool {
@@ -220,48 +258,42 @@ impl Spool {
             dir: dir.clone(),
             source,
         })?;
-        let db_err = |source: sled::Error| SpoolError::Db {
-            dir: dir.clone(),
-            source,
-        };
-        let db = sled::Config::new()
-            .path(&dir)
-            .cache_capacity(settings.cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|e| match &e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    SpoolError::InUse(dir.clone())
+        let db_err = |source: sled::Error| {
+            if is_lock_error(&source) {
+                SpoolError::InUse(dir.clone())
+            } else {
+                SpoolError::Db {
+                    dir: dir.clone(),
+                    source,
                 }
-                _ => db_err(e),
-            })?;
-        let blocks = db.open_tree("blocks").map_err(db_err)?;
-        let index = db.open_tree("index").map_err(db_err)?;
-        let meta = db.open_tree("meta").map_err(db_err)?;
-        let dead = db.open_tree("dead").map_err(db_err)?;
+            }
+        };
+        let state_db = open_retrying_lock(|| {
+            sled::Config::new()
+                .path(dir.join("state"))
+                .cache_capacity(4 << 20)
+                .flush_every_ms(Some(500))
+                .open()
+        })
+        .map_err(db_err)?;
+        let meta = state_db.open_tree("meta").map_err(db_err)?;
+        let dead = state_db.open_tree("dead").map_err(db_err)?;
 
         let id = match meta.get(META_SPOOL_ID).map_err(db_err)? {
             Some(v) => String::from_utf8_lossy(&v).into_owned(),
             None => {
                 let id = format!("{:016x}", fastrand::u64(..));
                 meta.insert(META_SPOOL_ID, id.as_bytes()).map_err(db_err)?;
+                state_db.flush().map_err(db_err)?;
                 id
             }
         };
-
         let mut state = State {
             floor: meta_u64(&meta, META_FLOOR).map_err(db_err)?,
             next_seq: meta_u64(&meta, META_NEXT_SEQ).map_err(db_err)?,
             dropped_events: meta_u64(&meta, META_DROPPED).map_err(db_err)?,
             ..State::default()
         };
-        for item in index.iter() {
-            let (k, v) = item.map_err(db_err)?;
-            if let (Some(seq), Some(m)) = (seq_of(&k), BlockMeta::decode(&v)) {
-                state.blocks.insert(seq, m);
-            }
-        }
         for item in dead.iter().keys() {
             match DeadId::from_key(&item.map_err(db_err)?).and_then(|id| id.kind()) {
                 Some(DeadKind::Event) => state.dead_events += 1,
@@ -270,99 +302,56 @@ impl Spool {
             }
         }
 
-        let inner = Inner {
-            db,
-            blocks,
-            index,
-            meta,
-            dead,
+        let gen_cache = (settings.cache_bytes / 2).max(4 << 20);
+        let mut ids = Gen::list(&dir).map_err(|source| SpoolError::CreateDir {
             dir: dir.clone(),
-            id,
-            settings: settings.clone(),
-            metrics,
-            state: Mutex::new(state),
-            commit_lock: Mutex::new(()),
-            durable_end: watch::Sender::new(0),
-        };
-        let spool = Spool {
-            inner: Arc::new(inner),
-        };
-        spool.reconcile().map_err(db_err)?;
-        let next = spool.state().next_seq;
-        spool.inner.durable_end.send_replace(next);
-        Ok(spool)
-    }
-
-    /// Repairs the two windows a crash can leave between the `blocks` and `index` trees
-    /// (sled keeps the order of operations, so only these two exist): a block stored
-    /// without its index entry (crash during a commit), and a block whose index entry was
-    /// removed but not the block (crash during an acknowledgement).
-    fn reconcile(&self) -> sled::Result<()> {
-        let i = &self.inner;
-        let (first_indexed, last_indexed) = {
-            let st = self.state();
-            (
-                st.blocks.keys().next().copied(),
-                st.blocks.keys().next_back().copied(),
-            )
-        };
-        let mut orphans = Vec::new();
-        let before = match first_indexed {
-            Some(f) => i.blocks.range(..key(f)),
-            None => i.blocks.iter(),
-        };
-        for item in before {
-            orphans.push(item?);
+            source,
+        })?;
+        if ids.is_empty() {
+            ids.push(1);
         }
-        if let Some(l) = last_indexed {
-            for item in i.blocks.range(key(l.saturating_add(1))..) {
-                orphans.push(item?);
+        let mut gens = Vec::new();
+        let mut corrupt = Vec::new();
+        for id in ids {
+            let gen = open_retrying_lock(|| Gen::open(&dir, id, gen_cache)).map_err(db_err)?;
+            let loaded = gen.load(state.floor).map_err(db_err)?;
+            for (seq, m) in loaded.blocks {
+                state.stored_bytes += u64::from(m.stored_len);
+                state.blocks.insert(seq, m);
             }
+            corrupt.extend(loaded.corrupt.into_iter().map(|c| (id, c)));
+            gens.push(Arc::new(gen));
         }
-        for (k, v) in orphans {
-            let Some(seq) = seq_of(&k) else { continue };
-            match block::decode_header(&v) {
-                Ok(h) => {
-                    let floor = self.state().floor;
-                    if h.end_seq() <= floor {
-                        i.blocks.remove(&k)?;
-                    } else {
-                        let m = BlockMeta::from_header(&h, v.len());
-                        i.index.insert(&k, &m.encode())?;
-                        self.state().blocks.insert(seq, m);
-                    }
-                }
-                Err(e) => {
-                    self.dead_letter_block(&k, &v, e.to_string())
-                        .map_err(|e| sled::Error::Unsupported(e.to_string()))?;
-                }
-            }
-        }
-        // Blocks entirely below the floor, and the stored total.
-        let mut st = self.state();
-        let floor = st.floor;
-        let done: Vec<u64> = st
-            .blocks
-            .iter()
-            .filter(|(first, m)| *first + u64::from(m.count) <= floor && m.count > 0)
-            .map(|(f, _)| *f)
-            .collect();
-        for f in &done {
-            st.blocks.remove(f);
-        }
-        st.stored_bytes = st.blocks.values().map(|m| u64::from(m.stored_len)).sum();
-        let last_end = st
+        let last_end = state
             .blocks
             .iter()
             .next_back()
-            .map_or(0, |(f, m)| f + u64::from(m.count));
-        st.next_seq = st.next_seq.max(last_end).max(st.floor);
-        drop(st);
-        for f in done {
-            i.index.remove(key(f))?;
-            i.blocks.remove(key(f))?;
+            .map_or(0, |(f, m)| m.end(*f));
+        state.next_seq = state.next_seq.max(last_end).max(state.floor);
+        let next = state.next_seq;
+
+        let spool = Spool {
+            inner: Arc::new(Inner {
+                state_db,
+                meta,
+                dead,
+                gens: RwLock::new(gens),
+                dir: dir.clone(),
+                id,
+                settings: settings.clone(),
+                metrics,
+                state: Mutex::new(state),
+                commit_lock: Mutex::new(()),
+                durable_end: watch::Sender::new(next),
+            }),
+        };
+        for (gen_id, (k, v, reason)) in corrupt {
+            if let Some(gen) = spool.gen(gen_id) {
+                spool.dead_letter_block(&gen, &k, &v, reason)?;
+            }
         }
-        Ok(())
+        spool.retire_generations();
+        Ok(spool)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -376,6 +365,25 @@ impl Spool {
             dir: self.inner.dir.clone(),
             source,
         }
+    }
+
+    fn gens(&self) -> Vec<Arc<Gen>> {
+        self.inner
+            .gens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn gen(&self, id: u64) -> Option<Arc<Gen>> {
+        self.gens().into_iter().find(|g| g.id == id)
+    }
+
+    fn active(&self) -> Arc<Gen> {
+        self.gens()
+            .last()
+            .cloned()
+            .expect("a spool always has a generation")
     }
 
     pub fn dir(&self) -> &Path {
@@ -414,8 +422,8 @@ impl Spool {
         writer::start(self.clone(), queue_capacity)
     }
 
-    /// Commits `records` as one block: numbers them, compresses, stores, flushes. Called
-    /// by the writer task (off the async threads) and by `dead retry`.
+    /// Commits `records`: numbers them, compresses them into blocks, stores, flushes.
+    /// Called by the writer task (off the async threads) and by `dead retry`.
     pub fn commit(&self, records: &[NewRecord]) -> Result<std::ops::Range<u64>, SpoolError> {
         let i = &self.inner;
         let _guard = i.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -425,27 +433,32 @@ impl Spool {
             return Ok(first..first);
         }
         let started = std::time::Instant::now();
-        let encoded = block::encode(first, records);
-        self.make_room(encoded.len() as u64, n)?;
-        let h = block::decode_header(&encoded).expect("a block just encoded has a valid header");
-        let m = BlockMeta::from_header(&h, encoded.len());
-        let k = key(first);
+        let gen = self.active();
+        let blocks = encode_blocks(gen.id, first, records);
+        let total: u64 = blocks.iter().map(|(_, b, _)| b.len() as u64).sum();
+        self.make_room(total, n)?;
         let stored = (|| {
-            i.blocks.insert(k, encoded.as_slice())?;
-            i.index.insert(k, &m.encode())?;
-            i.meta.insert(META_NEXT_SEQ, &key(first + n))?;
-            i.db.flush()
+            for (seq, encoded, m) in &blocks {
+                gen.insert(*seq, encoded, m)?;
+            }
+            gen.flush()
         })();
-        {
+        let check_size = {
             // The sequence numbers are used up even if the write failed: a number that
             // might be on disk is never handed out twice.
             let mut st = self.state();
             st.next_seq = first + n;
             if stored.is_ok() {
-                st.blocks.insert(first, m);
-                st.stored_bytes += u64::from(m.stored_len);
+                for (seq, _, m) in &blocks {
+                    st.blocks.insert(*seq, *m);
+                    st.stored_bytes += u64::from(m.stored_len);
+                }
             }
-        }
+            st.commits += 1;
+            st.commits % 16 == 0
+        };
+        // Not flushed here: `next_seq` is also recovered from the blocks and the floor.
+        let _ = i.meta.insert(META_NEXT_SEQ, &key(first + n));
         stored.map_err(|e| self.db_err(e))?;
         i.durable_end.send_replace(first + n);
         i.metrics.events_spooled.inc_by(n);
@@ -453,15 +466,87 @@ impl Spool {
         i.metrics
             .spool_commit_duration
             .observe(started.elapsed().as_secs_f64());
+        if check_size && gen.size_on_disk() > i.settings.rotate_bytes {
+            self.start_generation(&gen);
+        }
         Ok(first..first + n)
     }
 
-    /// Applies the size cap before a block of `incoming` bytes is stored.
+    /// Starts a new generation after `current` (the caller holds the commit lock).
+    fn start_generation(&self, current: &Gen) {
+        let id = current.id + 1;
+        let cache = (self.inner.settings.cache_bytes / 2).max(4 << 20);
+        match Gen::open(&self.inner.dir, id, cache) {
+            Ok(g) => {
+                tracing::info!(generation = id, previous_bytes = current.size_on_disk(), "spool: new block database generation (the previous one is deleted once drained)");
+                self.inner
+                    .gens
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Arc::new(g));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "spool: cannot start a new generation; going on with the current one")
+            }
+        }
+    }
+
+    /// Deletes generations that hold no block any more (all but the active one), and
+    /// replaces an empty active generation that has grown large.
+    fn retire_generations(&self) {
+        let in_use: std::collections::HashSet<u64> =
+            self.state().blocks.values().map(|m| m.gen).collect();
+        let gens = self.gens();
+        let Some(active) = gens.last().cloned() else {
+            return;
+        };
+        if !in_use.contains(&active.id)
+            && active.size_on_disk() > self.inner.settings.rotate_bytes * 3 / 8
+        {
+            if let Ok(_guard) = self.inner.commit_lock.try_lock() {
+                // Re-check under the lock: a commit may have just landed in it.
+                let in_use_now = self.state().blocks.values().any(|m| m.gen == active.id);
+                if !in_use_now {
+                    self.start_generation(&active);
+                }
+            }
+        }
+        let gens = self.gens();
+        let active_id = gens.last().map(|g| g.id);
+        let retire: Vec<Arc<Gen>> = gens
+            .iter()
+            .filter(|g| Some(g.id) != active_id && !in_use.contains(&g.id))
+            .cloned()
+            .collect();
+        if retire.is_empty() {
+            return;
+        }
+        {
+            let mut all = self.inner.gens.write().unwrap_or_else(|p| p.into_inner());
+            all.retain(|g| !retire.iter().any(|r| r.id == g.id));
+        }
+        for g in retire {
+            let (id, dir, bytes) = (g.id, g.dir.clone(), g.size_on_disk());
+            drop(g);
+            // Readers may still hold the database open for a moment: unlinked files stay
+            // readable until closed, so removing now is safe.
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => tracing::info!(
+                    generation = id,
+                    freed_bytes = bytes,
+                    "spool: drained block database deleted"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, dir = %dir.display(), "spool: cannot delete a drained block database")
+                }
+            }
+        }
+    }
+
+    /// Applies the size cap before `incoming` stored bytes are added.
     fn make_room(&self, incoming: u64, incoming_events: u64) -> Result<(), SpoolError> {
         let max = self.inner.settings.max_bytes;
-        let mut dropped_blocks = Vec::new();
-        let mut dropped_events = 0u64;
-        {
+        let (removed, dropped_events, floor, total) = {
             let mut st = self.state();
             if st.stored_bytes + incoming <= max || st.blocks.is_empty() {
                 return Ok(());
@@ -485,32 +570,23 @@ impl Spool {
                 );
                 return Err(SpoolError::Full { stored, max });
             }
-            while st.stored_bytes + incoming > max {
-                let Some((first, m)) = st.blocks.pop_first() else {
+            // Drop the oldest blocks until the new ones fit.
+            let mut to = st.floor;
+            let mut freed = 0u64;
+            let mut dropped = 0u64;
+            for (&first, m) in &st.blocks {
+                if st.stored_bytes - freed + incoming <= max {
                     break;
-                };
-                let pending = st.pending_in(first, &m);
-                dropped_events += pending;
-                st.stored_bytes -= u64::from(m.stored_len);
-                st.floor = st.floor.max(first + u64::from(m.count));
-                dropped_blocks.push(first);
+                }
+                dropped += st.pending_in(first, m);
+                freed += u64::from(m.stored_len);
+                to = m.end(first);
             }
-            st.dropped_events += dropped_events;
-        }
-        let (floor, total) = {
-            let st = self.state();
-            (st.floor, st.dropped_events)
+            let removed = st.advance_floor(to);
+            st.dropped_events += dropped;
+            (removed, dropped, st.floor, st.dropped_events)
         };
         let i = &self.inner;
-        let result = (|| {
-            i.meta.insert(META_FLOOR, &key(floor))?;
-            i.meta.insert(META_DROPPED, &key(total))?;
-            for f in &dropped_blocks {
-                i.index.remove(key(*f))?;
-                i.blocks.remove(key(*f))?;
-            }
-            Ok(())
-        })();
         i.metrics
             .events_dropped
             .get_or_create(&label("reason", "spool_full_oldest"))
@@ -521,7 +597,29 @@ impl Spool {
             max_bytes = max,
             "spool full (RELAY_SPOOL_FULL_POLICY=drop-oldest): dropped the oldest pending events to make room; LogScale is not keeping up or is unreachable, see `relay spool inspect`"
         );
-        result.map_err(|e| self.db_err(e))
+        let persisted = (|| {
+            i.meta.insert(META_DROPPED, &key(total))?;
+            i.meta.insert(META_FLOOR, &key(floor))?;
+            i.state_db.flush()
+        })();
+        persisted.map_err(|e| self.db_err(e))?;
+        self.remove_blocks(&removed)
+    }
+
+    /// Removes blocks from their generations (the floor covering them is already durable).
+    fn remove_blocks(&self, removed: &[(u64, u64)]) -> Result<(), SpoolError> {
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let gens = self.gens();
+        for (seq, gen_id) in removed {
+            if let Some(g) = gens.iter().find(|g| g.id == *gen_id) {
+                g.remove(*seq).map_err(|e| self.db_err(e))?;
+            }
+        }
+        drop(gens);
+        self.retire_generations();
+        Ok(())
     }
 
     /// Reads the first block holding a durable record at or after `from`.
@@ -529,32 +627,45 @@ impl Spool {
     /// Returns `None` when nothing durable is there yet. A block that does not decode is
     /// moved to the dead-letter area and the read goes on with the next one.
     pub fn read_block(&self, from: u64) -> Result<Option<ReadBlock>, SpoolError> {
-        let i = &self.inner;
         loop {
-            let pos = from.max(self.floor());
             let durable_end = self.durable_end();
+            let (pos, candidate) = {
+                let st = self.state();
+                let pos = from.max(st.floor);
+                let containing = st
+                    .blocks
+                    .range(..=pos)
+                    .next_back()
+                    .filter(|(f, m)| m.end(**f) > pos)
+                    .map(|(f, m)| (*f, *m));
+                let next = || st.blocks.range(pos + 1..).next().map(|(f, m)| (*f, *m));
+                (pos, containing.or_else(next))
+            };
             if pos >= durable_end {
                 return Ok(None);
             }
-            // The block containing `pos`, if its range reaches it; else the next one.
-            let containing = i.blocks.get_lt(key(pos + 1)).map_err(|e| self.db_err(e))?;
-            let candidate = match containing {
-                Some((k, v)) if block::decode_header(&v).map_or(true, |h| h.end_seq() > pos) => {
-                    Some((k, v))
-                }
-                _ => i.blocks.get_gt(key(pos)).map_err(|e| self.db_err(e))?,
-            };
-            let Some((k, v)) = candidate else {
+            let Some((first, m)) = candidate.filter(|(f, _)| *f < durable_end) else {
                 return Ok(None);
             };
-            let Some(first) = seq_of(&k) else {
-                self.dead_letter_block(&k, &v, "block key is not a sequence number".into())?;
+            let gen = self.gen(m.gen);
+            let value = match &gen {
+                Some(g) => g.get(first).map_err(|e| self.db_err(e))?,
+                None => None,
+            };
+            let (Some(gen), Some(value)) = (gen, value) else {
+                // Indexed but not stored: nothing to read; forget it, loudly.
+                tracing::error!(
+                    block = first,
+                    generation = m.gen,
+                    "spool block listed in the index is missing from its database; skipped"
+                );
+                let mut st = self.state();
+                if st.blocks.remove(&first).is_some() {
+                    st.stored_bytes -= u64::from(m.stored_len);
+                }
                 continue;
             };
-            if first >= durable_end {
-                return Ok(None);
-            }
-            let decoded = block::decode(&v).and_then(|(h, recs)| {
+            let decoded = block::decode(&value).and_then(|(h, recs)| {
                 if h.first_seq == first {
                     Ok((h, recs))
                 } else {
@@ -573,12 +684,18 @@ impl Spool {
                         records,
                     }));
                 }
-                Err(e) => self.dead_letter_block(&k, &v, e.to_string())?,
+                Err(e) => self.dead_letter_block(&gen, &key(first), &value, e.to_string())?,
             }
         }
     }
 
-    fn dead_letter_block(&self, k: &[u8], v: &[u8], reason: String) -> Result<(), SpoolError> {
+    fn dead_letter_block(
+        &self,
+        gen: &Gen,
+        k: &[u8],
+        v: &[u8],
+        reason: String,
+    ) -> Result<(), SpoolError> {
         let i = &self.inner;
         let seq = seq_of(k).unwrap_or(0);
         let entry = DeadLetter {
@@ -593,9 +710,8 @@ impl Spool {
         };
         let result = (|| {
             i.dead.insert(entry.id.key(), entry.encode())?;
-            i.index.remove(k)?;
-            i.blocks.remove(k)?;
-            i.db.flush()
+            i.state_db.flush()?;
+            gen.remove_raw(k)
         })();
         {
             let mut st = self.state();
@@ -614,41 +730,27 @@ impl Spool {
             %reason,
             "corrupt spool block moved to the dead-letter area (see `relay spool dead list`); shipping goes on with the next block"
         );
-        result.map(|_| ()).map_err(|e| self.db_err(e))
+        result.map_err(|e| self.db_err(e))
     }
 
     /// Records that every record below `up_to` is done with (delivered or dead-lettered),
-    /// and removes the blocks that are now entirely behind. Persisted within sled's flush
-    /// interval (500 ms) or the next commit; losing it in a crash only re-sends.
+    /// then removes the blocks now entirely behind it. The new floor is flushed first, so
+    /// a crash never loses track of what was delivered (and numbers are never reused).
     pub fn ack(&self, up_to: u64) -> Result<(), SpoolError> {
-        let i = &self.inner;
-        let removed: Vec<u64> = {
+        let removed = {
             let mut st = self.state();
             if up_to <= st.floor {
                 return Ok(());
             }
-            st.floor = up_to;
-            let mut removed = Vec::new();
-            while let Some((&first, m)) = st.blocks.first_key_value() {
-                if first + u64::from(m.count) > up_to {
-                    break;
-                }
-                let m = *m;
-                st.blocks.remove(&first);
-                st.stored_bytes -= u64::from(m.stored_len);
-                removed.push(first);
-            }
-            removed
+            st.advance_floor(up_to)
         };
-        let result = (|| {
+        let i = &self.inner;
+        let persisted = (|| {
             i.meta.insert(META_FLOOR, &key(up_to))?;
-            for f in removed {
-                i.index.remove(key(f))?;
-                i.blocks.remove(key(f))?;
-            }
-            Ok(())
+            i.state_db.flush()
         })();
-        result.map_err(|e| self.db_err(e))
+        persisted.map_err(|e| self.db_err(e))?;
+        self.remove_blocks(&removed)
     }
 
     /// Moves events LogScale refused to the dead-letter area. The caller acknowledges
@@ -678,7 +780,7 @@ impl Spool {
                 .get_or_create(&label("reason", "rejected"))
                 .inc();
         }
-        i.db.flush().map_err(|e| self.db_err(e))?;
+        i.state_db.flush().map_err(|e| self.db_err(e))?;
         Ok(())
     }
 
@@ -775,7 +877,7 @@ impl Spool {
                 }
             }
         }
-        self.inner.db.flush().map_err(|e| self.db_err(e))?;
+        self.inner.state_db.flush().map_err(|e| self.db_err(e))?;
         Ok(())
     }
 
@@ -800,8 +902,11 @@ impl Spool {
 
     /// Flushes everything to disk (shutdown).
     pub fn flush(&self) -> Result<(), SpoolError> {
+        for g in self.gens() {
+            g.flush().map_err(|e| self.db_err(e))?;
+        }
         self.inner
-            .db
+            .state_db
             .flush()
             .map(|_| ())
             .map_err(|e| self.db_err(e))
@@ -809,7 +914,9 @@ impl Spool {
 
     /// The figures `relay spool inspect` shows.
     pub fn stats(&self) -> SpoolStats {
-        let disk_bytes = self.inner.db.size_on_disk().unwrap_or(0);
+        let gens = self.gens();
+        let disk_bytes = self.inner.state_db.size_on_disk().unwrap_or(0)
+            + gens.iter().map(|g| g.size_on_disk()).sum::<u64>();
         let st = self.state();
         let mut pending_events = 0u64;
         let mut pending_bytes = 0u64;
@@ -848,6 +955,7 @@ impl Spool {
             dead_letter_events: st.dead_events,
             dead_letter_blocks: st.dead_blocks,
             dropped_events: st.dropped_events,
+            generations: gens.len() as u64,
         }
     }
 
@@ -875,14 +983,14 @@ impl Spool {
         Ok(out)
     }
 
-    /// Test and fuzz hook: overwrite a stored block's bytes (to simulate corruption).
+    /// Test hook: overwrite a stored block's bytes (to simulate corruption).
     #[doc(hidden)]
     pub fn corrupt_block_for_tests(&self, first_seq: u64, bytes: &[u8]) -> Result<(), SpoolError> {
-        self.inner
-            .blocks
-            .insert(key(first_seq), bytes)
-            .map_err(|e| self.db_err(e))?;
-        Ok(())
+        let gen = self.state().blocks.get(&first_seq).map(|m| m.gen);
+        let gen = gen
+            .and_then(|g| self.gen(g))
+            .unwrap_or_else(|| self.active());
+        gen.overwrite(first_seq, bytes).map_err(|e| self.db_err(e))
     }
 
     /// First sequence numbers of the stored blocks (tests).

@@ -1,0 +1,235 @@
+//! A generation: one sled database (`blocks-NNNNNNNN/`) holding a run of blocks and their
+//! index. The spool writes into the newest generation and starts a new one when it grows
+//! past [`super::ROTATE_BYTES`] (or is empty but bloated); an older generation is deleted,
+//! directory and all, once every block in it is acknowledged.
+//!
+//! Why: sled keeps the file space of removed values for reuse instead of returning it, so
+//! a spool that once held a large backlog would keep that much disk forever. Dropping a
+//! whole drained database gives the space back (measured: README, "Disk space").
+
+use super::block::BlockHeader;
+use std::path::{Path, PathBuf};
+
+/// Sizes of one stored block, kept in memory (and in the `index` tree) so that stats and
+/// the size cap never read block bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct BlockMeta {
+    pub gen: u64,
+    pub count: u32,
+    pub raw_len: u32,
+    pub stored_len: u32,
+    pub first_ms: u64,
+    pub last_ms: u64,
+}
+
+impl BlockMeta {
+    fn encode(&self) -> [u8; 28] {
+        let mut b = [0u8; 28];
+        b[0..4].copy_from_slice(&self.count.to_le_bytes());
+        b[4..8].copy_from_slice(&self.raw_len.to_le_bytes());
+        b[8..12].copy_from_slice(&self.stored_len.to_le_bytes());
+        b[12..20].copy_from_slice(&self.first_ms.to_le_bytes());
+        b[20..28].copy_from_slice(&self.last_ms.to_le_bytes());
+        b
+    }
+
+    fn decode(gen: u64, b: &[u8]) -> Option<BlockMeta> {
+        if b.len() != 28 {
+            return None;
+        }
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        Some(BlockMeta {
+            gen,
+            count: u32_at(0),
+            raw_len: u32_at(4),
+            stored_len: u32_at(8),
+            first_ms: u64_at(12),
+            last_ms: u64_at(20),
+        })
+    }
+
+    pub fn from_header(gen: u64, h: &BlockHeader, stored_len: usize) -> BlockMeta {
+        BlockMeta {
+            gen,
+            count: h.count,
+            raw_len: h.raw_len,
+            stored_len: stored_len as u32,
+            first_ms: h.first_received_ms,
+            last_ms: h.last_received_ms,
+        }
+    }
+
+    pub fn end(&self, first: u64) -> u64 {
+        first + u64::from(self.count)
+    }
+}
+
+pub(super) fn key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+pub(super) fn seq_of(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
+/// One generation's database.
+pub(super) struct Gen {
+    pub id: u64,
+    pub dir: PathBuf,
+    db: sled::Db,
+    blocks: sled::Tree,
+    index: sled::Tree,
+}
+
+/// What opening a generation found.
+pub(super) struct Loaded {
+    /// Blocks with their sizes.
+    pub blocks: Vec<(u64, BlockMeta)>,
+    /// Blocks whose header does not decode: (key, raw value, reason).
+    pub corrupt: Vec<(Vec<u8>, Vec<u8>, String)>,
+}
+
+impl Gen {
+    pub fn dir_name(id: u64) -> String {
+        format!("blocks-{id:08}")
+    }
+
+    /// Generation ids present under `root`, oldest first.
+    pub fn list(root: &Path) -> std::io::Result<Vec<u64>> {
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(root)? {
+            let name = entry?.file_name();
+            if let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("blocks-"))
+                .and_then(|n| n.parse().ok())
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    pub fn open(root: &Path, id: u64, cache_bytes: u64) -> sled::Result<Gen> {
+        let dir = root.join(Self::dir_name(id));
+        let db = sled::Config::new()
+            .path(&dir)
+            .cache_capacity(cache_bytes)
+            .segment_size(super::SEGMENT_SIZE)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(Some(500))
+            .open()?;
+        let blocks = db.open_tree("blocks")?;
+        let index = db.open_tree("index")?;
+        Ok(Gen {
+            id,
+            dir,
+            db,
+            blocks,
+            index,
+        })
+    }
+
+    /// Loads the index, repairing the two windows a crash can leave between the `blocks`
+    /// and `index` trees (sled keeps the order of operations within a database, so only
+    /// these two exist): a block stored without its index entry (crash in a commit), and a
+    /// block whose index entry is gone but not the block (crash while removing). Blocks
+    /// entirely below `floor` are removed.
+    pub fn load(&self, floor: u64) -> sled::Result<Loaded> {
+        let mut blocks = Vec::new();
+        for item in self.index.iter() {
+            let (k, v) = item?;
+            if let (Some(seq), Some(m)) = (seq_of(&k), BlockMeta::decode(self.id, &v)) {
+                blocks.push((seq, m));
+            }
+        }
+        let first = blocks.first().map(|b| b.0);
+        let last = blocks.last().map(|b| b.0);
+        let mut orphans = Vec::new();
+        let before = match first {
+            Some(f) => self.blocks.range(..key(f)),
+            None => self.blocks.iter(),
+        };
+        for item in before {
+            orphans.push(item?);
+        }
+        if let Some(l) = last {
+            for item in self.blocks.range(key(l.saturating_add(1))..) {
+                orphans.push(item?);
+            }
+        }
+        let mut corrupt = Vec::new();
+        for (k, v) in orphans {
+            let Some(seq) = seq_of(&k) else {
+                corrupt.push((
+                    k.to_vec(),
+                    v.to_vec(),
+                    "block key is not a sequence number".into(),
+                ));
+                continue;
+            };
+            match super::block::decode_header(&v) {
+                Ok(h) => {
+                    let m = BlockMeta::from_header(self.id, &h, v.len());
+                    self.index.insert(&k, &m.encode())?;
+                    blocks.push((seq, m));
+                }
+                Err(e) => corrupt.push((k.to_vec(), v.to_vec(), e.to_string())),
+            }
+        }
+        blocks.sort_unstable_by_key(|b| b.0);
+        let mut kept = Vec::with_capacity(blocks.len());
+        for (seq, m) in blocks {
+            if m.end(seq) <= floor {
+                self.remove(seq)?;
+            } else {
+                kept.push((seq, m));
+            }
+        }
+        Ok(Loaded {
+            blocks: kept,
+            corrupt,
+        })
+    }
+
+    /// Stores a block and its index entry (not flushed).
+    pub fn insert(&self, seq: u64, block: &[u8], meta: &BlockMeta) -> sled::Result<()> {
+        self.blocks.insert(key(seq), block)?;
+        self.index.insert(key(seq), &meta.encode())?;
+        Ok(())
+    }
+
+    pub fn get(&self, seq: u64) -> sled::Result<Option<sled::IVec>> {
+        self.blocks.get(key(seq))
+    }
+
+    /// Overwrites a block's bytes (tests simulate corruption with it).
+    pub fn overwrite(&self, seq: u64, bytes: &[u8]) -> sled::Result<()> {
+        self.blocks.insert(key(seq), bytes)?;
+        Ok(())
+    }
+
+    /// Removes a block: the index entry first, so that a crash in between leaves a block
+    /// that [`load`](Self::load) puts back in the index (or removes, below the floor).
+    pub fn remove(&self, seq: u64) -> sled::Result<()> {
+        self.index.remove(key(seq))?;
+        self.blocks.remove(key(seq))?;
+        Ok(())
+    }
+
+    pub fn remove_raw(&self, k: &[u8]) -> sled::Result<()> {
+        self.index.remove(k)?;
+        self.blocks.remove(k)?;
+        Ok(())
+    }
+
+    pub fn flush(&self) -> sled::Result<()> {
+        self.db.flush().map(|_| ())
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
