@@ -154,7 +154,7 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
             Some(b) => b.set_message(msg),
             None => {
                 plain_every += 1;
-                if plain_every % 2 == 0 {
+                if plain_every.is_multiple_of(2) {
                     println!("{:>5.1}s {msg}", t.as_secs_f64());
                 }
             }

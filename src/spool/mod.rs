@@ -64,10 +64,9 @@ pub const MAX_BLOCK_STORED: usize = 192 << 10;
 /// sled segment size of the block databases (fixed when a generation is created).
 pub const SEGMENT_SIZE: usize = 16 << 20;
 /// A generation larger than this on disk is closed for writing; a new one starts, and the
-/// old one is deleted once drained.
+/// old one is deleted once drained. An empty generation larger than 3/8 of it (48 MiB) is
+/// replaced by a fresh one: the space comes back after a backlog drained.
 pub const ROTATE_BYTES: u64 = 128 << 20;
-/// An empty generation larger than 3/8 of the rotation size (48 MiB) is replaced by a
-/// fresh one: the space comes back after a backlog drained.
 
 const META_SPOOL_ID: &[u8] = b"spool_id";
 const META_FLOOR: &[u8] = b"floor";
@@ -455,7 +454,7 @@ impl Spool {
                 }
             }
             st.commits += 1;
-            st.commits % 16 == 0
+            st.commits.is_multiple_of(16)
         };
         // Not flushed here: `next_seq` is also recovered from the blocks and the floor.
         let _ = i.meta.insert(META_NEXT_SEQ, &key(first + n));
