@@ -210,7 +210,7 @@ mod tests {
     fn rec(i: u64, payload: &str) -> NewRecord {
         NewRecord {
             received_ms: 1_700_000_000_000 + i,
-            kind: if i % 2 == 0 {
+            kind: if i.is_multiple_of(2) {
                 SourceKind::WebSocket
             } else {
                 SourceKind::Webhook
