@@ -194,29 +194,46 @@ pub struct SpoolStats {
 /// Splits `records` (numbered from `first`) into blocks of about [`BLOCK_RAW_TARGET`]
 /// uncompressed bytes, halving any whose compressed size exceeds [`MAX_BLOCK_STORED`].
 fn encode_blocks(gen: u64, first: u64, records: &[NewRecord]) -> Vec<(u64, Vec<u8>, BlockMeta)> {
-    let mut out = Vec::new();
+    let mut chunks: Vec<(usize, usize)> = Vec::new();
     let mut chunk_start = 0;
     let mut raw = 0;
-    let mut pending: Vec<(usize, usize)> = Vec::new();
     for (idx, r) in records.iter().enumerate() {
         raw += r.payload.len();
         if raw >= BLOCK_RAW_TARGET || idx + 1 == records.len() {
-            pending.push((chunk_start, idx + 1));
+            chunks.push((chunk_start, idx + 1));
             chunk_start = idx + 1;
             raw = 0;
         }
     }
-    while let Some((a, b)) = pending.pop() {
-        let encoded = block::encode(first + a as u64, &records[a..b]);
-        if encoded.len() > MAX_BLOCK_STORED && b - a > 1 {
+    let encode = |(a, b): (usize, usize)| ((a, b), block::encode(first + a as u64, &records[a..b]));
+    // Compression is most of a commit's CPU: blocks of one group compress in parallel.
+    let mut encoded: Vec<((usize, usize), Vec<u8>)> = if chunks.len() > 1 {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.len());
+        let per = chunks.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .chunks(per)
+                .map(|part| scope.spawn(move || part.iter().map(|c| encode(*c)).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("block encoding does not panic"))
+                .collect()
+        })
+    } else {
+        chunks.into_iter().map(encode).collect()
+    };
+    let mut out = Vec::with_capacity(encoded.len());
+    while let Some(((a, b), block)) = encoded.pop() {
+        if block.len() > MAX_BLOCK_STORED && b - a > 1 {
             let mid = a + (b - a) / 2;
-            pending.push((mid, b));
-            pending.push((a, mid));
+            encoded.push(encode((mid, b)));
+            encoded.push(encode((a, mid)));
             continue;
         }
-        let h = block::decode_header(&encoded).expect("a block just encoded has a valid header");
-        let m = BlockMeta::from_header(gen, &h, encoded.len());
-        out.push((first + a as u64, encoded, m));
+        let h = block::decode_header(&block).expect("a block just encoded has a valid header");
+        let m = BlockMeta::from_header(gen, &h, block.len());
+        out.push((first + a as u64, block, m));
     }
     out.sort_unstable_by_key(|b| b.0);
     out
