@@ -1,63 +1,142 @@
-//! A batch: HEC lines for a contiguous range of spool sequence numbers, written straight
-//! into the request body, with each event's span kept so the batch can be split (413) or
-//! bisected (400) without re-encoding.
+//! Batches: the records of a contiguous range of spool sequence numbers, and the request
+//! body they encode to, with each event's span kept so that the body can be split (413)
+//! or bisected (400) without encoding again.
+//!
+//! The shipping loop only gathers records (cheap); each delivery task encodes its own
+//! batch, so that encoding, the heaviest step, runs on as many cores as batches are in
+//! flight.
 
+use super::hec::Encoder;
 use crate::spool::Record;
 
-/// Where one event sits in the body.
-#[derive(Debug, Clone)]
-pub struct EventSpan {
-    pub start: usize,
-    pub end: usize,
-    /// The record as spooled, for the dead-letter area if LogScale refuses it.
-    pub record: Record,
-}
+/// Bytes an event's HEC line adds to its payload, about (time, source, host, relay_id).
+pub const LINE_OVERHEAD: usize = 200;
 
-/// Events for the spool range `[start, end)`. The range may contain sequence numbers with
-/// no event (acknowledged earlier, dead-lettered blocks); they are acknowledged with it.
-#[derive(Debug)]
-pub struct Batch {
-    pub start: u64,
-    pub end: u64,
-    pub body: Vec<u8>,
-    pub events: Vec<EventSpan>,
-}
-
-/// Size limits of a batch.
+/// Size limits of a request.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_events: usize,
     pub max_bytes: usize,
 }
 
+/// Records for the spool range `[start, end)`. The range may contain sequence numbers
+/// with no record (acknowledged earlier, dead-lettered blocks); they are acknowledged
+/// with it.
+#[derive(Debug)]
+pub struct Batch {
+    pub start: u64,
+    pub end: u64,
+    pub records: Vec<Record>,
+    /// Estimated size of the encoded body.
+    pub estimated_bytes: usize,
+}
+
 impl Batch {
-    pub fn new(start: u64, limits: Limits) -> Batch {
+    pub fn new(start: u64) -> Batch {
         Batch {
             start,
             end: start,
-            body: Vec::with_capacity(limits.max_bytes.min(1 << 20)),
-            events: Vec::with_capacity(limits.max_events.min(8192)),
+            records: Vec::new(),
+            estimated_bytes: 0,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.records.is_empty()
     }
 
-    /// Whether one more event of about `next_len` bytes would break a limit.
-    pub fn is_full(&self, limits: Limits, next_len: usize) -> bool {
-        !self.events.is_empty()
-            && (self.events.len() >= limits.max_events
-                || self.body.len() + next_len > limits.max_bytes)
+    /// Whether `next` should start a new batch instead.
+    pub fn is_full_for(&self, next: &Record, limits: Limits) -> bool {
+        !self.records.is_empty()
+            && (self.records.len() >= limits.max_events
+                || self.estimated_bytes + next.payload.len() + LINE_OVERHEAD > limits.max_bytes)
     }
 
-    /// The receive time of the first event (latency metric).
-    pub fn first_received_ms(&self) -> Option<u64> {
-        self.events.first().map(|e| e.record.received_ms)
+    pub fn push(&mut self, record: Record) {
+        self.estimated_bytes += record.payload.len() + LINE_OVERHEAD;
+        self.end = self.end.max(record.seq + 1);
+        self.records.push(record);
+    }
+}
+
+/// A batch encoded into HEC lines.
+#[derive(Debug)]
+pub struct Encoded {
+    pub body: Vec<u8>,
+    /// `(start, end)` of each event's line in `body`.
+    pub spans: Vec<(usize, usize)>,
+    /// The records as spooled, for the dead-letter area if LogScale refuses one.
+    pub records: Vec<Record>,
+}
+
+impl Encoded {
+    pub fn encode(records: Vec<Record>, encoder: &mut Encoder) -> Encoded {
+        let estimate: usize = records.iter().map(|r| r.payload.len() + LINE_OVERHEAD).sum();
+        let mut body = Vec::with_capacity(estimate);
+        let mut spans = Vec::with_capacity(records.len());
+        for r in &records {
+            let start = body.len();
+            encoder.encode(r, &mut body);
+            spans.push((start, body.len()));
+        }
+        Encoded { body, spans, records }
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
     }
 
     /// The body bytes of events `[a, b)`: contiguous, since events are laid out in order.
     pub fn slice(&self, a: usize, b: usize) -> &[u8] {
-        &self.body[self.events[a].start..self.events[b - 1].end]
+        &self.body[self.spans[a].0..self.spans[b - 1].1]
+    }
+
+    /// Consecutive runs of events, each at most `max_bytes` (or a single larger event).
+    pub fn runs(&self, max_bytes: usize) -> Vec<(usize, usize)> {
+        let mut runs = Vec::new();
+        let mut a = 0;
+        for (i, &(_, end)) in self.spans.iter().enumerate() {
+            if i > a && end - self.spans[a].0 > max_bytes {
+                runs.push((a, i));
+                a = i;
+            }
+        }
+        if a < self.spans.len() {
+            runs.push((a, self.spans.len()));
+        }
+        runs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(lens: &[usize]) -> Encoded {
+        let mut spans = Vec::new();
+        let mut at = 0;
+        for l in lens {
+            spans.push((at, at + l));
+            at += l;
+        }
+        Encoded {
+            body: vec![b'x'; at],
+            spans,
+            records: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn runs_respect_the_size_limit() {
+        let e = encoded(&[40, 40, 40, 100, 10, 10]);
+        assert_eq!(e.runs(100), vec![(0, 2), (2, 3), (3, 4), (4, 6)]);
+        assert_eq!(e.runs(1000), vec![(0, 6)]);
+        assert_eq!(e.runs(1), vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 6)]);
+        assert_eq!(e.slice(4, 6).len(), 20);
+        assert!(encoded(&[]).runs(10).is_empty());
     }
 }

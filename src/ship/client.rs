@@ -15,7 +15,6 @@ use crate::net::http::{Body, HttpClient, HttpError};
 use bytes::Bytes;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request, Uri};
-use std::io::Write;
 use std::time::Duration;
 
 /// gzip level: 1 keeps a core free for the rest of the pipeline; QSS JSON still
@@ -108,14 +107,7 @@ impl HecClient {
     pub fn compress(&self, raw: &[u8]) -> Bytes {
         match self.compression {
             Compression::None => Bytes::copy_from_slice(raw),
-            Compression::Gzip => {
-                let mut enc = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(raw.len() / 6 + 64),
-                    flate2::Compression::new(GZIP_LEVEL),
-                );
-                enc.write_all(raw).expect("writing to a Vec cannot fail");
-                Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
-            }
+            Compression::Gzip => Bytes::from(super::gzip::encode(raw, GZIP_LEVEL)),
             Compression::Zstd => Bytes::from(
                 zstd::bulk::compress(raw, ZSTD_LEVEL).expect("zstd compression of memory"),
             ),

@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod client;
+pub mod gzip;
 pub mod hec;
 pub mod json;
 pub mod retry;

@@ -13,7 +13,7 @@
 //! too large). Retryable failures are retried forever with backoff; a shutdown stops the
 //! retrying, and what was not delivered stays in the spool for the next start.
 
-use super::batch::{Batch, EventSpan, Limits};
+use super::batch::{Batch, Encoded, Limits};
 use super::client::{Attempt, HecClient, Outcome};
 use super::hec::Encoder;
 use super::retry::Backoff;
@@ -51,6 +51,8 @@ struct Ctx {
     client: HecClient,
     status: Arc<ShipStatus>,
     metrics: Arc<Metrics>,
+    encoders: EncoderPool,
+    max_bytes: usize,
     /// Cancelled on shutdown: no new attempts after it.
     stop_retrying: CancellationToken,
 }
@@ -90,9 +92,8 @@ impl AckTracker {
     }
 }
 
-/// The reading and encoding state, moved to a blocking thread for each block.
+/// The reading state, moved to a blocking thread for each block.
 struct Filler {
-    encoder: Encoder,
     limits: Limits,
     /// Next sequence number to read.
     pos: u64,
@@ -101,7 +102,7 @@ struct Filler {
 }
 
 impl Filler {
-    /// Reads and encodes the next block. Returns the batches it filled, and whether
+    /// Reads the next block into batches. Returns the batches it filled, and whether
     /// anything was read.
     fn fill(&mut self, spool: &Spool) -> Result<(Vec<Batch>, bool), SpoolError> {
         let Some(block) = spool.read_block(self.pos)? else {
@@ -109,30 +110,10 @@ impl Filler {
         };
         let mut full = Vec::new();
         for rec in block.records {
-            if self.batch.events.len() >= self.limits.max_events {
+            if self.batch.is_full_for(&rec, self.limits) {
                 full.push(self.cut(rec.seq));
             }
-            let before = self.batch.body.len();
-            self.encoder.encode(&rec, &mut self.batch.body);
-            let start = if self.batch.body.len() > self.limits.max_bytes && !self.batch.is_empty() {
-                // This event does not fit: it opens the next batch.
-                let mut next = Batch::new(rec.seq, self.limits);
-                next.body.extend_from_slice(&self.batch.body[before..]);
-                self.batch.body.truncate(before);
-                self.batch.end = rec.seq;
-                full.push(std::mem::replace(&mut self.batch, next));
-                self.batch_started = None;
-                0
-            } else {
-                before
-            };
-            let rec_end = rec.seq + 1;
-            self.batch.events.push(EventSpan {
-                start,
-                end: self.batch.body.len(),
-                record: rec,
-            });
-            self.batch.end = rec_end;
+            self.batch.push(rec);
             self.batch_started.get_or_insert_with(Instant::now);
         }
         self.batch.end = self.batch.end.max(block.end);
@@ -143,13 +124,30 @@ impl Filler {
     /// Ends the current batch at `at` and starts the next one there.
     fn cut(&mut self, at: u64) -> Batch {
         self.batch.end = self.batch.end.max(at);
-        let next = Batch::new(self.batch.end, self.limits);
+        let next = Batch::new(self.batch.end);
         self.batch_started = None;
         std::mem::replace(&mut self.batch, next)
     }
 
     fn linger_deadline(&self, linger: Duration) -> Option<Instant> {
         self.batch_started.map(|t| t + linger)
+    }
+}
+
+/// Encoders for the delivery tasks (each owns scratch buffers, so they are reused).
+struct EncoderPool {
+    settings: super::hec::HecSettings,
+    free: std::sync::Mutex<Vec<Encoder>>,
+}
+
+impl EncoderPool {
+    fn take(&self) -> Encoder {
+        let free = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        free.unwrap_or_else(|| Encoder::new(self.settings.clone()))
+    }
+
+    fn put(&self, e: Encoder) {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).push(e);
     }
 }
 
@@ -188,6 +186,11 @@ impl Shipper {
             client,
             status,
             metrics,
+            encoders: EncoderPool {
+                settings: encoder.settings().clone(),
+                free: std::sync::Mutex::new(vec![encoder]),
+            },
+            max_bytes: settings.limits.max_bytes,
             stop_retrying: CancellationToken::new(),
         });
         let start = spool.floor();
@@ -198,10 +201,9 @@ impl Shipper {
         let mut tasks = JoinSet::new();
         let mut durable = spool.subscribe();
         let mut filler = Some(Filler {
-            encoder,
             limits: settings.limits,
             pos: start,
-            batch: Batch::new(start, settings.limits),
+            batch: Batch::new(start),
             batch_started: None,
         });
 
@@ -335,55 +337,61 @@ async fn dispatch(
 
 /// Delivers every event of `batch` or dead-letters it. Returns false if shutdown stopped
 /// it first (the events stay in the spool).
-async fn deliver(ctx: &Ctx, batch: Batch) -> bool {
-    let n = batch.events.len();
-    if n == 0 {
+async fn deliver(ctx: &Arc<Ctx>, batch: Batch) -> bool {
+    if batch.is_empty() {
         return true;
     }
-    let batch = Arc::new(batch);
-    // Event index ranges still to send; halves are pushed in reverse to keep order.
-    let mut todo: Vec<(usize, usize)> = vec![(0, n)];
+    // Encoding is CPU work: a blocking thread, one per batch in flight.
+    let encoded = {
+        let c = ctx.clone();
+        let records = batch.records;
+        match tokio::task::spawn_blocking(move || {
+            let mut enc = c.encoders.take();
+            let e = Encoded::encode(records, &mut enc);
+            c.encoders.put(enc);
+            e
+        })
+        .await
+        {
+            Ok(e) => Arc::new(e),
+            Err(_) => return false,
+        }
+    };
+    // Event index ranges still to send, within the size limit; pushed in reverse so that
+    // they go out in order.
+    let mut todo: Vec<(usize, usize)> = encoded.runs(ctx.max_bytes);
+    todo.reverse();
     let mut dead: Vec<(Record, String)> = Vec::new();
     let mut attempt: u32 = 0;
     while let Some((a, b)) = todo.pop() {
         let compressed = {
-            let (batch, client) = (batch.clone(), ctx.client.clone());
-            match tokio::task::spawn_blocking(move || client.compress(batch.slice(a, b))).await {
+            let (encoded, client) = (encoded.clone(), ctx.client.clone());
+            match tokio::task::spawn_blocking(move || client.compress(encoded.slice(a, b))).await {
                 Ok(c) => c,
                 Err(_) => return false,
             }
         };
         loop {
             ctx.metrics.ship_batch_events.observe((b - a) as f64);
-            ctx.metrics
-                .ship_batch_bytes
-                .observe(batch.slice(a, b).len() as f64);
+            ctx.metrics.ship_batch_bytes.observe(encoded.slice(a, b).len() as f64);
             ctx.status.request_started();
             let started = Instant::now();
             let result = ctx.client.post(compressed.clone()).await;
             ctx.status.request_finished();
-            ctx.metrics
-                .ship_request_duration
-                .observe(started.elapsed().as_secs_f64());
-            ctx.metrics
-                .ship_requests
-                .get_or_create(&label("class", result.class()))
-                .inc();
+            ctx.metrics.ship_request_duration.observe(started.elapsed().as_secs_f64());
+            ctx.metrics.ship_requests.get_or_create(&label("class", result.class())).inc();
             match result.outcome {
                 Outcome::Accepted => {
                     let events = (b - a) as u64;
                     ctx.metrics.events_shipped.inc_by(events);
                     let now = now_ms();
-                    for e in &batch.events[a..b] {
+                    for r in &encoded.records[a..b] {
                         ctx.metrics
                             .ship_receive_to_ack
-                            .observe(now.saturating_sub(e.record.received_ms) as f64 / 1000.0);
+                            .observe(now.saturating_sub(r.received_ms) as f64 / 1000.0);
                     }
                     if attempt > 0 {
-                        tracing::info!(
-                            attempts = attempt + 1,
-                            "LogScale accepted the batch after retrying"
-                        );
+                        tracing::info!(attempts = attempt + 1, "LogScale accepted the batch after retrying");
                     }
                     ctx.status.success(events);
                     attempt = 0;
@@ -404,22 +412,19 @@ async fn deliver(ctx: &Ctx, batch: Batch) -> bool {
                     break;
                 }
                 Outcome::TooLarge | Outcome::Refused => {
-                    let e: &EventSpan = &batch.events[a];
+                    let r: &Record = &encoded.records[a];
                     let reason = format!(
                         "HTTP {}: {}",
                         result.status.unwrap_or(0),
-                        result
-                            .body_excerpt
-                            .as_deref()
-                            .unwrap_or("(no response body)")
+                        result.body_excerpt.as_deref().unwrap_or("(no response body)")
                     );
                     tracing::error!(
-                        seq = e.record.seq,
+                        seq = r.seq,
                         status = result.status,
                         body = result.body_excerpt.as_deref().unwrap_or(""),
                         "LogScale refused one event; moved it to the dead-letter area (see `relay spool dead list`)"
                     );
-                    dead.push((e.record.clone(), reason));
+                    dead.push((r.clone(), reason));
                     break;
                 }
                 Outcome::Retry { retry_after } => {
@@ -430,9 +435,7 @@ async fn deliver(ctx: &Ctx, batch: Batch) -> bool {
                     attempt += 1;
                 }
                 Outcome::TokenRefused => {
-                    let delay = Backoff::SHIP
-                        .delay_with_hint(attempt, None)
-                        .max(Duration::from_secs(1));
+                    let delay = Backoff::SHIP.delay_with_hint(attempt, None).max(Duration::from_secs(1));
                     if !backoff(ctx, &result, attempt, delay, true).await {
                         return false;
                     }
