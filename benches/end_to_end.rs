@@ -32,13 +32,20 @@ fn config(zoom: &FakeZoom, sink: &FakeLogScale, spool_dir: &std::path::Path) -> 
 async fn wait_for(sink: &FakeLogScale, events: u64) {
     let deadline = Instant::now() + Duration::from_secs(300);
     while sink.stats().events < events {
-        assert!(Instant::now() < deadline, "sink got {} of {events}", sink.stats().events);
+        assert!(
+            Instant::now() < deadline,
+            "sink got {} of {events}",
+            sink.stats().events
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
 fn e2e(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let avg = FrameFactory::websocket().average_len() as u64;
     eprintln!("frames average {avg} bytes");
     let mut g = c.benchmark_group("e2e");
@@ -49,9 +56,25 @@ fn e2e(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let (zoom, sink, relay) = rt.block_on(async {
         let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
-        let sink = FakeLogScale::start(TOKEN, SinkOptions { keep_events: false, track_ids: false }).await.unwrap();
-        let relay = pipeline::start(&config(&zoom, &sink, &dir.path().join("spool")), Arc::new(Metrics::new())).await.unwrap();
-        assert!(zoom.wait_until(Duration::from_secs(10), |z| z.connections == 1).await);
+        let sink = FakeLogScale::start(
+            TOKEN,
+            SinkOptions {
+                keep_events: false,
+                track_ids: false,
+            },
+        )
+        .await
+        .unwrap();
+        let relay = pipeline::start(
+            &config(&zoom, &sink, &dir.path().join("spool")),
+            Arc::new(Metrics::new()),
+        )
+        .await
+        .unwrap();
+        assert!(
+            zoom.wait_until(Duration::from_secs(10), |z| z.connections == 1)
+                .await
+        );
         (zoom, sink, relay)
     });
     g.bench_function(format!("websocket_to_sink_300k_events_{avg}B"), |b| {
@@ -83,14 +106,20 @@ fn e2e(c: &mut Criterion) {
                         let spool = Spool::open(&cfg.spool, Arc::new(Metrics::new())).unwrap();
                         let f = FrameFactory::websocket();
                         for chunk in 0..(N / 2000) {
-                            let recs: Vec<_> = (0..2000).map(|i| NewRecord::new(SourceKind::WebSocket, f.frame(chunk * 2000 + i))).collect();
+                            let recs: Vec<_> = (0..2000)
+                                .map(|i| {
+                                    NewRecord::new(SourceKind::WebSocket, f.frame(chunk * 2000 + i))
+                                })
+                                .collect();
                             spool.commit(&recs).unwrap();
                         }
                         spool.flush().unwrap();
                     }
                     let target = sink.stats().events + N;
                     let started = Instant::now();
-                    let relay = pipeline::start(&cfg, Arc::new(Metrics::new())).await.unwrap();
+                    let relay = pipeline::start(&cfg, Arc::new(Metrics::new()))
+                        .await
+                        .unwrap();
                     wait_for(&sink, target).await;
                     total += started.elapsed();
                     relay.stop().await;

@@ -1,1 +1,223 @@
-fn main() {}
+//! The figures criterion does not measure: latency at a steady rate, and memory with a
+//! large backlog. Prints results; asserts nothing.
+//!
+//! ```text
+//! cargo bench --bench targets -- latency      # p50/p99/max receive→acknowledged at 10,000 events/s, 30 s
+//! cargo bench --bench targets -- backlog      # RSS of the relay holding then draining 5,000,000 events
+//! cargo bench --bench targets                 # both
+//! ```
+//!
+//! Latency is measured exactly, per event: from the moment the fake Zoom flushed it to
+//! its WebSocket to the moment the fake LogScale accepted it, with the relay's default
+//! settings (500 ms linger). The backlog run uses the real `relay` binary (its own
+//! process, so its RSS is its own), a spool filled beforehand, and LogScale down for 20 s.
+
+use qss_relay::config::{Config, Env};
+use qss_relay::metrics::Metrics;
+use qss_relay::sim::events::FrameFactory;
+use qss_relay::sim::logscale::{FakeLogScale, Mode, SinkOptions};
+use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
+use qss_relay::spool::{NewRecord, SourceKind, Spool};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "bench-token";
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let want = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if want("latency") {
+        rt.block_on(latency());
+    }
+    if want("backlog") {
+        rt.block_on(backlog());
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn latency() {
+    let rate = 10_000.0;
+    let secs = 30;
+    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
+    let sink = FakeLogScale::start(
+        TOKEN,
+        SinkOptions {
+            keep_events: false,
+            track_ids: true,
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = Env::from_pairs(zoom.env_pairs());
+    env.set("LOGSCALE_HOST", sink.base_url());
+    env.set("LOGSCALE_INGEST_TOKEN", TOKEN);
+    env.set(
+        "RELAY_SPOOL_DIR",
+        dir.path().join("spool").display().to_string(),
+    );
+    env.set("RELAY_ADMIN_ADDR", "off");
+    let relay =
+        qss_relay::pipeline::start(&Config::from_env(&env).unwrap(), Arc::new(Metrics::new()))
+            .await
+            .unwrap();
+    assert!(
+        zoom.wait_until(Duration::from_secs(10), |z| z.connections == 1)
+            .await
+    );
+    zoom.record_send_times();
+    zoom.set_rate(Some(rate));
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    zoom.set_rate(None);
+    let sent = zoom.stats().events_sent;
+    assert!(sink.wait_for_distinct(sent, Duration::from_secs(60)).await);
+    relay.stop().await;
+    let sends = zoom.send_times();
+    let arrivals = sink.arrival_times();
+    let mut lat: Vec<f64> = sends
+        .iter()
+        .filter_map(|(n, t)| {
+            arrivals
+                .get(n)
+                .map(|a| a.saturating_duration_since(*t).as_secs_f64())
+        })
+        .collect();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "latency at {rate:.0} events/s for {secs} s ({} events, default settings): p50 {:.0} ms, p99 {:.0} ms, p99.9 {:.0} ms, max {:.0} ms",
+        lat.len(),
+        percentile(&lat, 0.5) * 1000.0,
+        percentile(&lat, 0.99) * 1000.0,
+        percentile(&lat, 0.999) * 1000.0,
+        lat.last().unwrap() * 1000.0
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn backlog() {
+    let events: u64 = std::env::var("BACKLOG_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let sink = FakeLogScale::start(
+        TOKEN,
+        SinkOptions {
+            keep_events: false,
+            track_ids: false,
+        },
+    )
+    .await
+    .unwrap();
+    sink.set_mode(Mode::Status {
+        code: 503,
+        retry_after: Some(1),
+    });
+
+    // The backlog an outage would leave: filled through the spool's own commit path.
+    let started = Instant::now();
+    {
+        let mut env = Env::default();
+        env.set("RELAY_SPOOL_DIR", spool_dir.display().to_string());
+        let cfg = Config::from_env(&env).unwrap();
+        let spool = Spool::open(&cfg.spool, Arc::new(Metrics::new())).unwrap();
+        let f = FrameFactory::websocket();
+        let mut n = 0;
+        while n < events {
+            let recs: Vec<_> = (n..(n + 4000).min(events))
+                .map(|i| NewRecord::new(SourceKind::WebSocket, f.frame(i)))
+                .collect();
+            n += recs.len() as u64;
+            spool.commit(&recs).unwrap();
+        }
+        spool.flush().unwrap();
+        let st = spool.stats();
+        println!(
+            "filled {} events ({:.1} GB of frames) in {:.1} s: {} bytes stored, {} on disk",
+            st.pending_events,
+            st.pending_bytes as f64 / 1e9,
+            started.elapsed().as_secs_f64(),
+            st.stored_bytes,
+            st.disk_bytes
+        );
+    }
+
+    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+        .arg("run")
+        .env_clear()
+        .envs(zoom.env_pairs())
+        .env("LOGSCALE_HOST", sink.base_url())
+        .env("LOGSCALE_INGEST_TOKEN", TOKEN)
+        .env("RELAY_SPOOL_DIR", &spool_dir)
+        .env("RELAY_ADMIN_ADDR", "off")
+        .env("RUST_LOG", "warn")
+        .envs(std::env::vars().filter(|(k, _)| k.starts_with("MALLOC_") || k.starts_with("RELAY_")))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut peak_hold = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        peak_hold = peak_hold.max(rss_kib(pid));
+    }
+    println!(
+        "RSS holding the {events}-event backlog with LogScale down for 20 s: peak {} MiB",
+        peak_hold / 1024
+    );
+    sink.set_mode(Mode::Accept);
+    let drain_start = Instant::now();
+    let mut peak_drain = 0;
+    let mut samples = Vec::new();
+    while sink.stats().events < events {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss = rss_kib(pid);
+        peak_drain = peak_drain.max(rss);
+        samples.push((
+            drain_start.elapsed().as_secs(),
+            rss / 1024,
+            sink.stats().events,
+        ));
+        assert!(
+            drain_start.elapsed() < Duration::from_secs(900),
+            "drain too slow: {:?}",
+            sink.stats()
+        );
+    }
+    let secs = drain_start.elapsed().as_secs_f64();
+    println!(
+        "drained {events} events in {secs:.1} s: {:.0} events/s ({:.0} MB/s of frames); RSS peak while draining {} MiB",
+        events as f64 / secs,
+        events as f64 * FrameFactory::websocket().average_len() as f64 / secs / 1e6,
+        peak_drain / 1024
+    );
+    for (t, rss, delivered) in samples.iter().step_by((samples.len() / 10).max(1)) {
+        println!("  t={t:>3}s rss={rss} MiB delivered={delivered}");
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+}

@@ -57,8 +57,8 @@ pub async fn run(global: &Global) -> ExitCode {
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
     let mut tick = tokio::time::interval(
         watchdog
-            .unwrap_or(Duration::from_secs(5))
-            .min(Duration::from_secs(5)),
+            .unwrap_or(Duration::from_secs(2))
+            .min(Duration::from_secs(2)),
     );
     loop {
         tokio::select! {

@@ -70,16 +70,25 @@ pub struct Encoded {
 }
 
 impl Encoded {
-    pub fn encode(records: Vec<Record>, encoder: &mut Encoder) -> Encoded {
-        let estimate: usize = records.iter().map(|r| r.payload.len() + LINE_OVERHEAD).sum();
-        let mut body = Vec::with_capacity(estimate);
+    /// Encodes `records` into `body` (a reused buffer; cleared first).
+    pub fn encode(records: Vec<Record>, encoder: &mut Encoder, mut body: Vec<u8>) -> Encoded {
+        let estimate: usize = records
+            .iter()
+            .map(|r| r.payload.len() + LINE_OVERHEAD)
+            .sum();
+        body.clear();
+        body.reserve(estimate);
         let mut spans = Vec::with_capacity(records.len());
         for r in &records {
             let start = body.len();
             encoder.encode(r, &mut body);
             spans.push((start, body.len()));
         }
-        Encoded { body, spans, records }
+        Encoded {
+            body,
+            spans,
+            records,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -135,7 +144,10 @@ mod tests {
         let e = encoded(&[40, 40, 40, 100, 10, 10]);
         assert_eq!(e.runs(100), vec![(0, 2), (2, 3), (3, 4), (4, 6)]);
         assert_eq!(e.runs(1000), vec![(0, 6)]);
-        assert_eq!(e.runs(1), vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 6)]);
+        assert_eq!(
+            e.runs(1),
+            vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 6)]
+        );
         assert_eq!(e.slice(4, 6).len(), 20);
         assert!(encoded(&[]).runs(10).is_empty());
     }

@@ -27,9 +27,12 @@ pub fn decode(mut data: &[u8]) -> Result<Vec<u8>, String> {
         let body = skip_header(data)?;
         let start = out.len();
         let mut dec = flate2::bufread::DeflateDecoder::new(body);
-        dec.read_to_end(&mut out).map_err(|e| format!("gzip: {e}"))?;
+        dec.read_to_end(&mut out)
+            .map_err(|e| format!("gzip: {e}"))?;
         let consumed = body.len() - dec.into_inner().len();
-        let trailer = body.get(consumed..consumed + 8).ok_or("gzip: truncated trailer")?;
+        let trailer = body
+            .get(consumed..consumed + 8)
+            .ok_or("gzip: truncated trailer")?;
         let crc = u32::from_le_bytes(trailer[0..4].try_into().expect("4 bytes"));
         let size = u32::from_le_bytes(trailer[4..8].try_into().expect("4 bytes"));
         let member = &out[start..];
@@ -50,12 +53,20 @@ fn skip_header(data: &[u8]) -> Result<&[u8], String> {
     let mut i = 10;
     let short = || "gzip: truncated header".to_string();
     if flags & 0x04 != 0 {
-        let n = u16::from_le_bytes([*data.get(i).ok_or_else(short)?, *data.get(i + 1).ok_or_else(short)?]) as usize;
+        let n = u16::from_le_bytes([
+            *data.get(i).ok_or_else(short)?,
+            *data.get(i + 1).ok_or_else(short)?,
+        ]) as usize;
         i += 2 + n;
     }
     for bit in [0x08, 0x10] {
         if flags & bit != 0 {
-            let end = data.get(i..).ok_or_else(short)?.iter().position(|&b| b == 0).ok_or_else(short)?;
+            let end = data
+                .get(i..)
+                .ok_or_else(short)?
+                .iter()
+                .position(|&b| b == 0)
+                .ok_or_else(short)?;
             i += end + 1;
         }
     }
@@ -71,14 +82,20 @@ mod tests {
 
     #[test]
     fn round_trips_and_interoperates_with_flate2() {
-        let raw: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let raw: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         let ours = encode(&raw, 1);
         // Standard gzip readers accept ours...
         let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&ours[..]).read_to_end(&mut back).unwrap();
+        flate2::read::GzDecoder::new(&ours[..])
+            .read_to_end(&mut back)
+            .unwrap();
         assert_eq!(back, raw);
         // ...and we read theirs, including names and several members.
-        let mut theirs = flate2::GzBuilder::new().filename("x.json").write(Vec::new(), flate2::Compression::default());
+        let mut theirs = flate2::GzBuilder::new()
+            .filename("x.json")
+            .write(Vec::new(), flate2::Compression::default());
         theirs.write_all(&raw).unwrap();
         let mut two = theirs.finish().unwrap();
         two.extend_from_slice(&encode(b"more", 6));

@@ -134,20 +134,39 @@ impl Filler {
     }
 }
 
-/// Encoders for the delivery tasks (each owns scratch buffers, so they are reused).
+/// Encoders and request-body buffers for the delivery tasks, reused: bodies are several
+/// megabytes, and allocating them afresh for every batch costs page faults (and, with
+/// glibc's default settings, fragmentation).
 struct EncoderPool {
     settings: super::hec::HecSettings,
-    free: std::sync::Mutex<Vec<Encoder>>,
+    free: std::sync::Mutex<(Vec<Encoder>, Vec<Vec<u8>>)>,
+    max_bodies: usize,
 }
 
 impl EncoderPool {
-    fn take(&self) -> Encoder {
-        let free = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        free.unwrap_or_else(|| Encoder::new(self.settings.clone()))
+    fn take(&self) -> (Encoder, Vec<u8>) {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let enc = free
+            .0
+            .pop()
+            .unwrap_or_else(|| Encoder::new(self.settings.clone()));
+        let body = free.1.pop().unwrap_or_default();
+        (enc, body)
     }
 
-    fn put(&self, e: Encoder) {
-        self.free.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+    fn put_encoder(&self, e: Encoder) {
+        self.free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .push(e);
+    }
+
+    fn put_body(&self, body: Vec<u8>) {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        if free.1.len() < self.max_bodies {
+            free.1.push(body);
+        }
     }
 }
 
@@ -188,7 +207,8 @@ impl Shipper {
             metrics,
             encoders: EncoderPool {
                 settings: encoder.settings().clone(),
-                free: std::sync::Mutex::new(vec![encoder]),
+                free: std::sync::Mutex::new((vec![encoder], Vec::new())),
+                max_bodies: settings.concurrency + 1,
             },
             max_bytes: settings.limits.max_bytes,
             stop_retrying: CancellationToken::new(),
@@ -346,9 +366,9 @@ async fn deliver(ctx: &Arc<Ctx>, batch: Batch) -> bool {
         let c = ctx.clone();
         let records = batch.records;
         match tokio::task::spawn_blocking(move || {
-            let mut enc = c.encoders.take();
-            let e = Encoded::encode(records, &mut enc);
-            c.encoders.put(enc);
+            let (mut enc, body) = c.encoders.take();
+            let e = Encoded::encode(records, &mut enc, body);
+            c.encoders.put_encoder(enc);
             e
         })
         .await
@@ -373,13 +393,20 @@ async fn deliver(ctx: &Arc<Ctx>, batch: Batch) -> bool {
         };
         loop {
             ctx.metrics.ship_batch_events.observe((b - a) as f64);
-            ctx.metrics.ship_batch_bytes.observe(encoded.slice(a, b).len() as f64);
+            ctx.metrics
+                .ship_batch_bytes
+                .observe(encoded.slice(a, b).len() as f64);
             ctx.status.request_started();
             let started = Instant::now();
             let result = ctx.client.post(compressed.clone()).await;
             ctx.status.request_finished();
-            ctx.metrics.ship_request_duration.observe(started.elapsed().as_secs_f64());
-            ctx.metrics.ship_requests.get_or_create(&label("class", result.class())).inc();
+            ctx.metrics
+                .ship_request_duration
+                .observe(started.elapsed().as_secs_f64());
+            ctx.metrics
+                .ship_requests
+                .get_or_create(&label("class", result.class()))
+                .inc();
             match result.outcome {
                 Outcome::Accepted => {
                     let events = (b - a) as u64;
@@ -391,7 +418,10 @@ async fn deliver(ctx: &Arc<Ctx>, batch: Batch) -> bool {
                             .observe(now.saturating_sub(r.received_ms) as f64 / 1000.0);
                     }
                     if attempt > 0 {
-                        tracing::info!(attempts = attempt + 1, "LogScale accepted the batch after retrying");
+                        tracing::info!(
+                            attempts = attempt + 1,
+                            "LogScale accepted the batch after retrying"
+                        );
                     }
                     ctx.status.success(events);
                     attempt = 0;
@@ -416,7 +446,10 @@ async fn deliver(ctx: &Arc<Ctx>, batch: Batch) -> bool {
                     let reason = format!(
                         "HTTP {}: {}",
                         result.status.unwrap_or(0),
-                        result.body_excerpt.as_deref().unwrap_or("(no response body)")
+                        result
+                            .body_excerpt
+                            .as_deref()
+                            .unwrap_or("(no response body)")
                     );
                     tracing::error!(
                         seq = r.seq,
@@ -435,7 +468,9 @@ async fn deliver(ctx: &Arc<Ctx>, batch: Batch) -> bool {
                     attempt += 1;
                 }
                 Outcome::TokenRefused => {
-                    let delay = Backoff::SHIP.delay_with_hint(attempt, None).max(Duration::from_secs(1));
+                    let delay = Backoff::SHIP
+                        .delay_with_hint(attempt, None)
+                        .max(Duration::from_secs(1));
                     if !backoff(ctx, &result, attempt, delay, true).await {
                         return false;
                     }
@@ -443,6 +478,9 @@ async fn deliver(ctx: &Arc<Ctx>, batch: Batch) -> bool {
                 }
             }
         }
+    }
+    if let Ok(e) = Arc::try_unwrap(encoded) {
+        ctx.encoders.put_body(e.body);
     }
     if !dead.is_empty() {
         loop {

@@ -76,6 +76,8 @@ struct Received {
     events: Vec<serde_json::Value>,
     by_relay_id: HashMap<String, u32>,
     by_sim_number: HashMap<u64, u32>,
+    /// When each simulator event was first accepted (latency measurements).
+    first_arrival: HashMap<u64, std::time::Instant>,
     stats: SinkStats,
 }
 
@@ -199,6 +201,16 @@ impl FakeLogScale {
             .clone()
     }
 
+    /// When each simulator event was first accepted.
+    pub fn arrival_times(&self) -> HashMap<u64, std::time::Instant> {
+        self.state
+            .received
+            .lock()
+            .expect("not poisoned")
+            .first_arrival
+            .clone()
+    }
+
     /// Waits until at least `n` distinct events were accepted, or `timeout` passes.
     pub async fn wait_for_distinct(&self, n: u64, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -313,7 +325,10 @@ async fn ingest(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
         rec.stats.events += events;
         rec.stats.distinct += events;
         drop(rec);
-        return server::json(StatusCode::OK, &serde_json::json!({"text": "Success", "code": 0}));
+        return server::json(
+            StatusCode::OK,
+            &serde_json::json!({"text": "Success", "code": 0}),
+        );
     }
     // Parse every HEC object (whitespace separated, as LogScale accepts them).
     let mut parsed: Vec<(Option<String>, Option<u64>, Option<serde_json::Value>)> = Vec::new();
@@ -356,6 +371,7 @@ async fn ingest(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
             return server::text(StatusCode::PAYLOAD_TOO_LARGE, "request entity too large");
         }
     }
+    let now = std::time::Instant::now();
     let mut rec = st.received.lock().expect("not poisoned");
     rec.stats.requests = st.requests.load(Ordering::Relaxed);
     rec.stats.accepted_requests += 1;
@@ -374,6 +390,7 @@ async fn ingest(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
             }
             if let Some(n) = sim {
                 *rec.by_sim_number.entry(n).or_insert(0) += 1;
+                rec.first_arrival.entry(n).or_insert(now);
             }
         } else {
             rec.stats.distinct += 1;

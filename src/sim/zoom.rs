@@ -99,6 +99,8 @@ struct State {
     /// Numbers handed out whose write failed: sent first by the next connection.
     given_back: Mutex<VecDeque<u64>>,
     sent: AtomicU64,
+    /// When each event was written, if recording (latency measurements).
+    send_times: Mutex<Option<std::collections::HashMap<u64, Instant>>>,
     rate: Mutex<Option<f64>>,
     wake: Notify,
     commands: broadcast::Sender<Command>,
@@ -145,6 +147,7 @@ impl FakeZoom {
             next: AtomicU64::new(0),
             given_back: Mutex::new(VecDeque::new()),
             sent: AtomicU64::new(0),
+            send_times: Mutex::new(None),
             rate: Mutex::new(None),
             wake: Notify::new(),
             commands,
@@ -241,6 +244,21 @@ impl FakeZoom {
 
     pub fn set_answer_heartbeats(&self, answer: bool) {
         self.state.answer_heartbeats.store(answer, Ordering::SeqCst);
+    }
+
+    /// Starts recording when each event is written (see [`FakeZoom::send_times`]).
+    pub fn record_send_times(&self) {
+        *self.state.send_times.lock().expect("not poisoned") = Some(Default::default());
+    }
+
+    /// When each event was written to a socket (flushed), if recording.
+    pub fn send_times(&self) -> std::collections::HashMap<u64, Instant> {
+        self.state
+            .send_times
+            .lock()
+            .expect("not poisoned")
+            .clone()
+            .unwrap_or_default()
     }
 
     /// When heartbeats arrived.
@@ -597,5 +615,9 @@ async fn send_queued(st: &State, writer: &Writer) -> bool {
             return false;
         }
         st.sent.fetch_add(written as u64, Ordering::SeqCst);
+        if let Some(times) = st.send_times.lock().expect("not poisoned").as_mut() {
+            let now = Instant::now();
+            times.extend(numbers.iter().map(|&n| (n, now)));
+        }
     }
 }

@@ -9,6 +9,7 @@
 
 use super::block::BlockHeader;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// Sizes of one stored block, kept in memory (and in the `index` tree) so that stats and
 /// the size cap never read block bodies.
@@ -73,13 +74,21 @@ pub(super) fn seq_of(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key.try_into().ok()?))
 }
 
-/// One generation's database.
-pub(super) struct Gen {
-    pub id: u64,
-    pub dir: PathBuf,
+/// An open generation database.
+struct GenDb {
     db: sled::Db,
     blocks: sled::Tree,
     index: sled::Tree,
+}
+
+/// One generation. Its database is opened when needed and can be closed again: sled's
+/// memory grows with the data a database has touched, so the spool keeps only the
+/// generations it writes and reads open, which bounds memory whatever the backlog.
+pub(super) struct Gen {
+    pub id: u64,
+    pub dir: PathBuf,
+    cache_bytes: u64,
+    db: Mutex<Option<Arc<GenDb>>>,
 }
 
 /// What opening a generation found.
@@ -112,24 +121,53 @@ impl Gen {
         Ok(ids)
     }
 
+    /// A handle to generation `id` under `root`, opened (created if new) at once so that
+    /// errors show here.
     pub fn open(root: &Path, id: u64, cache_bytes: u64) -> sled::Result<Gen> {
-        let dir = root.join(Self::dir_name(id));
-        let db = sled::Config::new()
-            .path(&dir)
-            .cache_capacity(cache_bytes)
-            .segment_size(super::SEGMENT_SIZE)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(Some(500))
-            .open()?;
+        let gen = Gen {
+            id,
+            dir: root.join(Self::dir_name(id)),
+            cache_bytes,
+            db: Mutex::new(None),
+        };
+        gen.db()?;
+        Ok(gen)
+    }
+
+    /// The open database, opening it if needed.
+    fn db(&self) -> sled::Result<Arc<GenDb>> {
+        let mut slot = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(db) = slot.as_ref() {
+            return Ok(db.clone());
+        }
+        let db = super::open_retrying_lock(|| {
+            sled::Config::new()
+                .path(&self.dir)
+                .cache_capacity(self.cache_bytes)
+                .segment_size(super::SEGMENT_SIZE)
+                .mode(sled::Mode::HighThroughput)
+                .flush_every_ms(Some(500))
+                .open()
+        })?;
         let blocks = db.open_tree("blocks")?;
         let index = db.open_tree("index")?;
-        Ok(Gen {
-            id,
-            dir,
-            db,
-            blocks,
-            index,
-        })
+        let db = Arc::new(GenDb { db, blocks, index });
+        *slot = Some(db.clone());
+        Ok(db)
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.db.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// Flushes and closes the database (it reopens on the next use).
+    pub fn close(&self) {
+        let db = self.db.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(db) = db {
+            if let Err(e) = db.db.flush() {
+                tracing::warn!(generation = self.id, error = %e, "spool: flush before closing a generation failed");
+            }
+        }
     }
 
     /// Loads the index, repairing the two windows a crash can leave between the `blocks`
@@ -138,8 +176,9 @@ impl Gen {
     /// block whose index entry is gone but not the block (crash while removing). Blocks
     /// entirely below `floor` are removed.
     pub fn load(&self, floor: u64) -> sled::Result<Loaded> {
+        let g = self.db()?;
         let mut blocks = Vec::new();
-        for item in self.index.iter() {
+        for item in g.index.iter() {
             let (k, v) = item?;
             if let (Some(seq), Some(m)) = (seq_of(&k), BlockMeta::decode(self.id, &v)) {
                 blocks.push((seq, m));
@@ -149,14 +188,14 @@ impl Gen {
         let last = blocks.last().map(|b| b.0);
         let mut orphans = Vec::new();
         let before = match first {
-            Some(f) => self.blocks.range(..key(f)),
-            None => self.blocks.iter(),
+            Some(f) => g.blocks.range(..key(f)),
+            None => g.blocks.iter(),
         };
         for item in before {
             orphans.push(item?);
         }
         if let Some(l) = last {
-            for item in self.blocks.range(key(l.saturating_add(1))..) {
+            for item in g.blocks.range(key(l.saturating_add(1))..) {
                 orphans.push(item?);
             }
         }
@@ -173,7 +212,7 @@ impl Gen {
             match super::block::decode_header(&v) {
                 Ok(h) => {
                     let m = BlockMeta::from_header(self.id, &h, v.len());
-                    self.index.insert(&k, &m.encode())?;
+                    g.index.insert(&k, &m.encode())?;
                     blocks.push((seq, m));
                 }
                 Err(e) => corrupt.push((k.to_vec(), v.to_vec(), e.to_string())),
@@ -196,40 +235,59 @@ impl Gen {
 
     /// Stores a block and its index entry (not flushed).
     pub fn insert(&self, seq: u64, block: &[u8], meta: &BlockMeta) -> sled::Result<()> {
-        self.blocks.insert(key(seq), block)?;
-        self.index.insert(key(seq), &meta.encode())?;
+        let g = self.db()?;
+        g.blocks.insert(key(seq), block)?;
+        g.index.insert(key(seq), &meta.encode())?;
         Ok(())
     }
 
     pub fn get(&self, seq: u64) -> sled::Result<Option<sled::IVec>> {
-        self.blocks.get(key(seq))
+        self.db()?.blocks.get(key(seq))
     }
 
     /// Overwrites a block's bytes (tests simulate corruption with it).
     pub fn overwrite(&self, seq: u64, bytes: &[u8]) -> sled::Result<()> {
-        self.blocks.insert(key(seq), bytes)?;
+        self.db()?.blocks.insert(key(seq), bytes)?;
         Ok(())
     }
 
     /// Removes a block: the index entry first, so that a crash in between leaves a block
     /// that [`load`](Self::load) puts back in the index (or removes, below the floor).
     pub fn remove(&self, seq: u64) -> sled::Result<()> {
-        self.index.remove(key(seq))?;
-        self.blocks.remove(key(seq))?;
-        Ok(())
+        self.remove_raw(&key(seq))
     }
 
     pub fn remove_raw(&self, k: &[u8]) -> sled::Result<()> {
-        self.index.remove(k)?;
-        self.blocks.remove(k)?;
+        let g = self.db()?;
+        g.index.remove(k)?;
+        g.blocks.remove(k)?;
         Ok(())
     }
 
     pub fn flush(&self) -> sled::Result<()> {
-        self.db.flush().map(|_| ())
+        let db = self.db.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match db {
+            Some(g) => g.db.flush().map(|_| ()),
+            None => Ok(()),
+        }
     }
 
+    /// Bytes of the generation's files (open or not).
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        dir_size(&self.dir)
     }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }

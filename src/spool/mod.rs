@@ -64,9 +64,10 @@ pub const MAX_BLOCK_STORED: usize = 192 << 10;
 /// sled segment size of the block databases (fixed when a generation is created).
 pub const SEGMENT_SIZE: usize = 16 << 20;
 /// A generation larger than this on disk is closed for writing; a new one starts, and the
-/// old one is deleted once drained. An empty generation larger than 3/8 of it (48 MiB) is
-/// replaced by a fresh one: the space comes back after a backlog drained.
-pub const ROTATE_BYTES: u64 = 128 << 20;
+/// old one is deleted once drained. An empty generation larger than 3/8 of it (24 MiB) is
+/// replaced by a fresh one: the space comes back after a backlog drained. Only the
+/// generation being written and the one being read are kept open, which bounds memory.
+pub const ROTATE_BYTES: u64 = 64 << 20;
 
 const META_SPOOL_ID: &[u8] = b"spool_id";
 const META_FLOOR: &[u8] = b"floor";
@@ -208,12 +209,16 @@ fn encode_blocks(gen: u64, first: u64, records: &[NewRecord]) -> Vec<(u64, Vec<u
     let encode = |(a, b): (usize, usize)| ((a, b), block::encode(first + a as u64, &records[a..b]));
     // Compression is most of a commit's CPU: blocks of one group compress in parallel.
     let mut encoded: Vec<((usize, usize), Vec<u8>)> = if chunks.len() > 1 {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.len());
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(chunks.len());
         let per = chunks.len().div_ceil(threads);
         std::thread::scope(|scope| {
             let handles: Vec<_> = chunks
                 .chunks(per)
-                .map(|part| scope.spawn(move || part.iter().map(|c| encode(*c)).collect::<Vec<_>>()))
+                .map(|part| {
+                    scope.spawn(move || part.iter().map(|c| encode(*c)).collect::<Vec<_>>())
+                })
                 .collect();
             handles
                 .into_iter()
@@ -249,7 +254,7 @@ fn meta_u64(meta: &sled::Tree, k: &[u8]) -> sled::Result<u64> {
 /// Opens a sled database, retrying for half a second while its lock is held: in one
 /// process, sled's background threads may hold a just-dropped database for a moment. A
 /// lock held by another process is still reported within that half second.
-fn open_retrying_lock<T>(mut open: impl FnMut() -> sled::Result<T>) -> sled::Result<T> {
+pub(super) fn open_retrying_lock<T>(mut open: impl FnMut() -> sled::Result<T>) -> sled::Result<T> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
     loop {
         match open() {
@@ -328,9 +333,14 @@ impl Spool {
         }
         let mut gens = Vec::new();
         let mut corrupt = Vec::new();
+        let newest = ids.last().copied();
         for id in ids {
-            let gen = open_retrying_lock(|| Gen::open(&dir, id, gen_cache)).map_err(db_err)?;
+            let gen = Gen::open(&dir, id, gen_cache).map_err(db_err)?;
             let loaded = gen.load(state.floor).map_err(db_err)?;
+            if Some(id) != newest {
+                // Opened to read its index; reopened when the reader gets there.
+                gen.close();
+            }
             for (seq, m) in loaded.blocks {
                 state.stored_bytes += u64::from(m.stored_len);
                 state.blocks.insert(seq, m);
@@ -367,6 +377,7 @@ impl Spool {
             }
         }
         spool.retire_generations();
+        spool.trim_open_generations(None);
         Ok(spool)
     }
 
@@ -500,9 +511,24 @@ impl Spool {
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(Arc::new(g));
+                self.trim_open_generations(None);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "spool: cannot start a new generation; going on with the current one")
+            }
+        }
+    }
+
+    /// Closes the databases of generations that are neither written (the newest), nor
+    /// being read (the one holding the oldest pending block, or `also_keep`).
+    fn trim_open_generations(&self, also_keep: Option<u64>) {
+        let oldest = self.state().blocks.values().next().map(|m| m.gen);
+        let gens = self.gens();
+        let active = gens.last().map(|g| g.id);
+        for g in &gens {
+            let keep = [active, oldest, also_keep].contains(&Some(g.id));
+            if !keep && g.is_open() {
+                g.close();
             }
         }
     }
@@ -535,6 +561,7 @@ impl Spool {
             .cloned()
             .collect();
         if retire.is_empty() {
+            self.trim_open_generations(None);
             return;
         }
         {
@@ -668,6 +695,9 @@ impl Spool {
                 Some(g) => g.get(first).map_err(|e| self.db_err(e))?,
                 None => None,
             };
+            if gen.is_some() {
+                self.trim_open_generations(Some(m.gen));
+            }
             let (Some(gen), Some(value)) = (gen, value) else {
                 // Indexed but not stored: nothing to read; forget it, loudly.
                 tracing::error!(
