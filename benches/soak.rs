@@ -1,1 +1,215 @@
-fn main() {}
+//! Soak: ten times `RELAY_SPOOL_MAX_BYTES` through the spool of the real `relay` binary,
+//! with LogScale down or slow for stretches, recording disk use and memory every second.
+//! Disk use must come back near its baseline once the backlog drains; memory must stay
+//! flat. Prints a CSV time series and a summary; asserts nothing.
+//!
+//! `cargo bench --bench soak` (about three minutes; SOAK_MAX_BYTES and SOAK_RATE change
+//! the cap, default 64 MiB, and the event rate, default 50,000/s).
+
+use qss_relay::admin::{AdminClient, InspectReport};
+use qss_relay::sim::logscale::{FakeLogScale, Mode, SinkOptions};
+use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "soak-token";
+
+fn rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        / 1024
+}
+
+fn du(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => du(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(soak());
+}
+
+async fn soak() {
+    let max_bytes: u64 = std::env::var("SOAK_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64 << 20);
+    let rate: f64 = std::env::var("SOAK_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000.0);
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
+    let sink = FakeLogScale::start(
+        TOKEN,
+        SinkOptions {
+            keep_events: false,
+            track_ids: true,
+        },
+    )
+    .await
+    .unwrap();
+    let admin: std::net::SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+        .arg("run")
+        .env_clear()
+        .envs(zoom.env_pairs())
+        .env("LOGSCALE_HOST", sink.base_url())
+        .env("LOGSCALE_INGEST_TOKEN", TOKEN)
+        .env("RELAY_SPOOL_DIR", &spool_dir)
+        .env("RELAY_SPOOL_MAX_BYTES", max_bytes.to_string())
+        .env("RELAY_ADMIN_ADDR", admin.to_string())
+        .env("RUST_LOG", "error")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let client = AdminClient::new(admin);
+    let inspect = || async { client.get::<InspectReport>("/spool/inspect").await.ok() };
+    while inspect().await.is_none() {
+        assert!(child.try_wait().unwrap().is_none(), "relay exited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let baseline_disk = du(&spool_dir);
+    let baseline_rss = rss_mib(pid);
+    println!("t_s,phase,disk_bytes,rss_mib,pending_events,stored_bytes,dropped_events,delivered");
+
+    // Phases of 10 s, cycling until ten times the cap went through the spool.
+    let phases = [
+        ("up", Mode::Accept),
+        (
+            "down",
+            Mode::Status {
+                code: 503,
+                retry_after: None,
+            },
+        ),
+        ("slow", Mode::Slow(2000)),
+        (
+            "down",
+            Mode::Status {
+                code: 503,
+                retry_after: None,
+            },
+        ),
+    ];
+    let started = Instant::now();
+    let mut through: u64 = 0;
+    let mut samples = Vec::new();
+    zoom.set_rate(Some(rate));
+    let mut phase = 0;
+    'outer: loop {
+        let (name, mode) = &phases[phase % phases.len()];
+        sink.set_mode(mode.clone());
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let Some(r) = inspect().await else { continue };
+            // Stored bytes that went through: the spool's stored bytes are ~ events × ratio.
+            let sent = zoom.stats().events_sent;
+            through = if r.spool.next_seq > 0 {
+                sent * r.spool.stored_bytes.max(1) / r.spool.pending_events.max(1)
+            } else {
+                0
+            };
+            let row = (
+                started.elapsed().as_secs(),
+                *name,
+                du(&spool_dir),
+                rss_mib(pid),
+                r.spool.pending_events,
+                r.spool.stored_bytes,
+                r.spool.dropped_events,
+                sink.stats().events,
+            );
+            println!(
+                "{},{},{},{},{},{},{},{}",
+                row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7
+            );
+            samples.push(row);
+            if through >= 10 * max_bytes && phase >= 4 {
+                break 'outer;
+            }
+        }
+        phase += 1;
+    }
+    zoom.set_rate(None);
+    sink.set_mode(Mode::Accept);
+    let drain_started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(r) = inspect().await else { continue };
+        let row = (
+            started.elapsed().as_secs(),
+            "drain",
+            du(&spool_dir),
+            rss_mib(pid),
+            r.spool.pending_events,
+            r.spool.stored_bytes,
+            r.spool.dropped_events,
+            sink.stats().events,
+        );
+        println!(
+            "{},{},{},{},{},{},{},{}",
+            row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7
+        );
+        samples.push(row);
+        if r.spool.pending_events == 0 || drain_started.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let final_disk = du(&spool_dir);
+    let final_rss = rss_mib(pid);
+    let r = inspect().await.unwrap();
+    let peak_disk = samples.iter().map(|s| s.2).max().unwrap_or(0);
+    let (min_rss, max_rss) = (
+        samples.iter().map(|s| s.3).min().unwrap_or(0),
+        samples.iter().map(|s| s.3).max().unwrap_or(0),
+    );
+    println!();
+    println!("soak: cap {} MiB, {} events sent at {rate:.0}/s, ~{} MiB of stored blocks through the spool ({:.1}x the cap)", max_bytes >> 20, zoom.stats().events_sent, through >> 20, through as f64 / max_bytes as f64);
+    println!(
+        "  disk: baseline {} MiB, peak {} MiB, after the drain {} MiB",
+        baseline_disk >> 20,
+        peak_disk >> 20,
+        final_disk >> 20
+    );
+    println!("  RSS: at start {baseline_rss} MiB, min {min_rss} MiB, max {max_rss} MiB, after the drain {final_rss} MiB");
+    let st = sink.stats();
+    let sent = zoom.stats().events_sent;
+    println!(
+        "  delivered {} distinct events ({} duplicates); dropped at the cap (drop-oldest) {}; pending at the end {}; sent − delivered − dropped = {}",
+        st.distinct,
+        st.duplicates,
+        r.spool.dropped_events,
+        r.spool.pending_events,
+        sent as i64 - st.distinct as i64 - r.spool.dropped_events as i64
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+}

@@ -71,6 +71,7 @@ pub async fn run(global: &Global) -> ExitCode {
                 None => tracing::info!("SIGHUP: nothing to reload"),
             },
             _ = tick.tick() => {
+                release_free_memory();
                 let stats = relay.spool.stats();
                 let ship = relay.ship_status.snapshot();
                 let status = format!(
@@ -93,6 +94,16 @@ pub async fn run(global: &Global) -> ExitCode {
     let _ = sd_notify::notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
     relay.stop().await;
     ExitCode::SUCCESS
+}
+
+/// Hands memory the allocator holds but does not use back to the system (glibc keeps
+/// freed small blocks in its arenas; after a large backlog that was over 200 MB).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Hidden commands used by the crash tests.

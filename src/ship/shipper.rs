@@ -55,6 +55,9 @@ struct Ctx {
     max_bytes: usize,
     /// Cancelled on shutdown: no new attempts after it.
     stop_retrying: CancellationToken,
+    /// Signalled when a request succeeds: batches waiting out a backoff retry at once, so
+    /// that a backlog starts draining as soon as LogScale is back, not a minute later.
+    recovered: tokio::sync::Notify,
 }
 
 /// Tracks completed ranges and yields the contiguous delivered prefix.
@@ -105,7 +108,7 @@ impl Filler {
     /// Reads the next block into batches. Returns the batches it filled, and whether
     /// anything was read.
     fn fill(&mut self, spool: &Spool) -> Result<(Vec<Batch>, bool), SpoolError> {
-        let Some(block) = spool.read_block(self.pos)? else {
+        let Some(block) = spool.read_for_shipping(self.pos)? else {
             return Ok((Vec::new(), false));
         };
         let mut full = Vec::new();
@@ -212,6 +215,7 @@ impl Shipper {
             },
             max_bytes: settings.limits.max_bytes,
             stop_retrying: CancellationToken::new(),
+            recovered: tokio::sync::Notify::new(),
         });
         let start = spool.floor();
         let mut tracker = AckTracker::new(start);
@@ -424,6 +428,7 @@ async fn deliver(ctx: &Arc<Ctx>, batch: Batch) -> bool {
                         );
                     }
                     ctx.status.success(events);
+                    ctx.recovered.notify_waiters();
                     attempt = 0;
                     break;
                 }
@@ -543,6 +548,7 @@ async fn backoff(
     tokio::select! {
         _ = ctx.stop_retrying.cancelled() => false,
         _ = tokio::time::sleep(delay) => true,
+        _ = ctx.recovered.notified() => true,
     }
 }
 

@@ -33,6 +33,8 @@ pub enum Mode {
     MaxEvents(usize),
     /// Never answer (until the mode changes or the client gives up).
     Hang,
+    /// Accept, but only after this many milliseconds (a slow LogScale).
+    Slow(u64),
     /// Close the connection without an answer.
     Close,
 }
@@ -293,6 +295,7 @@ async fn ingest(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
             }
             return resp;
         }
+        Mode::Slow(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
         Mode::Accept | Mode::RejectContaining(_) | Mode::MaxEvents(_) => {}
     }
     if !authorized(&st, &req) {

@@ -102,6 +102,8 @@ struct State {
     dead_events: u64,
     dead_blocks: u64,
     commits: u64,
+    /// One past the last block handed to the shipper ([`Spool::read_for_shipping`]).
+    read_end: u64,
 }
 
 impl State {
@@ -536,6 +538,18 @@ impl Spool {
     /// Deletes generations that hold no block any more (all but the active one), and
     /// replaces an empty active generation that has grown large.
     fn retire_generations(&self) {
+        let _guard = self
+            .inner
+            .commit_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.retire_generations_locked();
+    }
+
+    /// [`retire_generations`](Self::retire_generations) for a caller holding the commit
+    /// lock: no commit (which may add blocks to a generation) and no rotation (which makes
+    /// a generation eligible) can interleave with the decision.
+    fn retire_generations_locked(&self) {
         let in_use: std::collections::HashSet<u64> =
             self.state().blocks.values().map(|m| m.gen).collect();
         let gens = self.gens();
@@ -545,13 +559,7 @@ impl Spool {
         if !in_use.contains(&active.id)
             && active.size_on_disk() > self.inner.settings.rotate_bytes * 3 / 8
         {
-            if let Ok(_guard) = self.inner.commit_lock.try_lock() {
-                // Re-check under the lock: a commit may have just landed in it.
-                let in_use_now = self.state().blocks.values().any(|m| m.gen == active.id);
-                if !in_use_now {
-                    self.start_generation(&active);
-                }
-            }
+            self.start_generation(&active);
         }
         let gens = self.gens();
         let active_id = gens.last().map(|g| g.id);
@@ -613,19 +621,29 @@ impl Spool {
                 );
                 return Err(SpoolError::Full { stored, max });
             }
-            // Drop the oldest blocks until the new ones fit.
-            let mut to = st.floor;
+            // Drop the oldest blocks until the new ones fit: first those the shipper has
+            // not read yet (what is in flight is still delivered from memory, so dropping
+            // it would count as lost what arrives), then, if that is not enough, the rest.
+            let read_end = st.read_end.max(st.floor);
+            let mut victims = Vec::new();
             let mut freed = 0u64;
-            let mut dropped = 0u64;
-            for (&first, m) in &st.blocks {
+            let unread = st.blocks.range(read_end..);
+            let in_flight = st.blocks.range(..read_end);
+            for (&first, m) in unread.chain(in_flight) {
                 if st.stored_bytes - freed + incoming <= max {
                     break;
                 }
-                dropped += st.pending_in(first, m);
                 freed += u64::from(m.stored_len);
-                to = m.end(first);
+                victims.push((first, *m));
             }
-            let removed = st.advance_floor(to);
+            let mut dropped = 0u64;
+            let mut removed = Vec::with_capacity(victims.len());
+            for (first, m) in victims {
+                dropped += st.pending_in(first, &m);
+                st.blocks.remove(&first);
+                st.stored_bytes -= u64::from(m.stored_len);
+                removed.push((first, m.gen));
+            }
             st.dropped_events += dropped;
             (removed, dropped, st.floor, st.dropped_events)
         };
@@ -646,11 +664,12 @@ impl Spool {
             i.state_db.flush()
         })();
         persisted.map_err(|e| self.db_err(e))?;
-        self.remove_blocks(&removed)
+        self.remove_blocks(&removed, true)
     }
 
     /// Removes blocks from their generations (the floor covering them is already durable).
-    fn remove_blocks(&self, removed: &[(u64, u64)]) -> Result<(), SpoolError> {
+    /// `locked`: the caller holds the commit lock.
+    fn remove_blocks(&self, removed: &[(u64, u64)], locked: bool) -> Result<(), SpoolError> {
         if removed.is_empty() {
             return Ok(());
         }
@@ -661,8 +680,23 @@ impl Spool {
             }
         }
         drop(gens);
-        self.retire_generations();
+        if locked {
+            self.retire_generations_locked();
+        } else {
+            self.retire_generations();
+        }
         Ok(())
+    }
+
+    /// [`read_block`](Self::read_block) for the shipper: also records how far it has read,
+    /// so that the size cap drops blocks not yet in flight first.
+    pub fn read_for_shipping(&self, from: u64) -> Result<Option<ReadBlock>, SpoolError> {
+        let block = self.read_block(from)?;
+        if let Some(b) = &block {
+            let mut st = self.state();
+            st.read_end = st.read_end.max(b.end);
+        }
+        Ok(block)
     }
 
     /// Reads the first block holding a durable record at or after `from`.
@@ -796,7 +830,7 @@ impl Spool {
             i.state_db.flush()
         })();
         persisted.map_err(|e| self.db_err(e))?;
-        self.remove_blocks(&removed)
+        self.remove_blocks(&removed, false)
     }
 
     /// Moves events LogScale refused to the dead-letter area. The caller acknowledges
