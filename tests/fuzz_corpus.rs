@@ -5,7 +5,10 @@
 
 use std::path::Path;
 
-fn targets() -> [(&'static str, fn(&[u8])); 5] {
+/// A fuzz target's name and its property.
+type Target = (&'static str, fn(&[u8]));
+
+fn targets() -> [Target; 5] {
     use qss_relay::fuzzing::*;
     [
         ("frame", check_frame),
