@@ -117,7 +117,7 @@ async fn soak() {
         ),
     ];
     let started = Instant::now();
-    let mut through: u64 = 0;
+    let mut through: u64;
     let mut samples = Vec::new();
     zoom.set_rate(Some(rate));
     let mut phase = 0;
