@@ -43,7 +43,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc::new("RELAY_WEBHOOK_MAX_BODY_BYTES", "1MiB", "Larger webhook bodies are answered 413."),
     SettingDoc::new("RELAY_WEBHOOK_MAX_SKEW_SECS", "300", "Webhooks whose `x-zm-request-timestamp` is further than this from now are refused."),
     SettingDoc::new("RELAY_SPOOL_DIR", "$STATE_DIRECTORY/spool, else /var/lib/qss-relay/spool", "Directory of the on-disk spool. One process owns it."),
-    SettingDoc::new("RELAY_SPOOL_MAX_BYTES", "10GiB", "Cap on the spool's stored (compressed) blocks."),
+    SettingDoc::new("RELAY_SPOOL_MAX_BYTES", "10GiB", "Cap on the spool's stored (compressed) blocks. sled needs more disk than that while a backlog is held (up to about 3x for large backlogs); it gives the space back once drained."),
     SettingDoc::new("RELAY_SPOOL_FULL_POLICY", "drop-oldest", "At the cap: `drop-oldest` (drop the oldest pending events) or `reject-new` (refuse new events; webhooks get 503). Every drop is counted and logged."),
     SettingDoc::new("RELAY_SPOOL_COMMIT_MS", "10", "Group commit window: how long the spool writer gathers records before one compressed, flushed block."),
     SettingDoc::new("RELAY_SPOOL_CACHE_BYTES", "64MiB", "sled page cache bound (sled's own default is 1 GiB)."),
@@ -845,6 +845,15 @@ mod tests {
         let env = Env::load(Some(&path)).unwrap();
         assert_eq!(env.get("QSS_RELAY_TEST_PRECEDENCE"), Some("process"));
         assert_eq!(env.get("QSS_RELAY_TEST_ONLY_FILE"), Some("file"));
+    }
+
+    #[test]
+    fn the_readme_documents_every_setting_with_its_default() {
+        let readme = include_str!("../README.md");
+        for s in SETTINGS {
+            let row = format!("| `{}` | {} |", s.name, s.default);
+            assert!(readme.contains(&row), "README.md lacks the configuration row for {}: {row}", s.name);
+        }
     }
 
     #[test]
