@@ -852,7 +852,11 @@ mod tests {
         let readme = include_str!("../README.md");
         for s in SETTINGS {
             let row = format!("| `{}` | {} |", s.name, s.default);
-            assert!(readme.contains(&row), "README.md lacks the configuration row for {}: {row}", s.name);
+            assert!(
+                readme.contains(&row),
+                "README.md lacks the configuration row for {}: {row}",
+                s.name
+            );
         }
     }
 

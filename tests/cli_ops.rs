@@ -205,7 +205,9 @@ async fn systemd_notification_json_logs_and_no_secrets_in_them() {
     env.extend(zoom.env_pairs());
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     env.insert("NOTIFY_SOCKET".into(), socket_path.display().to_string());
     env.insert("WATCHDOG_USEC".into(), "2000000".into());
     env.insert("RELAY_LOG_FORMAT".into(), "json".into());
@@ -216,7 +218,12 @@ async fn systemd_notification_json_logs_and_no_secrets_in_them() {
     let messages = tokio::task::spawn_blocking(move || {
         let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
-        while seen.iter().filter(|m: &&String| m.contains("WATCHDOG=1")).count() < 2 {
+        while seen
+            .iter()
+            .filter(|m: &&String| m.contains("WATCHDOG=1"))
+            .count()
+            < 2
+        {
             let n = socket.recv(&mut buf).expect("notifications arrive");
             seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
@@ -224,17 +231,27 @@ async fn systemd_notification_json_logs_and_no_secrets_in_them() {
     })
     .await
     .unwrap();
-    assert!(messages.iter().any(|m| m.contains("READY=1")), "{messages:?}");
-    assert!(messages.iter().any(|m| m.contains("STATUS=pending")), "{messages:?}");
+    assert!(
+        messages.iter().any(|m| m.contains("READY=1")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("STATUS=pending")),
+        "{messages:?}"
+    );
 
     let (ok, log) = relay.terminate();
     assert!(ok);
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty());
     for l in &lines {
-        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"));
+        serde_json::from_str::<serde_json::Value>(l)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"));
     }
-    assert!(log.contains("access_token=***"), "the WebSocket URL is logged, redacted");
+    assert!(
+        log.contains("access_token=***"),
+        "the WebSocket URL is logged, redacted"
+    );
     for secret in ["sim-token-", "sim-secret", TOKEN] {
         assert!(!log.contains(secret), "{secret} reached the logs");
     }

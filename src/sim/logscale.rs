@@ -95,6 +95,7 @@ struct State {
 /// A running fake LogScale. Stops when dropped.
 pub struct FakeLogScale {
     addr: SocketAddr,
+    tls: bool,
     state: Arc<State>,
     shutdown: CancellationToken,
 }
@@ -132,6 +133,16 @@ impl FakeLogScale {
         token: &str,
         options: SinkOptions,
     ) -> std::io::Result<FakeLogScale> {
+        Self::start_with_tls(addr, token, options, None).await
+    }
+
+    /// Starts on `addr`, serving HTTPS with this TLS configuration (or plain, `None`).
+    pub async fn start_with_tls(
+        addr: SocketAddr,
+        token: &str,
+        options: SinkOptions,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<FakeLogScale> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
@@ -144,17 +155,15 @@ impl FakeLogScale {
         });
         let shutdown = CancellationToken::new();
         let st = state.clone();
-        tokio::spawn(server::serve(
-            listener,
-            None,
-            shutdown.clone(),
-            move |req| {
-                let st = st.clone();
-                async move { handle(st, req).await }
-            },
-        ));
+        let is_tls = tls.is_some();
+        let tls = tls.map(|c| Arc::new(std::sync::RwLock::new(c)));
+        tokio::spawn(server::serve(listener, tls, shutdown.clone(), move |req| {
+            let st = st.clone();
+            async move { handle(st, req).await }
+        }));
         Ok(FakeLogScale {
             addr,
+            tls: is_tls,
             state,
             shutdown,
         })
@@ -162,7 +171,8 @@ impl FakeLogScale {
 
     /// The base URL to put in `LOGSCALE_HOST`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -109,6 +109,7 @@ struct State {
 /// A running fake Zoom. Stops when dropped.
 pub struct FakeZoom {
     addr: SocketAddr,
+    tls: bool,
     state: Arc<State>,
     shutdown: CancellationToken,
 }
@@ -126,6 +127,14 @@ type Writer = Arc<
 impl FakeZoom {
     /// Starts on 127.0.0.1 with a free port.
     pub async fn start(opts: ZoomOptions) -> std::io::Result<FakeZoom> {
+        Self::start_with_tls(opts, None).await
+    }
+
+    /// Starts serving HTTPS and `wss://` with this TLS configuration (or plain, `None`).
+    pub async fn start_with_tls(
+        opts: ZoomOptions,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<FakeZoom> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (commands, _) = broadcast::channel(64);
@@ -155,19 +164,17 @@ impl FakeZoom {
         let shutdown = CancellationToken::new();
         let st = state.clone();
         let sd = shutdown.clone();
-        tokio::spawn(server::serve(
-            listener,
-            None,
-            shutdown.clone(),
-            move |req| {
-                let st = st.clone();
-                let sd = sd.clone();
-                async move { handle(st, sd, req).await }
-            },
-        ));
+        let is_tls = tls.is_some();
+        let tls = tls.map(|c| Arc::new(std::sync::RwLock::new(c)));
+        tokio::spawn(server::serve(listener, tls, shutdown.clone(), move |req| {
+            let st = st.clone();
+            let sd = sd.clone();
+            async move { handle(st, sd, req).await }
+        }));
         tokio::spawn(rate_generator(state.clone(), shutdown.clone()));
         Ok(FakeZoom {
             addr,
+            tls: is_tls,
             state,
             shutdown,
         })
@@ -175,14 +182,17 @@ impl FakeZoom {
 
     /// For `ZOOM_OAUTH_URL`.
     pub fn oauth_url(&self) -> String {
-        format!("http://{}/oauth/token", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/oauth/token", self.addr)
     }
 
     /// For `ZOOM_WSS_URL` (plain `ws://` on loopback).
     pub fn wss_url(&self) -> String {
         format!(
-            "ws://{}/ws?subscriptionId={}",
-            self.addr, self.state.opts.subscription_id
+            "{}://{}/ws?subscriptionId={}",
+            if self.tls { "wss" } else { "ws" },
+            self.addr,
+            self.state.opts.subscription_id
         )
     }
 
