@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::net::server::{self, RespBody};
 use crate::ship::hec::{Encoder, HecSettings};
 use crate::ship::status::{ShipError, ShipState, ShipStatus};
+use crate::source::zoom_ws::{WsSnapshot, WsState};
 use crate::spool::{DeadId, DeadLetter, DeadSummary, Record, SourceKind, Spool, SpoolStats};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -43,6 +44,9 @@ pub struct InspectReport {
     pub shipper: Option<ShipState>,
     pub last_ship_error: Option<ShipError>,
     pub last_ship_success_ms: Option<u64>,
+    /// The Zoom WebSocket source, when the daemon runs one.
+    #[serde(default)]
+    pub websocket: Option<WsSnapshot>,
 }
 
 impl InspectReport {
@@ -53,6 +57,7 @@ impl InspectReport {
             spool: stats,
             read_from: read_from.into(),
             shipper,
+            websocket: None,
         }
     }
 }
@@ -207,6 +212,7 @@ pub struct AdminState {
     pub ship_status: Arc<ShipStatus>,
     pub ready: Arc<AtomicBool>,
     pub hec: HecSettings,
+    pub ws: Option<Arc<WsState>>,
 }
 
 impl AdminState {
@@ -223,11 +229,13 @@ impl AdminState {
     }
 
     pub fn inspect(&self) -> InspectReport {
-        InspectReport::new(
+        let mut r = InspectReport::new(
             self.refresh_gauges(),
             Some(self.ship_status.snapshot()),
             "daemon",
-        )
+        );
+        r.websocket = self.ws.as_ref().map(|w| w.snapshot());
+        r
     }
 }
 

@@ -218,6 +218,10 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
     let shipper = tokio::spawn(shipper.run(shipper_stop.clone(), config.shutdown_timeout));
 
     let ready = Arc::new(AtomicBool::new(false));
+    let ws_state = config
+        .zoom_ws
+        .as_ref()
+        .map(|_| Arc::new(WsState::default()));
     let admin_stop = CancellationToken::new();
     let (admin, admin_addr) = match config.admin_addr {
         None => (None, None),
@@ -237,6 +241,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
                 ship_status: ship_status.clone(),
                 ready: ready.clone(),
                 hec: hec.clone(),
+                ws: ws_state.clone(),
             };
             (
                 Some(tokio::spawn(admin::serve(
@@ -251,7 +256,6 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
 
     let sources_stop = CancellationToken::new();
     let mut sources = Vec::new();
-    let mut ws_state = None;
     if let Some(zoom) = &config.zoom_ws {
         let tokens = TokenSource::new(http.clone(), zoom.clone(), metrics.clone());
         let tls_cfg = Arc::new(tls::client_config(
@@ -264,8 +268,8 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
             appender.clone(),
             metrics.clone(),
             tls_cfg,
+            ws_state.clone().expect("made when zoom_ws is configured"),
         );
-        ws_state = Some(source.state());
         sources.push(tokio::spawn(tokens.refresh_loop(sources_stop.clone())));
         sources.push(tokio::spawn(source.run(sources_stop.clone())));
     }

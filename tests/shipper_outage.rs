@@ -62,6 +62,11 @@ async fn outage_then_kill9_then_restart_loses_nothing() {
     );
     let report = relay.inspect();
     assert_eq!(report.read_from, "daemon");
+    let ws = report
+        .websocket
+        .as_ref()
+        .expect("the WebSocket source is shown");
+    assert!(ws.connected && ws.events_received == 10_000, "{ws:?}");
     let err = report.last_ship_error.expect("the 503 is shown");
     assert_eq!(err.status, Some(503));
     assert!(err.body_excerpt.unwrap().contains("failing on purpose"));

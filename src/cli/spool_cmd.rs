@@ -285,6 +285,21 @@ pub fn render_inspect(r: &InspectReport) -> String {
             None => out.push_str("  last success  none recorded\n"),
         }
     }
+    if let Some(ws) = &r.websocket {
+        let last = ws.last_frame_ms.map_or_else(
+            || "no frame yet".to_string(),
+            |ms| format!("last frame {}", format::when(ms)),
+        );
+        out.push_str(&format!(
+            "Zoom WebSocket: {}, {last}, {} events since start\n",
+            if ws.connected {
+                "connected"
+            } else {
+                "DISCONNECTED (reconnecting)"
+            },
+            format::count(ws.events_received)
+        ));
+    }
     out.push_str(&format!("Why: {}\n", why(r)));
     out
 }

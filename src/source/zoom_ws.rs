@@ -68,12 +68,31 @@ struct SessionEnd {
     token_rejected: bool,
 }
 
-/// Live figures of the source, for the admin endpoint and `relay check`.
+/// Live figures of the source, shown by `relay spool inspect`.
 #[derive(Debug, Default)]
 pub struct WsState {
     pub connected: std::sync::atomic::AtomicBool,
     pub last_frame_ms: AtomicU64,
     pub events: AtomicU64,
+}
+
+/// A snapshot of [`WsState`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WsSnapshot {
+    pub connected: bool,
+    pub last_frame_ms: Option<u64>,
+    pub events_received: u64,
+}
+
+impl WsState {
+    pub fn snapshot(&self) -> WsSnapshot {
+        let last = self.last_frame_ms.load(Ordering::Relaxed);
+        WsSnapshot {
+            connected: self.connected.load(Ordering::Relaxed),
+            last_frame_ms: (last > 0).then_some(last),
+            events_received: self.events.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Opens WebSocket connections to Zoom (TCP, TLS for `wss://`, the HTTP upgrade).
@@ -248,18 +267,15 @@ impl ZoomWsSource {
         appender: Appender,
         metrics: Arc<Metrics>,
         tls: Arc<rustls::ClientConfig>,
+        state: Arc<WsState>,
     ) -> ZoomWsSource {
         ZoomWsSource {
             dialer: Dialer { cfg, tls },
             tokens,
             appender,
             metrics,
-            state: Arc::new(WsState::default()),
+            state,
         }
-    }
-
-    pub fn state(&self) -> Arc<WsState> {
-        self.state.clone()
     }
 
     /// Connects and reconnects until `shutdown`.
