@@ -115,3 +115,90 @@ async fn the_webhook_endpoint_serves_tls() {
         .unwrap();
     assert!(strict.send(req, Duration::from_secs(10)).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_is_used_when_logscale_offers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let mut tls = (*server_tls(dir.path())).clone();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let sink = FakeLogScale::start_with_tls(
+        "127.0.0.1:0".parse().unwrap(),
+        TOKEN,
+        SinkOptions::default(),
+        Some(Arc::new(tls)),
+    )
+    .await
+    .unwrap();
+    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
+    let mut env = base_env(dir.path(), &sink.base_url());
+    env.extend(zoom.env_pairs());
+    env.insert(
+        "RELAY_CA_FILE".into(),
+        dir.path().join("ca.pem").display().to_string(),
+    );
+    let _relay = Relay::start(dir.path(), &env);
+    zoom.send(50);
+    assert!(sink.wait_for_distinct(50, Duration::from_secs(20)).await);
+    assert_eq!(sink.last_http_version(), Some(hyper::Version::HTTP_2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_webhook_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    for d in [&first, &second] {
+        std::fs::create_dir(d).unwrap();
+        make_certs(d);
+    }
+    let live = dir.path().join("live");
+    std::fs::create_dir(&live).unwrap();
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::copy(first.join(f), live.join(f)).unwrap();
+    }
+    let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
+        .await
+        .unwrap();
+    let mut env = base_env(dir.path(), &sink.base_url());
+    env.insert("ZOOM_WEBHOOK_SECRET_TOKEN".into(), "secret".into());
+    env.insert("RELAY_WEBHOOK_ADDR".into(), "127.0.0.1:0".into());
+    env.insert(
+        "RELAY_WEBHOOK_TLS_CERT".into(),
+        live.join("cert.pem").display().to_string(),
+    );
+    env.insert(
+        "RELAY_WEBHOOK_TLS_KEY".into(),
+        live.join("key.pem").display().to_string(),
+    );
+    let relay = Relay::start(dir.path(), &env);
+    let addr = relay.webhook_addr();
+    let validate = |ca: std::path::PathBuf| async move {
+        let client = HttpClient::new(Some(&ca)).unwrap();
+        let req = hyper::Request::post(format!("https://{addr}/zoom/webhook"))
+            .body(Body::new(bytes::Bytes::from_static(
+                br#"{"event":"endpoint.url_validation","payload":{"plainToken":"p"}}"#,
+            )))
+            .unwrap();
+        client.send(req, Duration::from_secs(10)).await.is_ok()
+    };
+    assert!(validate(first.join("ca.pem")).await);
+    assert!(!validate(second.join("ca.pem")).await);
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::copy(second.join(f), live.join(f)).unwrap();
+    }
+    std::process::Command::new("kill")
+        .args(["-HUP", &relay.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || relay
+            .log_text()
+            .contains("certificate reloaded"))
+        .await
+    );
+    assert!(
+        validate(second.join("ca.pem")).await,
+        "new connections get the new certificate"
+    );
+    assert!(!validate(first.join("ca.pem")).await);
+}

@@ -227,3 +227,44 @@ async fn a_full_spool_with_reject_new_answers_503() {
         statuses.iter().filter(|s| **s == 200).count()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sources_together() {
+    use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
+        .await
+        .unwrap();
+    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
+    let mut env = env(dir.path(), &sink);
+    env.extend(zoom.env_pairs());
+    let relay = Relay::start(dir.path(), &env);
+    zoom.send(100);
+    let client = HttpClient::new(None).unwrap();
+    let body =
+        br#"{"event":"user.signed_in","event_ts":1626230691572,"payload":{"object":{"id":"u"}}}"#;
+    let r = post(
+        &client,
+        relay.webhook_addr(),
+        body,
+        &signed(SECRET, now_secs(), body),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(sink.wait_for_distinct(101, Duration::from_secs(20)).await);
+    let events = sink.events();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["source"] == "zoom_websocket")
+            .count(),
+        100
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["source"] == "zoom_webhook")
+            .count(),
+        1
+    );
+}

@@ -90,6 +90,7 @@ struct State {
     received: Mutex<Received>,
     requests: AtomicU64,
     mode_changed: tokio::sync::Notify,
+    last_version: Mutex<Option<hyper::Version>>,
 }
 
 /// A running fake LogScale. Stops when dropped.
@@ -152,6 +153,7 @@ impl FakeLogScale {
             received: Mutex::new(Received::default()),
             requests: AtomicU64::new(0),
             mode_changed: tokio::sync::Notify::new(),
+            last_version: Mutex::new(None),
         });
         let shutdown = CancellationToken::new();
         let st = state.clone();
@@ -186,6 +188,11 @@ impl FakeLogScale {
 
     pub fn stats(&self) -> SinkStats {
         self.state.received.lock().expect("not poisoned").stats
+    }
+
+    /// The HTTP version of the last ingest request (HTTP/1.1, or HTTP/2 by ALPN).
+    pub fn last_http_version(&self) -> Option<hyper::Version> {
+        *self.state.last_version.lock().expect("not poisoned")
     }
 
     /// Every ingest request seen, whatever the answer.
@@ -268,6 +275,7 @@ fn authorized(st: &State, req: &Request<Incoming>) -> bool {
 
 async fn ingest(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
     st.requests.fetch_add(1, Ordering::Relaxed);
+    *st.last_version.lock().expect("not poisoned") = Some(req.version());
     let mode = st.mode.lock().expect("not poisoned").clone();
     match &mode {
         Mode::Hang => {
