@@ -4,7 +4,8 @@
 //! ```text
 //! cargo bench --bench targets -- latency      # p50/p99/max receive→acknowledged at 10,000 events/s, 30 s
 //! cargo bench --bench targets -- backlog      # RSS of the relay holding then draining 5,000,000 events
-//! cargo bench --bench targets                 # both
+//! cargo bench --bench targets -- throughput   # steady-state end to end, fake Zoom at full speed, 30 s
+//! cargo bench --bench targets                 # all three
 //! ```
 //!
 //! Latency is measured exactly, per event: from the moment the fake Zoom flushed it to
@@ -38,6 +39,9 @@ fn main() {
     }
     if want("backlog") {
         rt.block_on(backlog());
+    }
+    if want("throughput") {
+        rt.block_on(throughput());
     }
 }
 
@@ -219,5 +223,42 @@ async fn backlog() {
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
+    let _ = child.wait();
+}
+
+/// End to end at steady state: the fake Zoom sends as fast as the relay takes frames; the
+/// rate is measured over the middle 20 s of a 30 s run (no start-up, no final linger).
+async fn throughput() {
+    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
+    let sink = FakeLogScale::start(TOKEN, SinkOptions { keep_events: false, track_ids: false }).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+        .arg("run")
+        .env_clear()
+        .envs(zoom.env_pairs())
+        .env("LOGSCALE_HOST", sink.base_url())
+        .env("LOGSCALE_INGEST_TOKEN", TOKEN)
+        .env("RELAY_SPOOL_DIR", dir.path().join("spool"))
+        .env("RELAY_ADMIN_ADDR", "off")
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(zoom.wait_until(Duration::from_secs(20), |z| z.connections == 1).await);
+    // Keep plenty queued: the fake sends as fast as the socket takes.
+    zoom.send(50_000_000);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (t0, d0, r0) = (Instant::now(), sink.stats().events, zoom.stats().events_sent);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let (secs, delivered, received) = (t0.elapsed().as_secs_f64(), sink.stats().events - d0, zoom.stats().events_sent - r0);
+    let avg = FrameFactory::websocket().average_len() as f64;
+    println!(
+        "steady state over {secs:.0} s: delivered {:.0} events/s ({:.0} MB/s of frames), received {:.0} events/s; relay RSS {} MiB",
+        delivered as f64 / secs,
+        delivered as f64 * avg / secs / 1e6,
+        received as f64 / secs,
+        rss_kib(child.id()) / 1024
+    );
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
 }
