@@ -230,7 +230,15 @@ async fn backlog() {
 /// rate is measured over the middle 20 s of a 30 s run (no start-up, no final linger).
 async fn throughput() {
     let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
-    let sink = FakeLogScale::start(TOKEN, SinkOptions { keep_events: false, track_ids: false }).await.unwrap();
+    let sink = FakeLogScale::start(
+        TOKEN,
+        SinkOptions {
+            keep_events: false,
+            track_ids: false,
+        },
+    )
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
         .arg("run")
@@ -244,13 +252,24 @@ async fn throughput() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    assert!(zoom.wait_until(Duration::from_secs(20), |z| z.connections == 1).await);
+    assert!(
+        zoom.wait_until(Duration::from_secs(20), |z| z.connections == 1)
+            .await
+    );
     // Keep plenty queued: the fake sends as fast as the socket takes.
     zoom.send(50_000_000);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let (t0, d0, r0) = (Instant::now(), sink.stats().events, zoom.stats().events_sent);
+    let (t0, d0, r0) = (
+        Instant::now(),
+        sink.stats().events,
+        zoom.stats().events_sent,
+    );
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let (secs, delivered, received) = (t0.elapsed().as_secs_f64(), sink.stats().events - d0, zoom.stats().events_sent - r0);
+    let (secs, delivered, received) = (
+        t0.elapsed().as_secs_f64(),
+        sink.stats().events - d0,
+        zoom.stats().events_sent - r0,
+    );
     let avg = FrameFactory::websocket().average_len() as f64;
     println!(
         "steady state over {secs:.0} s: delivered {:.0} events/s ({:.0} MB/s of frames), received {:.0} events/s; relay RSS {} MiB",
@@ -259,6 +278,8 @@ async fn throughput() {
         received as f64 / secs,
         rss_kib(child.id()) / 1024
     );
-    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
 }
