@@ -6,38 +6,14 @@
 //! `cargo bench --bench soak` (about three minutes; SOAK_MAX_BYTES and SOAK_RATE change
 //! the cap, default 64 MiB, and the event rate, default 50,000/s).
 
+mod common;
+
 use qss_relay::admin::{AdminClient, InspectReport};
 use qss_relay::sim::logscale::{FakeLogScale, Mode, SinkOptions};
 use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "soak-token";
-
-fn rss_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        / 1024
-}
-
-fn du(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => du(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -93,8 +69,8 @@ async fn soak() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let baseline_disk = du(&spool_dir);
-    let baseline_rss = rss_mib(pid);
+    let baseline_disk = common::du(&spool_dir);
+    let baseline_rss = common::rss_kib(pid) / 1024;
     println!("t_s,phase,disk_bytes,rss_mib,pending_events,stored_bytes,dropped_events,delivered");
 
     // Phases of 10 s, cycling until ten times the cap went through the spool.
@@ -137,8 +113,8 @@ async fn soak() {
             let row = (
                 started.elapsed().as_secs(),
                 *name,
-                du(&spool_dir),
-                rss_mib(pid),
+                common::du(&spool_dir),
+                common::rss_kib(pid) / 1024,
                 r.spool.pending_events,
                 r.spool.stored_bytes,
                 r.spool.dropped_events,
@@ -164,8 +140,8 @@ async fn soak() {
         let row = (
             started.elapsed().as_secs(),
             "drain",
-            du(&spool_dir),
-            rss_mib(pid),
+            common::du(&spool_dir),
+            common::rss_kib(pid) / 1024,
             r.spool.pending_events,
             r.spool.stored_bytes,
             r.spool.dropped_events,
@@ -181,8 +157,8 @@ async fn soak() {
         }
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let final_disk = du(&spool_dir);
-    let final_rss = rss_mib(pid);
+    let final_disk = common::du(&spool_dir);
+    let final_rss = common::rss_kib(pid) / 1024;
     let r = inspect().await.unwrap();
     let peak_disk = samples.iter().map(|s| s.2).max().unwrap_or(0);
     let (min_rss, max_rss) = (

@@ -4,7 +4,8 @@
 //! ```text
 //! cargo bench --bench targets -- latency      # p50/p99/max receive→acknowledged at 10,000 events/s, 30 s
 //! cargo bench --bench targets -- backlog      # RSS of the relay holding then draining 5,000,000 events
-//! cargo bench --bench targets -- throughput   # steady-state end to end, fake Zoom at full speed, 30 s
+//! cargo bench --bench targets -- throughput   # steady-state end to end, fake Zoom at full speed, 20 s
+//!                                             # (THROUGHPUT_SECS=N, THROUGHPUT_RATE=events/s)
 //! cargo bench --bench targets                 # all three
 //! ```
 //!
@@ -12,6 +13,8 @@
 //! its WebSocket to the moment the fake LogScale accepted it, with the relay's default
 //! settings (500 ms linger). The backlog run uses the real `relay` binary (its own
 //! process, so its RSS is its own), a spool filled beforehand, and LogScale down for 20 s.
+
+mod common;
 
 use qss_relay::config::{Config, Env};
 use qss_relay::metrics::Metrics;
@@ -107,17 +110,6 @@ async fn latency() {
     );
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 async fn backlog() {
     let events: u64 = std::env::var("BACKLOG_EVENTS")
         .ok()
@@ -185,7 +177,7 @@ async fn backlog() {
     let mut peak_hold = 0;
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        peak_hold = peak_hold.max(rss_kib(pid));
+        peak_hold = peak_hold.max(common::rss_kib(pid));
     }
     println!(
         "RSS holding the {events}-event backlog with LogScale down for 20 s: peak {} MiB",
@@ -197,7 +189,7 @@ async fn backlog() {
     let mut samples = Vec::new();
     while sink.stats().events < events {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let rss = rss_kib(pid);
+        let rss = common::rss_kib(pid);
         peak_drain = peak_drain.max(rss);
         samples.push((
             drain_start.elapsed().as_secs(),
@@ -249,6 +241,10 @@ async fn throughput() {
         .env("RELAY_SPOOL_DIR", dir.path().join("spool"))
         .env("RELAY_ADMIN_ADDR", "off")
         .env("RUST_LOG", "warn")
+        // Experiments: RELAY_* settings and glibc's MALLOC_* tunables pass through.
+        .envs(std::env::vars().filter(|(k, _)| {
+            (k.starts_with("RELAY_") && k != "RELAY_SPOOL_DIR") || k.starts_with("MALLOC_")
+        }))
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -256,27 +252,61 @@ async fn throughput() {
         zoom.wait_until(Duration::from_secs(20), |z| z.connections == 1)
             .await
     );
-    // Keep plenty queued: the fake sends as fast as the socket takes.
-    zoom.send(50_000_000);
+    // Keep plenty queued: the fake sends as fast as the socket takes, or at
+    // THROUGHPUT_RATE events/s when set (memory at a given rate).
+    match std::env::var("THROUGHPUT_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(rate) => zoom.set_rate(Some(rate)),
+        None => zoom.send(500_000_000),
+    }
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let measure_secs: u64 = std::env::var("THROUGHPUT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let avg = FrameFactory::websocket().average_len() as f64;
     let (t0, d0, r0) = (
         Instant::now(),
         sink.stats().events,
         zoom.stats().events_sent,
     );
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    let (mut last_t, mut last_d, mut last_r) = (t0, d0, r0);
+    let mut max_rss = 0;
+    // A line every 5 s, so a trend in memory or rates shows.
+    while t0.elapsed() < Duration::from_secs(measure_secs) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (now, d, r) = (
+            Instant::now(),
+            sink.stats().events,
+            zoom.stats().events_sent,
+        );
+        let dt = (now - last_t).as_secs_f64();
+        let rss = common::rss_kib(child.id()) / 1024;
+        max_rss = max_rss.max(rss);
+        println!(
+            "  t={:>4.0}s received {:>7.0}/s delivered {:>7.0}/s backlog {:>9} RSS {:>4} MiB spool disk {:>5} MiB",
+            (now - t0).as_secs_f64(),
+            (r - last_r) as f64 / dt,
+            (d - last_d) as f64 / dt,
+            r - d,
+            rss,
+            common::du(&dir.path().join("spool")) >> 20
+        );
+        (last_t, last_d, last_r) = (now, d, r);
+    }
     let (secs, delivered, received) = (
         t0.elapsed().as_secs_f64(),
         sink.stats().events - d0,
         zoom.stats().events_sent - r0,
     );
-    let avg = FrameFactory::websocket().average_len() as f64;
     println!(
-        "steady state over {secs:.0} s: delivered {:.0} events/s ({:.0} MB/s of frames), received {:.0} events/s; relay RSS {} MiB",
+        "steady state over {secs:.0} s ({avg:.0}-byte frames): delivered {:.0} events/s ({:.0} MB/s of frames), received {:.0} events/s ({:.0} MB/s); relay RSS max {max_rss} MiB",
         delivered as f64 / secs,
         delivered as f64 * avg / secs / 1e6,
         received as f64 / secs,
-        rss_kib(child.id()) / 1024
+        received as f64 * avg / secs / 1e6,
     );
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -33,6 +33,11 @@ const RECORD_HEADER_LEN: usize = 14;
 pub const MAX_RAW_LEN: usize = 512 << 20;
 /// zstd level: level 1 compresses QSS JSON about 6x at several hundred MB/s per core.
 pub const ZSTD_LEVEL: i32 = 1;
+/// zstd's window: 2 MiB, more than a block's raw size (about
+/// [`super::BLOCK_RAW_TARGET`], 1 MiB), so that the encoder never wraps its window
+/// (level 1 alone would pick 512 KiB): 10% fewer instructions per block (callgrind,
+/// 675 and 1,000 simulated frames), and readers need no more memory than the block.
+pub const WINDOW_LOG: u32 = 21;
 
 /// The fixed-size header, readable without decompressing the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +80,7 @@ pub enum BlockError {
 /// Encodes records (already numbered from `first_seq`) into one block.
 ///
 /// Payloads are streamed into the zstd encoder: no copy of them is made before
-/// compression.
+/// compression. The window covers a whole block ([`WINDOW_LOG`]).
 pub fn encode(first_seq: u64, records: &[NewRecord]) -> Vec<u8> {
     let raw_len: usize = records
         .iter()
@@ -99,6 +104,7 @@ pub fn encode(first_seq: u64, records: &[NewRecord]) -> Vec<u8> {
     enc.include_checksum(false).expect("zstd parameter");
     enc.set_pledged_src_size(Some(raw_len as u64))
         .expect("zstd parameter");
+    enc.window_log(WINDOW_LOG).expect("zstd parameter");
     for r in records {
         let mut head = [0u8; RECORD_HEADER_LEN];
         head[0..8].copy_from_slice(&r.received_ms.to_le_bytes());
