@@ -1,5 +1,7 @@
-//! Replays the fuzzing seeds and every input that ever broke a fuzz target (kept in
-//! `fuzz/regressions/`), so that CI guards the fuzzers' findings without fuzzing.
+//! Replays the fuzzing seeds, the minimized corpus the fuzzers grew (`fuzz/corpus-min/`,
+//! one input per coverage feature, about 3,400 inputs) and every input that ever broke a
+//! fuzz target (`fuzz/regressions/`), so that CI guards the fuzzers' findings without
+//! fuzzing.
 //!
 //! The properties are `qss_relay::fuzzing::*`, shared with the targets in `fuzz/`.
 
