@@ -9,7 +9,7 @@
 mod common;
 
 use qss_relay::admin::{AdminClient, InspectReport};
-use qss_relay::sim::logscale::{FakeLogScale, Mode, SinkOptions};
+use qss_relay::sim::logscale::Mode;
 use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
 use std::time::{Duration, Instant};
 
@@ -35,32 +35,22 @@ async fn soak() {
     let dir = tempfile::tempdir().unwrap();
     let spool_dir = dir.path().join("spool");
     let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
-    let sink = FakeLogScale::start(
-        TOKEN,
-        SinkOptions {
-            keep_events: false,
-            track_ids: true,
-        },
-    )
-    .await
-    .unwrap();
+    let sink = common::sink(TOKEN, true).await;
     let admin: std::net::SocketAddr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
-        .arg("run")
-        .env_clear()
-        .envs(zoom.env_pairs())
-        .env("LOGSCALE_HOST", sink.base_url())
-        .env("LOGSCALE_INGEST_TOKEN", TOKEN)
-        .env("RELAY_SPOOL_DIR", &spool_dir)
-        .env("RELAY_SPOOL_MAX_BYTES", max_bytes.to_string())
-        .env("RELAY_ADMIN_ADDR", admin.to_string())
-        .env("RUST_LOG", "error")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_relay(
+        &zoom,
+        &sink,
+        TOKEN,
+        &spool_dir,
+        &[
+            ("RELAY_SPOOL_MAX_BYTES", max_bytes.to_string()),
+            ("RELAY_ADMIN_ADDR", admin.to_string()),
+            ("RUST_LOG", "error".to_string()),
+        ],
+    );
     let pid = child.id();
     let client = AdminClient::new(admin);
     let inspect = || async { client.get::<InspectReport>("/spool/inspect").await.ok() };
@@ -184,8 +174,5 @@ async fn soak() {
         r.spool.pending_events,
         sent as i64 - st.distinct as i64 - r.spool.dropped_events as i64
     );
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
+    common::stop_relay(child);
 }

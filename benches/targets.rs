@@ -19,7 +19,7 @@ mod common;
 use qss_relay::config::{Config, Env};
 use qss_relay::metrics::Metrics;
 use qss_relay::sim::events::FrameFactory;
-use qss_relay::sim::logscale::{FakeLogScale, Mode, SinkOptions};
+use qss_relay::sim::logscale::Mode;
 use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
 use qss_relay::spool::{NewRecord, SourceKind, Spool};
 use std::sync::Arc;
@@ -56,15 +56,7 @@ async fn latency() {
     let rate = 10_000.0;
     let secs = 30;
     let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
-    let sink = FakeLogScale::start(
-        TOKEN,
-        SinkOptions {
-            keep_events: false,
-            track_ids: true,
-        },
-    )
-    .await
-    .unwrap();
+    let sink = common::sink(TOKEN, true).await;
     let dir = tempfile::tempdir().unwrap();
     let mut env = Env::from_pairs(zoom.env_pairs());
     env.set("LOGSCALE_HOST", sink.base_url());
@@ -117,15 +109,7 @@ async fn backlog() {
         .unwrap_or(5_000_000);
     let dir = tempfile::tempdir().unwrap();
     let spool_dir = dir.path().join("spool");
-    let sink = FakeLogScale::start(
-        TOKEN,
-        SinkOptions {
-            keep_events: false,
-            track_ids: false,
-        },
-    )
-    .await
-    .unwrap();
+    let sink = common::sink(TOKEN, false).await;
     sink.set_mode(Mode::Status {
         code: 503,
         retry_after: Some(1),
@@ -160,19 +144,7 @@ async fn backlog() {
     }
 
     let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
-        .arg("run")
-        .env_clear()
-        .envs(zoom.env_pairs())
-        .env("LOGSCALE_HOST", sink.base_url())
-        .env("LOGSCALE_INGEST_TOKEN", TOKEN)
-        .env("RELAY_SPOOL_DIR", &spool_dir)
-        .env("RELAY_ADMIN_ADDR", "off")
-        .env("RUST_LOG", "warn")
-        .envs(std::env::vars().filter(|(k, _)| k.starts_with("MALLOC_") || k.starts_with("RELAY_")))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = common::spawn_relay(&zoom, &sink, TOKEN, &spool_dir, &[]);
     let pid = child.id();
     let mut peak_hold = 0;
     for _ in 0..20 {
@@ -212,42 +184,16 @@ async fn backlog() {
     for (t, rss, delivered) in samples.iter().step_by((samples.len() / 10).max(1)) {
         println!("  t={t:>3}s rss={rss} MiB delivered={delivered}");
     }
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
+    common::stop_relay(child);
 }
 
 /// End to end at steady state: the fake Zoom sends as fast as the relay takes frames; the
 /// rate is measured over the middle 20 s of a 30 s run (no start-up, no final linger).
 async fn throughput() {
     let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
-    let sink = FakeLogScale::start(
-        TOKEN,
-        SinkOptions {
-            keep_events: false,
-            track_ids: false,
-        },
-    )
-    .await
-    .unwrap();
+    let sink = common::sink(TOKEN, false).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
-        .arg("run")
-        .env_clear()
-        .envs(zoom.env_pairs())
-        .env("LOGSCALE_HOST", sink.base_url())
-        .env("LOGSCALE_INGEST_TOKEN", TOKEN)
-        .env("RELAY_SPOOL_DIR", dir.path().join("spool"))
-        .env("RELAY_ADMIN_ADDR", "off")
-        .env("RUST_LOG", "warn")
-        // Experiments: RELAY_* settings and glibc's MALLOC_* tunables pass through.
-        .envs(std::env::vars().filter(|(k, _)| {
-            (k.starts_with("RELAY_") && k != "RELAY_SPOOL_DIR") || k.starts_with("MALLOC_")
-        }))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = common::spawn_relay(&zoom, &sink, TOKEN, &dir.path().join("spool"), &[]);
     assert!(
         zoom.wait_until(Duration::from_secs(20), |z| z.connections == 1)
             .await
@@ -308,8 +254,5 @@ async fn throughput() {
         received as f64 / secs,
         received as f64 * avg / secs / 1e6,
     );
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    common::stop_relay(child);
 }
