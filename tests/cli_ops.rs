@@ -93,6 +93,24 @@ fn demo_runs_with_piped_output_and_loses_nothing() {
         text.contains("lost                             0"),
         "{text}"
     );
+    // The three counts agree: everything the fake sent was received and delivered.
+    let count = |label: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label:?} line in:\n{text}"));
+        line[label.len() + 2..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .replace(',', "")
+            .parse()
+            .unwrap()
+    };
+    let sent = count("sent by simulated Zoom");
+    assert!(sent >= 6 * 1500, "{text}");
+    assert_eq!(count("received by the relay"), sent, "{text}");
+    assert_eq!(count("delivered (distinct)"), sent, "{text}");
     assert!(
         !text.contains('\u{1b}'),
         "no terminal escapes when piped:\n{text}"

@@ -75,6 +75,9 @@ pub struct ZoomStats {
     pub heartbeats: u64,
     /// Event frames written to a socket.
     pub events_sent: u64,
+    /// Events the fake was told to send (by `send` or the rate), written or not yet:
+    /// when the relay takes frames slower than the rate, `events_sent` lags behind this.
+    pub events_queued: u64,
 }
 
 struct State {
@@ -290,6 +293,7 @@ impl FakeZoom {
             open_connections: s.open.load(Ordering::SeqCst),
             heartbeats: s.heartbeats.load(Ordering::SeqCst),
             events_sent: s.sent.load(Ordering::SeqCst),
+            events_queued: s.queued.load(Ordering::SeqCst),
         }
     }
 
