@@ -1,5 +1,5 @@
 //! Measurements the process-level benches (`targets`, `soak`) share: a process's
-//! resident memory and a directory's size.
+//! resident memory, a directory's size, and the relay started against the fakes.
 
 /// Resident memory of process `pid` in KiB (`VmRSS`), 0 if it is gone.
 pub fn rss_kib(pid: u32) -> u64 {
@@ -15,17 +15,7 @@ pub fn rss_kib(pid: u32) -> u64 {
 
 /// Bytes of the files under `dir`, recursively (0 if it does not exist).
 pub fn du(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => du(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
+    qss_relay::spool::dir_size(dir)
 }
 
 /// A fake LogScale accepting `token` that counts (and, with `track_ids`, tracks the

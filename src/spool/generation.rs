@@ -278,7 +278,9 @@ impl Gen {
     }
 }
 
-fn dir_size(dir: &Path) -> u64 {
+/// Bytes of the files under `dir`, recursively (0 if it cannot be read). What the spool
+/// reports as its size on disk; the benches measure with it too.
+pub fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

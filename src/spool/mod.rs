@@ -35,6 +35,7 @@ mod writer;
 
 pub use block::{decode as decode_block, encode as encode_block, BlockError, BlockHeader};
 pub use dead::{DeadId, DeadKind, DeadLetter, DeadSummary};
+pub use generation::dir_size;
 pub use record::{flags, now_ms, NewRecord, Record, SourceKind};
 pub use writer::{AppendError, Appender};
 
