@@ -7,7 +7,7 @@
 //! `cargo bench --bench end_to_end`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use qss_relay::config::{Config, Env};
+use qss_relay::config::Config;
 use qss_relay::metrics::Metrics;
 use qss_relay::pipeline;
 use qss_relay::sim::events::FrameFactory;
@@ -21,12 +21,7 @@ const TOKEN: &str = "bench-token";
 const N: u64 = 300_000;
 
 fn config(zoom: &FakeZoom, sink: &FakeLogScale, spool_dir: &std::path::Path) -> Config {
-    let mut env = Env::from_pairs(zoom.env_pairs());
-    env.set("LOGSCALE_HOST", sink.base_url());
-    env.set("LOGSCALE_INGEST_TOKEN", TOKEN);
-    env.set("RELAY_SPOOL_DIR", spool_dir.display().to_string());
-    env.set("RELAY_ADMIN_ADDR", "off");
-    Config::from_env(&env).unwrap()
+    Config::from_env(&qss_relay::sim::relay_env(zoom, sink, spool_dir)).unwrap()
 }
 
 async fn wait_for(sink: &FakeLogScale, events: u64) {

@@ -24,14 +24,8 @@ fn main() {
 }
 
 async fn soak() {
-    let max_bytes: u64 = std::env::var("SOAK_MAX_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64 << 20);
-    let rate: f64 = std::env::var("SOAK_RATE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50_000.0);
+    let max_bytes: u64 = common::env_or("SOAK_MAX_BYTES", 64 << 20);
+    let rate: f64 = common::env_or("SOAK_RATE", 50_000.0);
     let dir = tempfile::tempdir().unwrap();
     let spool_dir = dir.path().join("spool");
     let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
@@ -43,7 +37,6 @@ async fn soak() {
     let mut child = common::spawn_relay(
         &zoom,
         &sink,
-        TOKEN,
         &spool_dir,
         &[
             ("RELAY_SPOOL_MAX_BYTES", max_bytes.to_string()),
@@ -83,6 +76,24 @@ async fn soak() {
         ),
     ];
     let started = Instant::now();
+    // One CSV row: (t_s, phase, disk bytes, RSS MiB, pending, stored, dropped, delivered).
+    let sample = |phase: &'static str, r: &InspectReport| {
+        let row = (
+            started.elapsed().as_secs(),
+            phase,
+            common::du(&spool_dir),
+            common::rss_kib(pid) / 1024,
+            r.spool.pending_events,
+            r.spool.stored_bytes,
+            r.spool.dropped_events,
+            sink.stats().events,
+        );
+        println!(
+            "{},{},{},{},{},{},{},{}",
+            row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7
+        );
+        row
+    };
     let mut through: u64;
     let mut samples = Vec::new();
     zoom.set_rate(Some(rate));
@@ -100,21 +111,7 @@ async fn soak() {
             } else {
                 0
             };
-            let row = (
-                started.elapsed().as_secs(),
-                *name,
-                common::du(&spool_dir),
-                common::rss_kib(pid) / 1024,
-                r.spool.pending_events,
-                r.spool.stored_bytes,
-                r.spool.dropped_events,
-                sink.stats().events,
-            );
-            println!(
-                "{},{},{},{},{},{},{},{}",
-                row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7
-            );
-            samples.push(row);
+            samples.push(sample(name, &r));
             if through >= 10 * max_bytes && phase >= 4 {
                 break 'outer;
             }
@@ -127,21 +124,7 @@ async fn soak() {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let Some(r) = inspect().await else { continue };
-        let row = (
-            started.elapsed().as_secs(),
-            "drain",
-            common::du(&spool_dir),
-            common::rss_kib(pid) / 1024,
-            r.spool.pending_events,
-            r.spool.stored_bytes,
-            r.spool.dropped_events,
-            sink.stats().events,
-        );
-        println!(
-            "{},{},{},{},{},{},{},{}",
-            row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7
-        );
-        samples.push(row);
+        samples.push(sample("drain", &r));
         if r.spool.pending_events == 0 || drain_started.elapsed() > Duration::from_secs(300) {
             break;
         }

@@ -58,14 +58,7 @@ async fn latency() {
     let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
     let sink = common::sink(TOKEN, true).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut env = Env::from_pairs(zoom.env_pairs());
-    env.set("LOGSCALE_HOST", sink.base_url());
-    env.set("LOGSCALE_INGEST_TOKEN", TOKEN);
-    env.set(
-        "RELAY_SPOOL_DIR",
-        dir.path().join("spool").display().to_string(),
-    );
-    env.set("RELAY_ADMIN_ADDR", "off");
+    let env = qss_relay::sim::relay_env(&zoom, &sink, &dir.path().join("spool"));
     let relay =
         qss_relay::pipeline::start(&Config::from_env(&env).unwrap(), Arc::new(Metrics::new()))
             .await
@@ -103,10 +96,7 @@ async fn latency() {
 }
 
 async fn backlog() {
-    let events: u64 = std::env::var("BACKLOG_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5_000_000);
+    let events: u64 = common::env_or("BACKLOG_EVENTS", 5_000_000);
     let dir = tempfile::tempdir().unwrap();
     let spool_dir = dir.path().join("spool");
     let sink = common::sink(TOKEN, false).await;
@@ -144,7 +134,7 @@ async fn backlog() {
     }
 
     let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
-    let child = common::spawn_relay(&zoom, &sink, TOKEN, &spool_dir, &[]);
+    let child = common::spawn_relay(&zoom, &sink, &spool_dir, &[]);
     let pid = child.id();
     let mut peak_hold = 0;
     for _ in 0..20 {
@@ -193,7 +183,7 @@ async fn throughput() {
     let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
     let sink = common::sink(TOKEN, false).await;
     let dir = tempfile::tempdir().unwrap();
-    let child = common::spawn_relay(&zoom, &sink, TOKEN, &dir.path().join("spool"), &[]);
+    let child = common::spawn_relay(&zoom, &sink, &dir.path().join("spool"), &[]);
     assert!(
         zoom.wait_until(Duration::from_secs(20), |z| z.connections == 1)
             .await
@@ -208,10 +198,7 @@ async fn throughput() {
         None => zoom.send(500_000_000),
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let measure_secs: u64 = std::env::var("THROUGHPUT_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let measure_secs: u64 = common::env_or("THROUGHPUT_SECS", 20);
     let avg = FrameFactory::websocket().average_len() as f64;
     let (t0, d0, r0) = (
         Instant::now(),

@@ -80,6 +80,25 @@ async fn wss_and_https_with_a_custom_ca_and_refused_without_it() {
     );
 }
 
+/// A webhook-only relay with its spool in `dir`, serving TLS with `cert.pem` and
+/// `key.pem` from `certs`.
+fn webhook_tls_env(
+    dir: &Path,
+    sink: &FakeLogScale,
+    certs: &Path,
+) -> std::collections::BTreeMap<String, String> {
+    let mut env = base_env(dir, &sink.base_url());
+    env.insert("ZOOM_WEBHOOK_SECRET_TOKEN".into(), "secret".into());
+    env.insert("RELAY_WEBHOOK_ADDR".into(), "127.0.0.1:0".into());
+    for (name, file) in [
+        ("RELAY_WEBHOOK_TLS_CERT", "cert.pem"),
+        ("RELAY_WEBHOOK_TLS_KEY", "key.pem"),
+    ] {
+        env.insert(name.into(), certs.join(file).display().to_string());
+    }
+    env
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_endpoint_serves_tls() {
     let dir = tempfile::tempdir().unwrap();
@@ -87,17 +106,7 @@ async fn the_webhook_endpoint_serves_tls() {
     let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
         .await
         .unwrap();
-    let mut env = base_env(dir.path(), &sink.base_url());
-    env.insert("ZOOM_WEBHOOK_SECRET_TOKEN".into(), "secret".into());
-    env.insert("RELAY_WEBHOOK_ADDR".into(), "127.0.0.1:0".into());
-    env.insert(
-        "RELAY_WEBHOOK_TLS_CERT".into(),
-        dir.path().join("cert.pem").display().to_string(),
-    );
-    env.insert(
-        "RELAY_WEBHOOK_TLS_KEY".into(),
-        dir.path().join("key.pem").display().to_string(),
-    );
+    let env = webhook_tls_env(dir.path(), &sink, dir.path());
     let relay = Relay::start(dir.path(), &env);
     let client = HttpClient::new(Some(&dir.path().join("ca.pem"))).unwrap();
     let body = br#"{"event":"endpoint.url_validation","payload":{"plainToken":"abc"}}"#;
@@ -159,17 +168,7 @@ async fn sighup_reloads_the_webhook_certificate() {
     let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
         .await
         .unwrap();
-    let mut env = base_env(dir.path(), &sink.base_url());
-    env.insert("ZOOM_WEBHOOK_SECRET_TOKEN".into(), "secret".into());
-    env.insert("RELAY_WEBHOOK_ADDR".into(), "127.0.0.1:0".into());
-    env.insert(
-        "RELAY_WEBHOOK_TLS_CERT".into(),
-        live.join("cert.pem").display().to_string(),
-    );
-    env.insert(
-        "RELAY_WEBHOOK_TLS_KEY".into(),
-        live.join("key.pem").display().to_string(),
-    );
+    let env = webhook_tls_env(dir.path(), &sink, &live);
     let relay = Relay::start(dir.path(), &env);
     let addr = relay.webhook_addr();
     let validate = |ca: std::path::PathBuf| async move {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{eventually, TOKEN};
-use qss_relay::config::{Config, Env};
+use qss_relay::config::Config;
 use qss_relay::metrics::{label, Metrics};
 use qss_relay::pipeline::{self, RunningRelay};
 use qss_relay::sim::events::sim_number;
@@ -28,14 +28,7 @@ async fn setup(opts: ZoomOptions, extra: &[(&str, &str)]) -> Setup {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut env = Env::from_pairs(zoom.env_pairs());
-    env.set("LOGSCALE_HOST", sink.base_url());
-    env.set("LOGSCALE_INGEST_TOKEN", TOKEN);
-    env.set(
-        "RELAY_SPOOL_DIR",
-        dir.path().join("spool").display().to_string(),
-    );
-    env.set("RELAY_ADMIN_ADDR", "off");
+    let mut env = qss_relay::sim::relay_env(&zoom, &sink, &dir.path().join("spool"));
     env.set("RELAY_BATCH_TIMEOUT_MS", "100");
     env.set("RELAY_SHUTDOWN_TIMEOUT_SECS", "2");
     for (k, v) in extra {

@@ -1,6 +1,14 @@
 //! Measurements the process-level benches (`targets`, `soak`) share: a process's
 //! resident memory, a directory's size, and the relay started against the fakes.
 
+/// The bench setting `name` from the environment, or `default` when unset or unparsable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Resident memory of process `pid` in KiB (`VmRSS`), 0 if it is gone.
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -40,7 +48,6 @@ pub async fn sink(token: &str, track_ids: bool) -> qss_relay::sim::logscale::Fak
 pub fn spawn_relay(
     zoom: &qss_relay::sim::zoom::FakeZoom,
     sink: &qss_relay::sim::logscale::FakeLogScale,
-    token: &str,
     spool_dir: &std::path::Path,
     extra: &[(&str, String)],
 ) -> std::process::Child {
@@ -51,8 +58,7 @@ pub fn spawn_relay(
             (k.starts_with("RELAY_") && k != "RELAY_SPOOL_DIR") || k.starts_with("MALLOC_")
         }))
         .envs(zoom.env_pairs())
-        .env("LOGSCALE_HOST", sink.base_url())
-        .env("LOGSCALE_INGEST_TOKEN", token)
+        .envs(sink.env_pairs())
         .env("RELAY_SPOOL_DIR", spool_dir)
         .env("RELAY_ADMIN_ADDR", "off")
         .env("RUST_LOG", "warn")

@@ -7,7 +7,7 @@
 //! delivered, lost (must be 0) and duplicates.
 
 use super::format;
-use crate::config::{Config, Env};
+use crate::config::Config;
 use crate::metrics::{label, Metrics};
 use crate::pipeline;
 use crate::sim::logscale::{FakeLogScale, Mode, SinkOptions};
@@ -68,12 +68,8 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
         .clone()
         .unwrap_or_else(|| tmp.path().join("spool"));
 
-    let mut env = Env::from_pairs(zoom.env_pairs());
-    env.set("LOGSCALE_HOST", sink.base_url());
-    env.set("LOGSCALE_INGEST_TOKEN", token);
+    let mut env = crate::sim::relay_env(&zoom, &sink, &spool_dir);
     env.set("LOGSCALE_REPOSITORY", "zoom-demo");
-    env.set("RELAY_SPOOL_DIR", spool_dir.display().to_string());
-    env.set("RELAY_ADMIN_ADDR", "off");
     env.set("RELAY_SHUTDOWN_TIMEOUT_SECS", "5");
     let config = Config::from_env(&env).map_err(|p| p.to_string())?;
     let metrics = Arc::new(Metrics::new());

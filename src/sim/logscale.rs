@@ -177,6 +177,14 @@ impl FakeLogScale {
         format!("{scheme}://{}", self.addr)
     }
 
+    /// The relay settings that point at this fake: `LOGSCALE_HOST` and the token it accepts.
+    pub fn env_pairs(&self) -> Vec<(String, String)> {
+        vec![
+            ("LOGSCALE_HOST".into(), self.base_url()),
+            ("LOGSCALE_INGEST_TOKEN".into(), self.state.token.clone()),
+        ]
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
