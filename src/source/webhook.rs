@@ -133,6 +133,30 @@ fn count(ctx: &Ctx, result: &'static str) {
         .inc();
 }
 
+/// How much of a refused (too large) body is read and discarded before the 413, and for
+/// how long at most.
+const DRAIN_LIMIT: usize = 8 << 20;
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and discards the rest of a body refused as too large, within [`DRAIN_LIMIT`]
+/// and [`DRAIN_TIMEOUT`], before the 413 goes out. Answering while the client is still
+/// sending makes the connection close under it, and the client often sees a reset
+/// ("broken pipe") instead of the 413; the same lingering read as nginx's. Past either
+/// bound the connection closes as before.
+async fn drain_refused(mut body: Incoming) {
+    let drain = async {
+        let mut left = DRAIN_LIMIT;
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len());
+            if n >= left {
+                return;
+            }
+            left -= n;
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+}
+
 fn refuse(ctx: &Ctx, status: StatusCode, result: &'static str, msg: &str) -> Response<RespBody> {
     count(ctx, result);
     server::json(status, &serde_json::json!({"error": msg}))
@@ -162,6 +186,7 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<RespBody> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
+        drain_refused(req.into_body()).await;
         return refuse(
             ctx,
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -177,15 +202,17 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<RespBody> {
     };
     let timestamp = header("x-zm-request-timestamp");
     let signature_header = header("x-zm-signature");
-    let body = match Limited::new(req.into_body(), max).collect().await {
+    let mut incoming = req.into_body();
+    let body = match Limited::new(&mut incoming, max).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            drain_refused(incoming).await;
             return refuse(
                 ctx,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
                 "body too large (RELAY_WEBHOOK_MAX_BODY_BYTES)",
-            )
+            );
         }
         Err(_) => {
             return refuse(
