@@ -16,6 +16,7 @@ const N: u64 = 50_000;
 fn settings(dir: &std::path::Path) -> SpoolSettings {
     SpoolSettings {
         dir: dir.to_path_buf(),
+        min_free_bytes: 0,
         max_bytes: 1 << 40,
         full_policy: FullPolicy::DropOldest,
         commit_interval: Duration::from_millis(10),

@@ -45,6 +45,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc::new("RELAY_SPOOL_DIR", "$STATE_DIRECTORY/spool, else /var/lib/qss-relay/spool", "Directory of the on-disk spool. One process owns it."),
     SettingDoc::new("RELAY_SPOOL_MAX_BYTES", "10GiB", "Cap on the spool's stored (compressed) blocks. sled needs more disk than that while a backlog is held (up to about 3x for large backlogs); it gives the space back once drained."),
     SettingDoc::new("RELAY_SPOOL_FULL_POLICY", "drop-oldest", "At the cap: `drop-oldest` (drop the oldest pending events) or `reject-new` (refuse new events; webhooks get 503). Every drop is counted and logged."),
+    SettingDoc::new("RELAY_SPOOL_MIN_FREE_BYTES", "128MiB", "Free space the spool leaves on its file system. Below it the spool behaves as at its size cap (RELAY_SPOOL_FULL_POLICY), so a full disk never stops the relay from recording deliveries; it resumes by itself once space is back."),
     SettingDoc::new("RELAY_SPOOL_COMMIT_MS", "10", "Group commit window: how long the spool writer gathers records before one compressed, flushed block."),
     SettingDoc::new("RELAY_SPOOL_CACHE_BYTES", "64MiB", "sled page cache bound (sled's own default is 1 GiB)."),
     SettingDoc::new("RELAY_BATCH_MAX_EVENTS", "5000", "Events per ingest request at most."),
@@ -319,6 +320,8 @@ pub struct WebhookConfig {
 pub struct SpoolSettings {
     pub dir: PathBuf,
     pub max_bytes: u64,
+    /// Free space to leave on the spool's file system (`RELAY_SPOOL_MIN_FREE_BYTES`).
+    pub min_free_bytes: u64,
     pub full_policy: FullPolicy,
     pub commit_interval: Duration,
     pub cache_bytes: u64,
@@ -436,6 +439,7 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or(default_dir),
             max_bytes: r.size("RELAY_SPOOL_MAX_BYTES", 10 << 30, 1 << 20),
+            min_free_bytes: r.size("RELAY_SPOOL_MIN_FREE_BYTES", 128 << 20, 0),
             full_policy: r.parsed(
                 "RELAY_SPOOL_FULL_POLICY",
                 FullPolicy::DropOldest,

@@ -21,3 +21,61 @@ pub fn init(format: LogFormat) {
             .try_init(),
     };
 }
+
+/// Rate limit for a log line that a persistent condition would otherwise repeat at every
+/// commit or request (a full disk, a full spool): at most one line per interval, carrying
+/// how many were held back since the last one.
+pub struct LogThrottle {
+    interval_ms: u64,
+    /// Milliseconds since the epoch of the last line let through (0: none yet).
+    last_ms: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LogThrottle {
+    pub const fn new(interval: std::time::Duration) -> LogThrottle {
+        LogThrottle {
+            interval_ms: interval.as_millis() as u64,
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(n)` if a line may be written now, `n` being the lines held back since the
+    /// last one; `None` to stay quiet.
+    pub fn allow(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = crate::spool::now_ms();
+        let last = self.last_ms.load(Relaxed);
+        if last != 0 && now.saturating_sub(last) < self.interval_ms {
+            self.suppressed.fetch_add(1, Relaxed);
+            return None;
+        }
+        if self
+            .last_ms
+            .compare_exchange(last, now.max(1), Relaxed, Relaxed)
+            .is_err()
+        {
+            self.suppressed.fetch_add(1, Relaxed);
+            return None;
+        }
+        Some(self.suppressed.swap(0, Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogThrottle;
+    use std::time::Duration;
+
+    #[test]
+    fn a_throttle_lets_one_line_through_per_interval_and_counts_the_rest() {
+        let t = LogThrottle::new(Duration::from_millis(200));
+        assert_eq!(t.allow(), Some(0));
+        assert_eq!(t.allow(), None);
+        assert_eq!(t.allow(), None);
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(t.allow(), Some(2));
+        assert_eq!(t.allow(), None);
+    }
+}

@@ -15,6 +15,7 @@ use std::time::Duration;
 fn open(dir: &std::path::Path) -> Spool {
     let s = SpoolSettings {
         dir: dir.to_path_buf(),
+        min_free_bytes: 0,
         max_bytes: u64::MAX,
         full_policy: FullPolicy::DropOldest,
         commit_interval: Duration::from_millis(10),

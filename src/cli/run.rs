@@ -62,6 +62,15 @@ pub async fn run(global: &Global) -> ExitCode {
     );
     loop {
         tokio::select! {
+            _ = relay.spool.failed() => {
+                tracing::error!(
+                    failure = relay.spool.failure().unwrap_or_default(),
+                    "the spool failed; stopping, and exiting non-zero so that the service manager restarts the relay on what is on disk"
+                );
+                let _ = sd_notify::notify(&[NotifyState::Stopping, NotifyState::Status("spool failed")]);
+                relay.stop().await;
+                return ExitCode::FAILURE;
+            }
             _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
             _ = int.recv() => { tracing::info!("SIGINT received"); break; }
             _ = hup.recv() => match &relay.reload_tls {
@@ -137,6 +146,7 @@ pub async fn debug(args: DebugArgs) -> ExitCode {
             use std::io::Write;
             let settings = crate::config::SpoolSettings {
                 dir: spool_dir,
+                min_free_bytes: 0,
                 max_bytes: u64::MAX,
                 full_policy: crate::config::FullPolicy::RejectNew,
                 commit_interval: Duration::from_millis(2),

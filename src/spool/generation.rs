@@ -8,6 +8,7 @@
 //! whole drained database gives the space back (measured: README, "Disk space").
 
 use super::block::BlockHeader;
+use super::disk::{sync_dir, SyncedFile};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -79,6 +80,8 @@ struct GenDb {
     db: sled::Db,
     blocks: sled::Tree,
     index: sled::Tree,
+    /// sled's log file, to `fdatasync` after a flush.
+    log: SyncedFile,
 }
 
 /// One generation. Its database is opened when needed and can be closed again: sled's
@@ -130,7 +133,12 @@ impl Gen {
             cache_bytes,
             db: Mutex::new(None),
         };
+        let created = !gen.dir.exists();
         gen.db()?;
+        if created {
+            // The new directory's entry must survive a power cut with the blocks in it.
+            sync_dir(root)?;
+        }
         Ok(gen)
     }
 
@@ -151,7 +159,13 @@ impl Gen {
         })?;
         let blocks = db.open_tree("blocks")?;
         let index = db.open_tree("index")?;
-        let db = Arc::new(GenDb { db, blocks, index });
+        let log = SyncedFile::open(&self.dir)?;
+        let db = Arc::new(GenDb {
+            db,
+            blocks,
+            index,
+            log,
+        });
         *slot = Some(db.clone());
         Ok(db)
     }
@@ -264,10 +278,15 @@ impl Gen {
         Ok(())
     }
 
-    pub fn flush(&self) -> sled::Result<()> {
+    /// Flushes and `fdatasync`s: what was inserted or removed is on stable storage.
+    pub fn sync(&self) -> sled::Result<()> {
         let db = self.db.lock().unwrap_or_else(|p| p.into_inner()).clone();
         match db {
-            Some(g) => g.db.flush().map(|_| ()),
+            Some(g) => {
+                g.db.flush()?;
+                g.log.sync()?;
+                Ok(())
+            }
             None => Ok(()),
         }
     }

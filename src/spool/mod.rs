@@ -29,24 +29,31 @@
 
 mod block;
 mod dead;
+mod disk;
 mod generation;
 mod record;
+mod room;
 mod writer;
 
 pub use block::{decode as decode_block, encode as encode_block, BlockError, BlockHeader};
 pub use dead::{DeadId, DeadKind, DeadLetter, DeadSummary};
+pub use disk::{free_bytes, BALLAST_BYTES, BALLAST_FILE};
 pub use generation::dir_size;
 pub use record::{flags, now_ms, NewRecord, Record, SourceKind};
 pub use writer::{AppendError, Appender};
 
 use crate::config::{FullPolicy, SpoolSettings};
+use crate::logging::LogThrottle;
 use crate::metrics::{label, Metrics};
+use disk::{Ballast, SyncedFile};
 use generation::{key, seq_of, BlockMeta, Gen};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Largest group the writer commits at once.
 pub const MAX_GROUP_RECORDS: usize = 16_384;
@@ -89,6 +96,10 @@ pub enum SpoolError {
     Db { dir: PathBuf, source: sled::Error },
     #[error("the spool is full ({stored} of {max} bytes stored) and RELAY_SPOOL_FULL_POLICY is reject-new")]
     Full { stored: u64, max: u64 },
+    #[error("the disk holding the spool is full ({free} bytes free, RELAY_SPOOL_MIN_FREE_BYTES is {min_free}): free space on it, or lower RELAY_SPOOL_MAX_BYTES")]
+    DiskFull { free: u64, min_free: u64 },
+    #[error("the spool stopped taking writes after a storage failure ({0}); restart the relay (systemd does) once the cause is fixed")]
+    Failed(String),
 }
 
 /// The spool's mutable state. Held briefly; sled I/O happens outside the lock.
@@ -146,6 +157,19 @@ struct Inner {
     commit_lock: Mutex<()>,
     /// One past the last durable sequence number.
     durable_end: watch::Sender<u64>,
+    /// sled's log file of `state/`, synced after each flush that promises something.
+    state_log: SyncedFile,
+    /// The emergency reserve (see [`disk`]).
+    ballast: Ballast,
+    /// Free bytes on the spool's file system at the last check.
+    disk_free: AtomicU64,
+    /// Whether the last check found free space below `min_free_bytes`.
+    disk_full: AtomicBool,
+    /// Cancelled once a write or sync failed: nothing more is committed ([`Spool::failed`]).
+    failed: CancellationToken,
+    failure: Mutex<Option<String>>,
+    /// Rate limit of the "spool full" / "disk full" error lines.
+    full_log: LogThrottle,
 }
 
 /// A handle to an open spool. Cheap to clone; the directory stays locked until the last
@@ -193,6 +217,21 @@ pub struct SpoolStats {
     pub dropped_events: u64,
     /// sled databases of blocks currently on disk (see `generation`).
     pub generations: u64,
+    /// Free bytes on the spool's file system.
+    #[serde(default)]
+    pub disk_free_bytes: u64,
+    /// `RELAY_SPOOL_MIN_FREE_BYTES`.
+    #[serde(default)]
+    pub min_free_bytes: u64,
+    /// Free space is below `min_free_bytes`: the full policy applies as at the size cap.
+    #[serde(default)]
+    pub disk_full: bool,
+    /// Whether the emergency reserve file is in place (released on a nearly full disk).
+    #[serde(default)]
+    pub reserve_present: bool,
+    /// Why the spool stopped taking writes, after a storage failure.
+    #[serde(default)]
+    pub failure: Option<String>,
 }
 
 /// Splits `records` (numbered from `first`) into blocks of about [`BLOCK_RAW_TARGET`]
@@ -302,6 +341,12 @@ impl Spool {
         .map_err(db_err)?;
         let meta = state_db.open_tree("meta").map_err(db_err)?;
         let dead = state_db.open_tree("dead").map_err(db_err)?;
+        let state_log = SyncedFile::open(&dir.join("state")).map_err(|e| db_err(e.into()))?;
+        let ballast = Ballast::new(&dir);
+        let free = disk::free_bytes(&dir).unwrap_or(u64::MAX);
+        if free < settings.min_free_bytes && ballast.release() {
+            tracing::warn!(free_bytes = free, "spool: the disk is nearly full; released the emergency reserve so that the backlog can be delivered and removed");
+        }
 
         let id = match meta.get(META_SPOOL_ID).map_err(db_err)? {
             Some(v) => String::from_utf8_lossy(&v).into_owned(),
@@ -372,8 +417,16 @@ impl Spool {
                 state: Mutex::new(state),
                 commit_lock: Mutex::new(()),
                 durable_end: watch::Sender::new(next),
+                state_log,
+                ballast,
+                disk_free: AtomicU64::new(free),
+                disk_full: AtomicBool::new(false),
+                failed: CancellationToken::new(),
+                failure: Mutex::new(None),
+                full_log: LogThrottle::new(std::time::Duration::from_secs(10)),
             }),
         };
+        spool.check_disk();
         for (gen_id, (k, v, reason)) in corrupt {
             if let Some(gen) = spool.gen(gen_id) {
                 spool.dead_letter_block(&gen, &k, &v, reason)?;
@@ -390,11 +443,62 @@ impl Spool {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The error for a failed sled operation. An I/O error also fails the spool: sled
+    /// refuses every later write of a database once one failed, and a failed `fsync` may
+    /// have lost what the page cache held (PostgreSQL's "fsyncgate"), so nothing more is
+    /// acknowledged and the relay restarts on what is really on disk.
     fn db_err(&self, source: sled::Error) -> SpoolError {
+        if let sled::Error::Io(e) = &source {
+            self.fail(&format!("I/O error in {}: {e}", self.inner.dir.display()));
+        }
         SpoolError::Db {
             dir: self.inner.dir.clone(),
             source,
         }
+    }
+
+    /// Stops the spool from committing or acknowledging anything more (see
+    /// [`db_err`](Self::db_err)); [`failed`](Self::failed) tells the daemon to exit.
+    fn fail(&self, reason: &str) {
+        let mut failure = self.inner.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if failure.is_some() {
+            return;
+        }
+        *failure = Some(reason.to_string());
+        drop(failure);
+        self.inner.metrics.spool_failed.set(1);
+        tracing::error!(
+            %reason,
+            "spool: storage failure; nothing more is acknowledged (webhooks get 503) and the relay exits so that its service manager restarts it on what is really on disk"
+        );
+        self.inner.failed.cancel();
+    }
+
+    /// Why the spool stopped taking writes, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.inner
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Completes once the spool has failed (the daemon then exits to be restarted).
+    pub async fn failed(&self) {
+        self.inner.failed.cancelled().await
+    }
+
+    /// Flushes the state database and `fdatasync`s it (`with_blobs`: sled's blob files
+    /// too, where large dead letters go).
+    fn sync_state(&self, with_blobs: bool) -> Result<(), SpoolError> {
+        let i = &self.inner;
+        i.state_db.flush().map_err(|e| self.db_err(e))?;
+        let synced = if with_blobs {
+            i.state_log.sync_with_blobs()
+        } else {
+            i.state_log.sync()
+        };
+        synced.map_err(|e| self.db_err(e.into()))
     }
 
     fn gens(&self) -> Vec<Arc<Gen>> {
@@ -457,6 +561,9 @@ impl Spool {
     pub fn commit(&self, records: &[NewRecord]) -> Result<std::ops::Range<u64>, SpoolError> {
         let i = &self.inner;
         let _guard = i.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(reason) = self.failure() {
+            return Err(SpoolError::Failed(reason));
+        }
         let first = self.state().next_seq;
         let n = records.len() as u64;
         if n == 0 {
@@ -471,7 +578,7 @@ impl Spool {
             for (seq, encoded, m) in &blocks {
                 gen.insert(*seq, encoded, m)?;
             }
-            gen.flush()
+            gen.sync()
         })();
         let check_size = {
             // The sequence numbers are used up even if the write failed: a number that
@@ -595,79 +702,6 @@ impl Spool {
         }
     }
 
-    /// Applies the size cap before `incoming` stored bytes are added.
-    fn make_room(&self, incoming: u64, incoming_events: u64) -> Result<(), SpoolError> {
-        let max = self.inner.settings.max_bytes;
-        let (removed, dropped_events, floor, total) = {
-            let mut st = self.state();
-            if st.stored_bytes + incoming <= max || st.blocks.is_empty() {
-                return Ok(());
-            }
-            if self.inner.settings.full_policy == FullPolicy::RejectNew {
-                st.dropped_events += incoming_events;
-                let (stored, total) = (st.stored_bytes, st.dropped_events);
-                drop(st);
-                self.inner
-                    .metrics
-                    .events_dropped
-                    .get_or_create(&label("reason", "spool_full_rejected"))
-                    .inc_by(incoming_events);
-                let _ = self.inner.meta.insert(META_DROPPED, &key(total));
-                tracing::error!(
-                    events = incoming_events,
-                    dropped_total = total,
-                    stored_bytes = stored,
-                    max_bytes = max,
-                    "spool full (RELAY_SPOOL_FULL_POLICY=reject-new): new events refused; LogScale is not keeping up or is unreachable, see `relay spool inspect`"
-                );
-                return Err(SpoolError::Full { stored, max });
-            }
-            // Drop the oldest blocks until the new ones fit: first those the shipper has
-            // not read yet (what is in flight is still delivered from memory, so dropping
-            // it would count as lost what arrives), then, if that is not enough, the rest.
-            let read_end = st.read_end.max(st.floor);
-            let mut victims = Vec::new();
-            let mut freed = 0u64;
-            let unread = st.blocks.range(read_end..);
-            let in_flight = st.blocks.range(..read_end);
-            for (&first, m) in unread.chain(in_flight) {
-                if st.stored_bytes - freed + incoming <= max {
-                    break;
-                }
-                freed += u64::from(m.stored_len);
-                victims.push((first, *m));
-            }
-            let mut dropped = 0u64;
-            let mut removed = Vec::with_capacity(victims.len());
-            for (first, m) in victims {
-                dropped += st.pending_in(first, &m);
-                st.blocks.remove(&first);
-                st.stored_bytes -= u64::from(m.stored_len);
-                removed.push((first, m.gen));
-            }
-            st.dropped_events += dropped;
-            (removed, dropped, st.floor, st.dropped_events)
-        };
-        let i = &self.inner;
-        i.metrics
-            .events_dropped
-            .get_or_create(&label("reason", "spool_full_oldest"))
-            .inc_by(dropped_events);
-        tracing::error!(
-            events = dropped_events,
-            dropped_total = total,
-            max_bytes = max,
-            "spool full (RELAY_SPOOL_FULL_POLICY=drop-oldest): dropped the oldest pending events to make room; LogScale is not keeping up or is unreachable, see `relay spool inspect`"
-        );
-        let persisted = (|| {
-            i.meta.insert(META_DROPPED, &key(total))?;
-            i.meta.insert(META_FLOOR, &key(floor))?;
-            i.state_db.flush()
-        })();
-        persisted.map_err(|e| self.db_err(e))?;
-        self.remove_blocks(&removed, true)
-    }
-
     /// Removes blocks from their generations (the floor covering them is already durable).
     /// `locked`: the caller holds the commit lock.
     fn remove_blocks(&self, removed: &[(u64, u64)], locked: bool) -> Result<(), SpoolError> {
@@ -789,11 +823,12 @@ impl Spool {
             reason: reason.clone(),
             payload: bytes::Bytes::copy_from_slice(v),
         };
-        let result = (|| {
-            i.dead.insert(entry.id.key(), entry.encode())?;
-            i.state_db.flush()?;
-            gen.remove_raw(k)
-        })();
+        let result = i
+            .dead
+            .insert(entry.id.key(), entry.encode())
+            .map_err(|e| self.db_err(e))
+            .and_then(|_| self.sync_state(true))
+            .and_then(|_| gen.remove_raw(k).map_err(|e| self.db_err(e)));
         {
             let mut st = self.state();
             if let Some(m) = st.blocks.remove(&seq) {
@@ -811,7 +846,7 @@ impl Spool {
             %reason,
             "corrupt spool block moved to the dead-letter area (see `relay spool dead list`); shipping goes on with the next block"
         );
-        result.map_err(|e| self.db_err(e))
+        result
     }
 
     /// Records that every record below `up_to` is done with (delivered or dead-lettered),
@@ -825,12 +860,14 @@ impl Spool {
             }
             st.advance_floor(up_to)
         };
-        let i = &self.inner;
-        let persisted = (|| {
-            i.meta.insert(META_FLOOR, &key(up_to))?;
-            i.state_db.flush()
-        })();
-        persisted.map_err(|e| self.db_err(e))?;
+        if let Some(reason) = self.failure() {
+            return Err(SpoolError::Failed(reason));
+        }
+        self.inner
+            .meta
+            .insert(META_FLOOR, &key(up_to))
+            .map_err(|e| self.db_err(e))?;
+        self.sync_state(false)?;
         self.remove_blocks(&removed, false)
     }
 
@@ -861,8 +898,7 @@ impl Spool {
                 .get_or_create(&label("reason", "rejected"))
                 .inc();
         }
-        i.state_db.flush().map_err(|e| self.db_err(e))?;
-        Ok(())
+        self.sync_state(true)
     }
 
     /// Every dead letter, oldest first (without payloads).
@@ -958,8 +994,7 @@ impl Spool {
                 }
             }
         }
-        self.inner.state_db.flush().map_err(|e| self.db_err(e))?;
-        Ok(())
+        self.sync_state(false)
     }
 
     /// Stores a small operator-facing note (the shipper's last error, so that `spool
@@ -984,17 +1019,14 @@ impl Spool {
     /// Flushes everything to disk (shutdown).
     pub fn flush(&self) -> Result<(), SpoolError> {
         for g in self.gens() {
-            g.flush().map_err(|e| self.db_err(e))?;
+            g.sync().map_err(|e| self.db_err(e))?;
         }
-        self.inner
-            .state_db
-            .flush()
-            .map(|_| ())
-            .map_err(|e| self.db_err(e))
+        self.sync_state(true)
     }
 
     /// The figures `relay spool inspect` shows.
     pub fn stats(&self) -> SpoolStats {
+        self.check_disk();
         let gens = self.gens();
         let disk_bytes = self.inner.state_db.size_on_disk().unwrap_or(0)
             + gens.iter().map(|g| g.size_on_disk()).sum::<u64>();
@@ -1037,6 +1069,11 @@ impl Spool {
             dead_letter_blocks: st.dead_blocks,
             dropped_events: st.dropped_events,
             generations: gens.len() as u64,
+            disk_free_bytes: self.inner.disk_free.load(Ordering::Relaxed),
+            min_free_bytes: self.inner.settings.min_free_bytes,
+            disk_full: self.inner.disk_full.load(Ordering::Relaxed),
+            reserve_present: self.inner.ballast.is_present(),
+            failure: self.failure(),
         }
     }
 

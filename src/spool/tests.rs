@@ -10,6 +10,7 @@ use std::time::Duration;
 fn settings(dir: &Path) -> SpoolSettings {
     SpoolSettings {
         dir: dir.to_path_buf(),
+        min_free_bytes: 0,
         max_bytes: 1 << 30,
         full_policy: FullPolicy::DropOldest,
         commit_interval: Duration::from_millis(1),

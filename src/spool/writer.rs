@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 /// Why an append did not become durable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AppendError {
-    #[error("the spool is full and RELAY_SPOOL_FULL_POLICY is reject-new")]
+    #[error("the spool is full (its size cap, or the free-space floor of its disk)")]
     Full,
     #[error("the spool could not store the record: {0}")]
     Storage(String),
@@ -156,7 +156,10 @@ fn commit_group(spool: &Spool, group: Vec<Append>) {
         }
         Err(e) => {
             let (err, reason) = match &e {
-                SpoolError::Full { .. } => (AppendError::Full, "spool_full_rejected"),
+                // Counted and logged by the spool already.
+                SpoolError::Full { .. } | SpoolError::DiskFull { .. } => {
+                    (AppendError::Full, "spool_full_rejected")
+                }
                 other => (AppendError::Storage(other.to_string()), "spool_error"),
             };
             let unacknowledged = replies.iter().filter(|r| r.is_none()).count() as u64;
