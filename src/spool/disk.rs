@@ -68,7 +68,8 @@ pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Bytes an unprivileged process may still write on the file system holding `path`.
+/// Bytes an unprivileged process may still write on the file system holding `path`. An
+/// error for file systems that report no size (the free-space floor is then not applied).
 pub fn free_bytes(path: &Path) -> io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
@@ -81,6 +82,13 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     }
     // SAFETY: statvfs returned 0, so it filled `st`.
     let st = unsafe { st.assume_init() };
+    if st.f_blocks == 0 {
+        // Some FUSE and network file systems report no sizes at all.
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the file system does not report its size",
+        ));
+    }
     Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 

@@ -161,8 +161,10 @@ struct Inner {
     state_log: SyncedFile,
     /// The emergency reserve (see [`disk`]).
     ballast: Ballast,
-    /// Free bytes on the spool's file system at the last check.
+    /// Free bytes on the spool's file system at the last check (`u64::MAX`: unknown).
     disk_free: AtomicU64,
+    /// The file system reports no size; said once.
+    statvfs_warned: AtomicBool,
     /// Whether the last check found free space below `min_free_bytes`.
     disk_full: AtomicBool,
     /// Cancelled once a write or sync failed: nothing more is committed ([`Spool::failed`]).
@@ -217,9 +219,9 @@ pub struct SpoolStats {
     pub dropped_events: u64,
     /// sled databases of blocks currently on disk (see `generation`).
     pub generations: u64,
-    /// Free bytes on the spool's file system.
+    /// Free bytes on the spool's file system (`None`: it does not say).
     #[serde(default)]
-    pub disk_free_bytes: u64,
+    pub disk_free_bytes: Option<u64>,
     /// `RELAY_SPOOL_MIN_FREE_BYTES`.
     #[serde(default)]
     pub min_free_bytes: u64,
@@ -420,6 +422,7 @@ impl Spool {
                 state_log,
                 ballast,
                 disk_free: AtomicU64::new(free),
+                statvfs_warned: AtomicBool::new(false),
                 disk_full: AtomicBool::new(false),
                 failed: CancellationToken::new(),
                 failure: Mutex::new(None),
@@ -1069,7 +1072,8 @@ impl Spool {
             dead_letter_blocks: st.dead_blocks,
             dropped_events: st.dropped_events,
             generations: gens.len() as u64,
-            disk_free_bytes: self.inner.disk_free.load(Ordering::Relaxed),
+            disk_free_bytes: Some(self.inner.disk_free.load(Ordering::Relaxed))
+                .filter(|f| *f != u64::MAX),
             min_free_bytes: self.inner.settings.min_free_bytes,
             disk_full: self.inner.disk_full.load(Ordering::Relaxed),
             reserve_present: self.inner.ballast.is_present(),

@@ -60,7 +60,10 @@ impl Spool {
         let mut free = match disk::free_bytes(&i.dir) {
             Ok(f) => f,
             Err(e) => {
-                tracing::debug!(error = %e, "spool: statvfs failed");
+                i.disk_free.store(u64::MAX, Ordering::Relaxed);
+                if !i.statvfs_warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, dir = %i.dir.display(), "spool: cannot read the free space of the spool's file system; RELAY_SPOOL_MIN_FREE_BYTES is not applied");
+                }
                 return None;
             }
         };
