@@ -41,9 +41,11 @@ impl LazyFs {
         if !Path::new("/dev/fuse").exists() {
             return Err("no /dev/fuse".into());
         }
-        let ctl = std::env::var_os("LAZYFS_CTL").map(PathBuf::from).unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/lazyfs/lazyfs-ctl")
-        });
+        let ctl = std::env::var_os("LAZYFS_CTL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/lazyfs/lazyfs-ctl")
+            });
         if !ctl.is_file() {
             return Err(format!(
                 "no LazyFS control script at {} (set LAZYFS_CTL)",
@@ -222,7 +224,8 @@ async fn webhooks_answered_200_survive_a_power_cut_right_after_the_last_answer()
 /// failure of the test above means data was acknowledged before it was synced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_power_cut_test_passes_once_sled_has_synced_by_itself() {
-    if let Some(missing) = acknowledged_webhooks_after_a_power_cut(Duration::from_millis(1500)).await
+    if let Some(missing) =
+        acknowledged_webhooks_after_a_power_cut(Duration::from_millis(1500)).await
     {
         assert!(missing.is_empty(), "lost: {missing:?}");
     }

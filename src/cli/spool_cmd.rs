@@ -230,10 +230,30 @@ pub fn render_inspect(r: &InspectReport) -> String {
         format::count(s.delivered_position),
         format::count(s.next_seq)
     ));
+    let free = s.disk_free_bytes.map_or_else(String::new, |f| {
+        format!(
+            ", {} free on its file system (floor {})",
+            format::bytes(f),
+            format::bytes(s.min_free_bytes)
+        )
+    });
     out.push_str(&format!(
-        "  on disk       {}\n",
+        "  on disk       {}{free}\n",
         format::bytes(s.disk_bytes)
     ));
+    if s.disk_full {
+        out.push_str(&format!(
+            "  DISK FULL     free space is below RELAY_SPOOL_MIN_FREE_BYTES: {}\n",
+            if s.full_policy == "reject-new" {
+                "new events are refused (webhooks get 503)"
+            } else {
+                "the oldest pending events are dropped to make room"
+            }
+        ));
+    }
+    if let Some(f) = &s.failure {
+        out.push_str(&format!("  FAILED        {f}\n"));
+    }
     out.push_str(&format!(
         "  dead letters  {} events, {} corrupt blocks{}\n",
         format::count(s.dead_letter_events),
@@ -245,7 +265,7 @@ pub fn render_inspect(r: &InspectReport) -> String {
         }
     ));
     out.push_str(&format!(
-        "  dropped       {} events (size cap)\n",
+        "  dropped       {} events (size cap or full disk)\n",
         format::count(s.dropped_events)
     ));
     if let Some(ship) = &r.shipper {
@@ -305,6 +325,28 @@ pub fn render_inspect(r: &InspectReport) -> String {
 }
 
 fn why(r: &InspectReport) -> String {
+    let s = &r.spool;
+    if let Some(f) = &s.failure {
+        return format!("the spool stopped taking writes after a storage failure ({f}); the relay exits and its service manager restarts it. Check the disk (dmesg, SMART) if it happens again.");
+    }
+    let shipping = why_shipping(r);
+    if s.disk_full {
+        return format!(
+            "the disk holding the spool is full ({} free, RELAY_SPOOL_MIN_FREE_BYTES is {}): {}. Free space on it (the relay resumes by itself), move RELAY_SPOOL_DIR to a larger disk, or set RELAY_SPOOL_MAX_BYTES below what it can hold. Meanwhile: {shipping}",
+            format::bytes(s.disk_free_bytes.unwrap_or(0)),
+            format::bytes(s.min_free_bytes),
+            if s.full_policy == "reject-new" {
+                "new events are refused and counted"
+            } else {
+                "the oldest events are dropped and counted"
+            }
+        );
+    }
+    shipping
+}
+
+/// Why the backlog is (not) moving, from the shipper's side.
+fn why_shipping(r: &InspectReport) -> String {
     let s = &r.spool;
     if s.pending_events == 0 {
         return "nothing is waiting: every received event has been delivered.".into();

@@ -165,13 +165,18 @@ struct Inner {
     disk_free: AtomicU64,
     /// The file system reports no size; said once.
     statvfs_warned: AtomicBool,
-    /// Whether the last check found free space below `min_free_bytes`.
+    /// The disk is the limit (see `room`).
     disk_full: AtomicBool,
+    /// When the free-space floor last limited a commit (ms since the epoch; 0: never).
+    disk_limited_ms: AtomicU64,
     /// Cancelled once a write or sync failed: nothing more is committed ([`Spool::failed`]).
     failed: CancellationToken,
     failure: Mutex<Option<String>>,
     /// Rate limit of the "spool full" / "disk full" error lines.
     full_log: LogThrottle,
+    /// Tests: the next commits' sync fails with EIO.
+    #[cfg(test)]
+    fail_syncs: AtomicBool,
 }
 
 /// A handle to an open spool. Cheap to clone; the directory stays locked until the last
@@ -225,7 +230,8 @@ pub struct SpoolStats {
     /// `RELAY_SPOOL_MIN_FREE_BYTES`.
     #[serde(default)]
     pub min_free_bytes: u64,
-    /// Free space is below `min_free_bytes`: the full policy applies as at the size cap.
+    /// The disk is the limit: free space is below `min_free_bytes`, or was in the last
+    /// 30 s; the full policy applies as at the size cap.
     #[serde(default)]
     pub disk_full: bool,
     /// Whether the emergency reserve file is in place (released on a nearly full disk).
@@ -424,9 +430,12 @@ impl Spool {
                 disk_free: AtomicU64::new(free),
                 statvfs_warned: AtomicBool::new(false),
                 disk_full: AtomicBool::new(false),
+                disk_limited_ms: AtomicU64::new(0),
                 failed: CancellationToken::new(),
                 failure: Mutex::new(None),
                 full_log: LogThrottle::new(std::time::Duration::from_secs(10)),
+                #[cfg(test)]
+                fail_syncs: AtomicBool::new(false),
             }),
         };
         spool.check_disk();
@@ -580,6 +589,12 @@ impl Spool {
         let stored = (|| {
             for (seq, encoded, m) in &blocks {
                 gen.insert(*seq, encoded, m)?;
+            }
+            #[cfg(test)]
+            if i.fail_syncs.load(Ordering::Relaxed) {
+                return Err(sled::Error::Io(std::io::Error::from_raw_os_error(
+                    libc::EIO,
+                )));
             }
             gen.sync()
         })();

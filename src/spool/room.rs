@@ -23,6 +23,9 @@ use crate::config::FullPolicy;
 use crate::metrics::label;
 use std::sync::atomic::Ordering;
 
+/// How long the "disk full" state lasts after the disk last limited a commit.
+pub(super) const DISK_FULL_HOLD_MS: u64 = 30_000;
+
 /// Which limit a commit ran into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Limit {
@@ -83,18 +86,30 @@ impl Spool {
         }
         i.disk_free.store(free, Ordering::Relaxed);
         i.metrics.spool_disk_free_bytes.set(free as i64);
+        if min_free > 0 {
+            self.set_disk_full(false, free);
+        }
         Some(free)
     }
 
-    /// Records whether the disk is below the floor, logging the changes.
-    fn set_disk_full(&self, full: bool, free: u64) {
+    /// Tracks the "disk full" state operators see: free space below the floor now, or the
+    /// disk limited a commit in the last [`DISK_FULL_HOLD_MS`]. Dropping a generation frees
+    /// much at once, so free space alone would flicker while the disk is in fact the limit.
+    fn set_disk_full(&self, limited_now: bool, free: u64) {
         let i = &self.inner;
+        let now = super::now_ms();
+        if limited_now {
+            i.disk_limited_ms.store(now, Ordering::Relaxed);
+        }
+        let last = i.disk_limited_ms.load(Ordering::Relaxed);
+        let full = free < i.settings.min_free_bytes
+            || (last != 0 && now.saturating_sub(last) < DISK_FULL_HOLD_MS);
         let was = i.disk_full.swap(full, Ordering::Relaxed);
         i.metrics.spool_disk_full.set(i64::from(full));
         if was && !full {
             tracing::info!(
                 free_bytes = free,
-                "spool: free space is back above RELAY_SPOOL_MIN_FREE_BYTES; taking events normally again"
+                "spool: free space is back above RELAY_SPOOL_MIN_FREE_BYTES; the disk is no longer the limit"
             );
         }
     }
@@ -110,8 +125,8 @@ impl Spool {
             None
         };
         let disk_low = free.is_some_and(|f| f < min_free.saturating_add(incoming));
-        if min_free > 0 {
-            self.set_disk_full(disk_low, free.unwrap_or(0));
+        if disk_low {
+            self.set_disk_full(true, free.unwrap_or(0));
         }
         let active = self.active().id;
         let (removed, dropped_events, floor, total, limit) = {

@@ -447,3 +447,46 @@ fn the_size_cap_drops_what_is_not_in_flight_first() {
     spool.ack(4).unwrap();
     assert!(spool.block_starts().is_empty());
 }
+
+/// PostgreSQL's "fsyncgate" lesson: a failed sync is not retried as if the data were safe.
+/// The producers waiting on that commit hear an error (webhooks answer 503), the spool
+/// refuses every later commit and acknowledgement, says why, and signals the daemon to exit
+/// so that it restarts on what is really on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_acknowledges_nothing_and_fails_the_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    let spool = open(&s);
+    let (appender, writer) = spool.start_writer(64);
+    let first = appender.send_durable(rec("safe")).await.unwrap();
+    assert_eq!(first, 0);
+    assert!(spool.failure().is_none());
+
+    spool.inner.fail_syncs.store(true, Ordering::Relaxed);
+    let err = appender.send_durable(rec("lost-sync")).await.unwrap_err();
+    assert!(matches!(err, AppendError::Storage(_)), "{err:?}");
+    assert_eq!(spool.durable_end(), 1, "the failed commit is not durable");
+    let reason = spool.failure().expect("the spool says why it failed");
+    assert!(reason.contains("I/O error"), "{reason}");
+    tokio::time::timeout(Duration::from_secs(1), spool.failed())
+        .await
+        .expect("the daemon is told");
+
+    // Even once syncing would work again, nothing more is taken or acknowledged.
+    spool.inner.fail_syncs.store(false, Ordering::Relaxed);
+    let err = appender.send_durable(rec("after")).await.unwrap_err();
+    assert!(matches!(err, AppendError::Storage(_)), "{err:?}");
+    assert!(matches!(spool.ack(1), Err(SpoolError::Failed(_))));
+    assert_eq!(spool.stats().failure, Some(reason));
+    assert_eq!(spool.inner.metrics.spool_failed.get(), 1);
+    drop(appender);
+    writer.await.unwrap();
+    drop(spool);
+
+    // A restart starts from the disk: the acknowledged record is there.
+    let spool = open(&s);
+    assert!(spool.failure().is_none());
+    let pending = all_pending(&spool);
+    assert_eq!(pending.first(), Some(&(0, "safe".to_string())));
+    assert!(!pending.iter().any(|(_, p)| p == "after"));
+}

@@ -205,3 +205,25 @@ pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool 
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Fetches `/metrics` with the library's own client.
+pub async fn metrics_text(addr: std::net::SocketAddr) -> String {
+    let client = qss_relay::net::http::HttpClient::new(None).unwrap();
+    let req = hyper::Request::get(format!("http://{addr}/metrics"))
+        .body(qss_relay::net::http::Body::new(bytes::Bytes::new()))
+        .unwrap();
+    let reply = client.send(req, Duration::from_secs(5)).await.unwrap();
+    String::from_utf8_lossy(&reply.body).into_owned()
+}
+
+/// The value of the sample `series` (name with its labels, as printed) in a Prometheus
+/// text; 0 when absent (counters not yet incremented are not printed).
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
+        .unwrap_or(0.0)
+}

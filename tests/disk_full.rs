@@ -1,0 +1,222 @@
+//! A full disk, for real: the spool on a small tmpfs mounted by the test, LogScale down
+//! until the file system fills, then back. The relay must keep working (drop the oldest
+//! events, counted, or refuse new ones with 503), never wedge on "No space left on
+//! device", deliver what it kept, and take events normally again once space is back,
+//! without a restart.
+//!
+//! Needs root to mount the tmpfs (CI runs as root); otherwise the tests say so and pass as
+//! skipped.
+
+mod common;
+
+use common::*;
+use qss_relay::sim::logscale::{FakeLogScale, Mode, SinkOptions};
+use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A tmpfs of `size` mounted at a temporary directory; unmounted on drop.
+struct Tmpfs {
+    mnt: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(parent: &Path, size: &str) -> Result<Tmpfs, String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("not root (mounting a tmpfs needs it; CI runs as root)".into());
+        }
+        let mnt = parent.join("small-disk");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&mnt)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(Tmpfs { mnt })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+    }
+}
+
+fn env_on(
+    dir: &Path,
+    spool: &Path,
+    zoom: &FakeZoom,
+    sink: &FakeLogScale,
+) -> BTreeMap<String, String> {
+    let mut env = base_env(dir, &sink.base_url());
+    env.extend(zoom.env_pairs());
+    env.insert("RELAY_SPOOL_DIR".into(), spool.display().to_string());
+    env.insert("RELAY_SPOOL_MIN_FREE_BYTES".into(), "40MiB".into());
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_filled_during_an_outage_drops_the_oldest_and_recovers_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = match Tmpfs::mount(dir.path(), "200m") {
+        Ok(d) => d,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
+    let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
+        .await
+        .unwrap();
+    sink.set_mode(Mode::Status {
+        code: 503,
+        retry_after: None,
+    });
+    // The default cap (10 GiB) is far larger than this disk: the disk is the limit.
+    let env = env_on(dir.path(), &disk.mnt.join("spool"), &zoom, &sink);
+    let relay = Relay::start(dir.path(), &env);
+    let started = Instant::now();
+
+    // Fill the disk: batches of events until the relay says the disk is full and has
+    // dropped events to make room.
+    let mut sent = 0u64;
+    let mut full_seen = false;
+    while sent < 3_000_000 {
+        zoom.send(100_000);
+        sent += 100_000;
+        assert!(
+            zoom.wait_until(Duration::from_secs(60), |s| s.events_sent == sent)
+                .await,
+            "the relay keeps taking events from Zoom: {:?}\n{}",
+            zoom.stats(),
+            relay.log_text()
+        );
+        let r = relay.inspect();
+        if r.spool.dropped_events > 0 && r.spool.disk_full {
+            full_seen = true;
+            break;
+        }
+    }
+    assert!(full_seen, "{sent} events did not fill a 200 MiB disk");
+    // Keep going a while past full: the relay must keep taking events.
+    zoom.send(200_000);
+    sent += 200_000;
+    assert!(
+        zoom.wait_until(Duration::from_secs(60), |s| s.events_sent == sent)
+            .await,
+        "still taking events on a full disk"
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || relay
+            .inspect()
+            .spool
+            .pending_events
+            + relay.inspect().spool.dropped_events
+            >= sent)
+        .await,
+        "every event is pending or counted as dropped: {:?}",
+        relay.inspect().spool
+    );
+    let full = relay.inspect();
+    println!(
+        "filled: {sent} events sent, {} pending, {} dropped, {} free of the disk, {} generations, {:.1} s",
+        full.spool.pending_events,
+        full.spool.dropped_events,
+        full.spool.disk_free_bytes.unwrap_or(0),
+        full.spool.generations,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(full.spool.disk_full, "inspect says the disk is full");
+    assert!(full.spool.disk_free_bytes.is_some());
+    let metrics = metrics_text(relay.admin_addr()).await;
+    let dropped_metric = metric_value(
+        &metrics,
+        "relay_events_dropped_total{reason=\"disk_full_oldest\"}",
+    );
+    assert!(dropped_metric > 0.0, "{metrics}");
+    assert_eq!(metric_value(&metrics, "relay_spool_disk_full"), 1.0);
+    // The human summary says why and what to do.
+    let text = command(&env).args(["spool", "inspect"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("DISK FULL"), "{text}");
+
+    // LogScale comes back: everything kept is delivered, and the disk empties.
+    let back = Instant::now();
+    sink.set_mode(Mode::Accept);
+    assert!(
+        eventually(Duration::from_secs(180), || relay
+            .inspect()
+            .spool
+            .pending_events
+            == 0)
+        .await,
+        "the backlog drains: {:?}\n{}",
+        relay.inspect().spool,
+        relay.log_text()
+    );
+    let drained = back.elapsed();
+    assert!(
+        eventually(Duration::from_secs(60), || !relay.inspect().spool.disk_full).await,
+        "free space is back: {:?}",
+        relay.inspect().spool
+    );
+    let recovered = back.elapsed();
+
+    // And it takes events normally again, without a restart.
+    let before = sink.stats().distinct;
+    zoom.send(10_000);
+    sent += 10_000;
+    assert!(
+        sink.wait_for_distinct(before + 10_000, Duration::from_secs(60))
+            .await,
+        "new events flow after the recovery: {:?}",
+        sink.stats()
+    );
+    let r = relay.inspect();
+    let counts = sink.sim_counts();
+    let lost = (0..sent).filter(|n| !counts.contains_key(n)).count() as u64;
+    println!(
+        "recovery: backlog drained {:.1} s after LogScale came back, the disk no longer the limit after {:.1} s; {} delivered ({} duplicates), {} not delivered, {} counted as dropped",
+        drained.as_secs_f64(),
+        recovered.as_secs_f64(),
+        sink.stats().distinct,
+        sink.stats().duplicates,
+        lost,
+        r.spool.dropped_events
+    );
+    assert!(
+        lost <= r.spool.dropped_events,
+        "{lost} events missing but only {} counted as dropped",
+        r.spool.dropped_events
+    );
+    let last_10k_lost = (sent - 10_000..sent)
+        .filter(|n| !counts.contains_key(n))
+        .count();
+    assert_eq!(
+        last_10k_lost, 0,
+        "events after the recovery are all delivered"
+    );
+
+    let (ok, log) = relay.terminate();
+    assert!(ok, "{log}");
+    assert!(
+        !log.contains("No space left on device"),
+        "sled never hit ENOSPC:\n{log}"
+    );
+    let disk_lines = log.lines().filter(|l| l.contains("disk full (")).count();
+    let secs = started.elapsed().as_secs() as usize;
+    assert!(
+        disk_lines >= 1 && disk_lines <= secs / 10 + 2,
+        "disk-full errors are logged at most once per 10 s: {disk_lines} lines in {secs} s"
+    );
+}
