@@ -8,7 +8,7 @@
 
 mod common;
 
-use qss_relay::admin::{AdminClient, InspectReport};
+use qss_relay::admin::{operator, InspectReport, OperatorClient};
 use qss_relay::sim::logscale::Mode;
 use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
 use std::time::{Duration, Instant};
@@ -45,7 +45,7 @@ async fn soak() {
         ],
     );
     let pid = child.id();
-    let client = AdminClient::new(admin);
+    let client = OperatorClient::new(&operator::socket_path(&spool_dir));
     let inspect = || async { client.get::<InspectReport>("/spool/inspect").await.ok() };
     while inspect().await.is_none() {
         assert!(child.try_wait().unwrap().is_none(), "relay exited");

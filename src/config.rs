@@ -55,7 +55,8 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc::new("RELAY_SHIP_TIMEOUT_SECS", "30", "Timeout of one ingest request; a timeout is retried."),
     SettingDoc::new("RELAY_CA_FILE", "(none)", "Extra PEM CA certificates trusted for LogScale and Zoom (added to the system and webpki roots; verification is never turned off)."),
     SettingDoc::new("RELAY_HOSTNAME", "(the machine's host name)", "The HEC `host` field."),
-    SettingDoc::new("RELAY_ADMIN_ADDR", "127.0.0.1:9464", "Admin endpoint (`/metrics`, `/healthz`, `/readyz`, the spool state for `relay spool ...`). `off` disables it."),
+    SettingDoc::new("RELAY_ADMIN_ADDR", "127.0.0.1:9464", "Admin endpoint: `/metrics`, `/healthz`, `/readyz` only (the spool's state and operations are on the operator socket `relay.sock` in the spool directory, mode 0600). `off` disables it."),
+    SettingDoc::new("RELAY_ADMIN_ALLOWED_HOSTS", "(none)", "Comma-separated host names accepted in the admin endpoint's `Host` header besides IP addresses and `localhost` (e.g. the name Prometheus scrapes it by). Other names are refused (DNS rebinding)."),
     SettingDoc::new("RELAY_LOG_FORMAT", "text", "`text` or `json` (one object per line). `RUST_LOG` sets the level (default `info`)."),
     SettingDoc::new("RELAY_SHUTDOWN_TIMEOUT_SECS", "10", "On SIGTERM/SIGINT, how long in-flight ingest requests may take to finish."),
 ];
@@ -349,6 +350,8 @@ pub struct Config {
     pub spool: SpoolSettings,
     pub ship: ShipSettings,
     pub admin_addr: Option<SocketAddr>,
+    /// Host names the admin endpoint accepts besides addresses and `localhost`.
+    pub admin_allowed_hosts: Vec<String>,
     pub log_format: LogFormat,
     pub ca_file: Option<PathBuf>,
     pub hostname: String,
@@ -476,6 +479,15 @@ impl Config {
                 "127.0.0.1:9464".parse().expect("valid default"),
             )),
         };
+        let admin_allowed_hosts = r
+            .string("RELAY_ADMIN_ALLOWED_HOSTS")
+            .map(|v| {
+                v.split(',')
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
         let log_format = r.parsed(
             "RELAY_LOG_FORMAT",
             LogFormat::Text,
@@ -509,6 +521,7 @@ impl Config {
                 spool,
                 ship,
                 admin_addr,
+                admin_allowed_hosts,
                 log_format,
                 ca_file,
                 hostname,

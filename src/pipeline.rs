@@ -70,7 +70,7 @@ pub struct RunningRelay {
     sources: Vec<JoinHandle<()>>,
     writer: JoinHandle<()>,
     shipper: JoinHandle<()>,
-    admin: Option<JoinHandle<()>>,
+    admin: Vec<JoinHandle<()>>,
     shutdown_timeout: Duration,
     /// Reloads the webhook TLS certificate (SIGHUP).
     pub reload_tls: Option<Box<dyn Fn() -> Result<(), String> + Send + Sync>>,
@@ -116,7 +116,7 @@ impl RunningRelay {
             "stopped; pending events are kept in the spool and shipped at the next start"
         );
         self.admin_stop.cancel();
-        if let Some(a) = self.admin {
+        for a in self.admin {
             let _ = a.await;
         }
     }
@@ -132,6 +132,9 @@ pub struct RuntimeInfo {
     pub pid: u32,
     pub admin_addr: Option<SocketAddr>,
     pub webhook_addr: Option<SocketAddr>,
+    /// The operator socket (`relay.sock` in the spool directory), if it could be made.
+    #[serde(default)]
+    pub operator_socket: Option<std::path::PathBuf>,
     pub started_ms: u64,
 }
 
@@ -146,11 +149,13 @@ fn write_runtime_info(
     spool: &Spool,
     admin_addr: Option<SocketAddr>,
     webhook_addr: Option<SocketAddr>,
+    operator_socket: Option<std::path::PathBuf>,
 ) {
     let info = RuntimeInfo {
         pid: std::process::id(),
         admin_addr,
         webhook_addr,
+        operator_socket,
         started_ms: crate::spool::now_ms(),
     };
     let path = spool.dir().join(RUNTIME_INFO);
@@ -161,7 +166,7 @@ fn write_runtime_info(
     )
     .and_then(|_| std::fs::rename(&tmp, &path));
     if let Err(e) = result {
-        tracing::warn!(error = %e, path = %path.display(), "cannot write the runtime info file (relay spool commands will rely on RELAY_ADMIN_ADDR)");
+        tracing::warn!(error = %e, path = %path.display(), "cannot write the runtime info file (`relay health` then needs --admin-addr)");
     }
 }
 
@@ -223,8 +228,32 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         .as_ref()
         .map(|_| Arc::new(WsState::default()));
     let admin_stop = CancellationToken::new();
-    let (admin, admin_addr) = match config.admin_addr {
-        None => (None, None),
+    let admin_state = AdminState {
+        spool: spool.clone(),
+        metrics: metrics.clone(),
+        ship_status: ship_status.clone(),
+        ready: ready.clone(),
+        hec: hec.clone(),
+        ws: ws_state.clone(),
+    };
+    let mut admin = Vec::new();
+    let operator_socket = match admin::operator::bind(spool.dir()) {
+        Ok((listener, path)) => {
+            admin.push(tokio::spawn(admin::operator::serve(
+                listener,
+                path.clone(),
+                admin_state.clone(),
+                admin_stop.clone(),
+            )));
+            Some(path)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %spool.dir().display(), "cannot create the operator socket in the spool directory; `relay spool ...` cannot ask this relay (a path over 107 bytes is too long for a socket)");
+            None
+        }
+    };
+    let admin_addr = match config.admin_addr {
+        None => None,
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -235,22 +264,13 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
                     source,
                 })?;
             let bound = listener.local_addr().ok();
-            let state = AdminState {
-                spool: spool.clone(),
-                metrics: metrics.clone(),
-                ship_status: ship_status.clone(),
-                ready: ready.clone(),
-                hec: hec.clone(),
-                ws: ws_state.clone(),
-            };
-            (
-                Some(tokio::spawn(admin::serve(
-                    listener,
-                    state,
-                    admin_stop.clone(),
-                ))),
-                bound,
-            )
+            admin.push(tokio::spawn(admin::endpoint::serve(
+                listener,
+                admin_state,
+                config.admin_allowed_hosts.clone(),
+                admin_stop.clone(),
+            )));
+            bound
         }
     };
 
@@ -282,7 +302,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         sources.push(tokio::spawn(source.run(sources_stop.clone())));
     }
     drop(appender);
-    write_runtime_info(&spool, admin_addr, webhook_addr);
+    write_runtime_info(&spool, admin_addr, webhook_addr, operator_socket.clone());
     ready.store(true, Ordering::SeqCst);
 
     Ok(RunningRelay {

@@ -103,7 +103,7 @@ async fn health(global: &Global, args: HealthArgs) -> ExitCode {
             Err(code) => return code,
         },
     };
-    match crate::admin::AdminClient::new(addr).ready().await {
+    match crate::admin::client::ready(addr).await {
         Ok(true) => {
             println!("ready");
             ExitCode::SUCCESS

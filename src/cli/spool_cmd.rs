@@ -6,26 +6,23 @@
 
 use super::format;
 use super::{load, Global};
-use crate::admin::{self, AdminClient, DeadDetail, InspectReport, PeekRecord};
+use crate::admin::{self, ClientError, DeadDetail, InspectReport, OperatorClient, PeekRecord};
 use crate::metrics::Metrics;
 use crate::ship::hec::{Encoder, HecSettings};
 use crate::ship::status::ShipStatus;
 use crate::spool::{DeadId, DeadSummary, Spool, SpoolError};
 use clap::{Args, Subcommand};
 use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub struct SpoolArgs {
-    /// Spool directory (overrides RELAY_SPOOL_DIR).
+    /// Spool directory (overrides RELAY_SPOOL_DIR). A running relay is asked through the
+    /// operator socket `relay.sock` there.
     #[arg(long, global = true, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
-    /// Admin endpoint of the running daemon (overrides RELAY_ADMIN_ADDR).
-    #[arg(long, global = true, value_name = "ADDR")]
-    pub admin_addr: Option<SocketAddr>,
     #[command(subcommand)]
     pub command: SpoolCommand,
 }
@@ -101,7 +98,7 @@ pub struct Selection {
 /// The spool itself, or the daemon that holds it.
 enum Access {
     Local { spool: Spool, hec: HecSettings },
-    Remote(Box<AdminClient>),
+    Remote(Box<OperatorClient>),
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -114,14 +111,6 @@ async fn open(global: &Global, args: &SpoolArgs) -> Result<Access, ExitCode> {
     if let Some(dir) = &args.spool_dir {
         config.spool.dir = dir.clone();
     }
-    // The daemon says where its admin endpoint is in the spool directory; an explicit
-    // --admin-addr wins, RELAY_ADMIN_ADDR is the fallback.
-    let admin_addr = args
-        .admin_addr
-        .or_else(|| {
-            crate::pipeline::RuntimeInfo::read(&config.spool.dir).and_then(|i| i.admin_addr)
-        })
-        .or(config.admin_addr);
     match Spool::open(&config.spool, Arc::new(Metrics::new())) {
         Ok(spool) => {
             let hec = HecSettings {
@@ -135,24 +124,34 @@ async fn open(global: &Global, args: &SpoolArgs) -> Result<Access, ExitCode> {
             };
             Ok(Access::Local { spool, hec })
         }
+        // Not allowed to open the files: a running relay may still answer (root, or a
+        // user the socket admits), else say both.
+        Err(e) if e.is_permission_denied() => {
+            let socket = admin::operator::socket_path(&config.spool.dir);
+            match OperatorClient::new(&socket)
+                .get::<InspectReport>("/spool/inspect")
+                .await
+            {
+                Ok(_) => Ok(Access::Remote(Box::new(OperatorClient::new(&socket)))),
+                Err(c) => Err(fail(format!(
+                    "{e}; and asking a running relay failed too: {c}"
+                ))),
+            }
+        }
         Err(SpoolError::InUse(dir)) => {
-            let Some(addr) = admin_addr else {
-                return Err(fail(format!(
-                    "the spool at {} is held by a running relay, and RELAY_ADMIN_ADDR is off, so it cannot be asked; set --admin-addr",
-                    dir.display()
-                )));
-            };
-            let client = AdminClient::new(addr);
+            let client = OperatorClient::new(&admin::operator::socket_path(&dir));
             // Make sure the daemon there holds *this* spool.
             match client.get::<InspectReport>("/spool/inspect").await {
-                Ok(r) if std::path::Path::new(&r.spool.spool_dir) == dir.as_path() => Ok(Access::Remote(Box::new(client))),
+                Ok(r) if std::path::Path::new(&r.spool.spool_dir) == dir.as_path() => {
+                    Ok(Access::Remote(Box::new(client)))
+                }
                 Ok(r) => Err(fail(format!(
-                    "the spool at {} is held by another process; the relay at {addr} serves {} instead (use --admin-addr)",
+                    "the spool at {} is held by a running relay, but its operator socket answers for {} instead",
                     dir.display(),
                     r.spool.spool_dir
                 ))),
                 Err(e) => Err(fail(format!(
-                    "the spool at {} is held by a running relay, but its admin endpoint {addr} does not answer ({e}); use --admin-addr",
+                    "the spool at {} is held by a running relay, which cannot be asked: {e}",
                     dir.display()
                 ))),
             }
@@ -552,7 +551,11 @@ async fn dead(access: Access, command: DeadCommand) -> ExitCode {
                     Ok(d) => d.as_ref().map(DeadDetail::from),
                     Err(e) => return fail(e),
                 },
-                Access::Remote(c) => c.get(&format!("/spool/dead/{id}")).await.ok(),
+                Access::Remote(c) => match c.get(&format!("/spool/dead/show?id={id}")).await {
+                    Ok(d) => Some(d),
+                    Err(ClientError::NotFound(_)) => None,
+                    Err(e) => return fail(e),
+                },
             };
             match detail {
                 Some(d) => {

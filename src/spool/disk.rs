@@ -89,6 +89,8 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
             "the file system does not report its size",
         ));
     }
+    // The field types differ between targets (u64 here, u32 on some).
+    #[allow(clippy::unnecessary_cast)]
     Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 

@@ -102,6 +102,22 @@ pub enum SpoolError {
     Failed(String),
 }
 
+impl SpoolError {
+    /// The relay's files could not be opened for lack of permission.
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            SpoolError::CreateDir { source, .. } => {
+                source.kind() == std::io::ErrorKind::PermissionDenied
+            }
+            SpoolError::Db {
+                source: sled::Error::Io(e),
+                ..
+            } => e.kind() == std::io::ErrorKind::PermissionDenied,
+            _ => false,
+        }
+    }
+}
+
 /// The spool's mutable state. Held briefly; sled I/O happens outside the lock.
 #[derive(Debug, Default)]
 struct State {

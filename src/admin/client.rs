@@ -1,0 +1,170 @@
+//! Clients of the admin surfaces: [`OperatorClient`] speaks HTTP/1.1 over the operator
+//! socket (the `relay spool ...` commands while the daemon runs), [`ready`] asks the TCP
+//! endpoint's `/readyz` (`relay health`, container health checks).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::{Method, Request, StatusCode};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a call to the daemon did not give an answer to use.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The socket cannot be reached (missing, refused, permission denied, timed out).
+    #[error("{0}")]
+    Unreachable(String),
+    /// The daemon answered 404: the thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The daemon answered with another error, or something unreadable.
+    #[error("the relay answered: {0}")]
+    Server(String),
+}
+
+/// The operator API of a running relay, through its socket.
+pub struct OperatorClient {
+    socket: PathBuf,
+}
+
+impl OperatorClient {
+    pub fn new(socket: &Path) -> OperatorClient {
+        OperatorClient {
+            socket: socket.to_path_buf(),
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Sends one request and returns the response with its body still to read.
+    async fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        let unreachable = |e: std::io::Error| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::PermissionDenied => {
+                    " (run the command as the relay's user or as root)"
+                }
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                    " (is the relay running, and is it this version?)"
+                }
+                _ => "",
+            };
+            ClientError::Unreachable(format!(
+                "cannot reach the relay's operator socket {}: {e}{hint}",
+                self.socket.display()
+            ))
+        };
+        let stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::UnixStream::connect(&self.socket),
+        )
+        .await
+        .map_err(|_| unreachable(std::io::ErrorKind::TimedOut.into()))?
+        .map_err(unreachable)?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header("host", "relay")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| ClientError::Server(e.to_string()))?;
+        let resp = sender.send_request(req).await.map_err(|e| {
+            ClientError::Unreachable(format!("the relay closed the connection: {e}"))
+        })?;
+        match resp.status() {
+            s if s.is_success() => Ok(resp),
+            s => {
+                let body = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let message = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                    .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
+                Err(if s == StatusCode::NOT_FOUND {
+                    ClientError::NotFound(message)
+                } else {
+                    ClientError::Server(format!("HTTP {}: {message}", s.as_u16()))
+                })
+            }
+        }
+    }
+
+    async fn json<T: for<'de> Deserialize<'de>>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        let call = async {
+            let resp = self.request(method, path_and_query).await?;
+            let body =
+                resp.into_body().collect().await.map_err(|e| {
+                    ClientError::Unreachable(format!("the answer was cut short: {e}"))
+                })?;
+            serde_json::from_slice(&body.to_bytes())
+                .map_err(|e| ClientError::Server(format!("unexpected answer: {e}")))
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| ClientError::Unreachable(format!("no answer within {timeout:?}")))?
+    }
+
+    /// GET a JSON document.
+    pub async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, ClientError> {
+        self.json(Method::GET, path, Duration::from_secs(30)).await
+    }
+
+    /// POST, expecting JSON back.
+    pub async fn post<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, ClientError> {
+        self.json(Method::POST, path, Duration::from_secs(300))
+            .await
+    }
+
+    /// Streams `/spool/export` into `out`; returns the lines written.
+    pub async fn export(
+        &self,
+        path: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<u64, ClientError> {
+        let mut body = self.request(Method::GET, path).await?.into_body();
+        let mut lines = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| ClientError::Unreachable(format!("the export was cut short: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                lines += data.iter().filter(|&&b| b == b'\n').count() as u64;
+                out.write_all(&data)
+                    .map_err(|e| ClientError::Server(format!("writing the export failed: {e}")))?;
+            }
+        }
+        Ok(lines)
+    }
+}
+
+/// Whether the relay at `addr` says ready on `/readyz`.
+pub async fn ready(addr: std::net::SocketAddr) -> Result<bool, String> {
+    let http = crate::net::http::HttpClient::new(None).map_err(|e| e.to_string())?;
+    let req = Request::builder()
+        .uri(format!("http://{addr}/readyz"))
+        .body(crate::net::http::Body::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let reply = http
+        .send(req, Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(reply.status.is_success())
+}

@@ -1,0 +1,68 @@
+//! The relay's two admin surfaces, kept apart because they need different trust:
+//!
+//! - [`endpoint`]: `RELAY_ADMIN_ADDR` (TCP, default `127.0.0.1:9464`): `/metrics`,
+//!   `/healthz`, `/readyz`. Nothing there reveals an event or changes anything, so it may
+//!   be opened to Prometheus; it still refuses browsers (an `Origin` header) and foreign
+//!   `Host` names (DNS rebinding).
+//! - [`operator`]: the operator socket, `relay.sock` in the spool directory (a Unix socket,
+//!   mode 0600, peer checked with SO_PEERCRED): inspect, peek, export, dead letters. It
+//!   serves pending events (chat messages, e-mail addresses), so file permissions are the
+//!   authentication, as for Docker's or HAProxy's admin sockets: the relay's user and root.
+//!
+//! While the daemon runs, sled's lock keeps every other process out of the spool, so
+//! `relay spool ...` asks the daemon through the socket ([`client`]); when the daemon is
+//! stopped the commands open the spool themselves. Both paths produce the same
+//! [`report`] types.
+
+pub mod client;
+pub mod endpoint;
+pub mod operator;
+pub mod report;
+
+pub use client::{ClientError, OperatorClient};
+pub use report::{
+    export, parse_ids, peek_record, rfc3339_ms, DeadDetail, InspectReport, PeekRecord,
+};
+
+use crate::metrics::Metrics;
+use crate::ship::hec::HecSettings;
+use crate::ship::status::ShipStatus;
+use crate::source::zoom_ws::WsState;
+use crate::spool::{Spool, SpoolStats};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// What the admin surfaces serve from.
+#[derive(Clone)]
+pub struct AdminState {
+    pub spool: Spool,
+    pub metrics: Arc<Metrics>,
+    pub ship_status: Arc<ShipStatus>,
+    pub ready: Arc<AtomicBool>,
+    pub hec: HecSettings,
+    pub ws: Option<Arc<WsState>>,
+}
+
+impl AdminState {
+    /// Refreshes the spool gauges from the spool's figures.
+    pub fn refresh_gauges(&self) -> SpoolStats {
+        let s = self.spool.stats();
+        let m = &self.metrics;
+        m.spool_pending_events.set(s.pending_events as i64);
+        m.spool_pending_bytes.set(s.pending_bytes as i64);
+        m.spool_stored_bytes.set(s.stored_bytes as i64);
+        m.spool_disk_bytes.set(s.disk_bytes as i64);
+        m.spool_oldest_pending_age.set(s.oldest_pending_age_secs);
+        s
+    }
+
+    pub fn inspect(&self) -> InspectReport {
+        let mut r = InspectReport::new(
+            self.refresh_gauges(),
+            Some(self.ship_status.snapshot()),
+            "daemon",
+        );
+        r.websocket = self.ws.as_ref().map(|w| w.snapshot());
+        r
+    }
+}

@@ -1,0 +1,180 @@
+//! The report types the operator commands print, the same whether they come from the
+//! running daemon (over the operator socket) or from a spool opened directly: `inspect`,
+//! `peek`, `dead show`, and the NDJSON export.
+
+use crate::ship::hec::Encoder;
+use crate::ship::status::{ShipError, ShipState};
+use crate::source::zoom_ws::WsSnapshot;
+use crate::spool::{DeadId, DeadLetter, DeadSummary, Record, SourceKind, Spool, SpoolStats};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// What `relay spool inspect --json` prints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InspectReport {
+    #[serde(flatten)]
+    pub spool: SpoolStats,
+    /// `daemon` (asked the running relay) or `disk` (opened the stopped spool).
+    pub read_from: String,
+    pub shipper: Option<ShipState>,
+    pub last_ship_error: Option<ShipError>,
+    pub last_ship_success_ms: Option<u64>,
+    /// The Zoom WebSocket source, when the daemon runs one.
+    #[serde(default)]
+    pub websocket: Option<WsSnapshot>,
+}
+
+impl InspectReport {
+    pub fn new(stats: SpoolStats, shipper: Option<ShipState>, read_from: &str) -> InspectReport {
+        InspectReport {
+            last_ship_error: shipper.as_ref().and_then(|s| s.last_error.clone()),
+            last_ship_success_ms: shipper.as_ref().and_then(|s| s.last_success_ms),
+            spool: stats,
+            read_from: read_from.into(),
+            shipper,
+            websocket: None,
+        }
+    }
+}
+
+/// One pending record, decoded for a human.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeekRecord {
+    pub seq: u64,
+    pub received_ms: u64,
+    pub received_at: String,
+    pub source: SourceKind,
+    pub malformed: bool,
+    /// The event name (`meeting.participant_qos`, ...) if it could be read.
+    pub event: Option<String>,
+    pub bytes: usize,
+    /// The frame or body as JSON, with a WebSocket frame's `content` decoded.
+    pub json: Option<serde_json::Value>,
+    /// The raw text, when it is not JSON.
+    pub text: Option<String>,
+}
+
+/// RFC 3339 time of a millisecond timestamp.
+pub fn rfc3339_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// Decodes a record for `spool peek` (not on the hot path: serde_json is fine here).
+pub fn peek_record(r: &Record) -> PeekRecord {
+    let mut json: Option<serde_json::Value> = serde_json::from_slice(&r.payload).ok();
+    let mut event = None;
+    if let Some(v) = json.as_mut() {
+        if let Some(content) = v
+            .get("content")
+            .and_then(|c| c.as_str())
+            .map(str::to_string)
+        {
+            if let Ok(decoded) = serde_json::from_str::<serde_json::Value>(&content) {
+                v["content"] = decoded;
+            }
+        }
+        let body = if r.kind == SourceKind::WebSocket {
+            v.get("content")
+        } else {
+            Some(&*v)
+        };
+        event = body
+            .and_then(|b| b.get("event"))
+            .and_then(|e| e.as_str())
+            .map(str::to_string);
+    }
+    PeekRecord {
+        seq: r.seq,
+        received_ms: r.received_ms,
+        received_at: rfc3339_ms(r.received_ms),
+        source: r.kind,
+        malformed: r.is_malformed(),
+        event,
+        bytes: r.payload.len(),
+        text: json
+            .is_none()
+            .then(|| String::from_utf8_lossy(&r.payload).into_owned()),
+        json,
+    }
+}
+
+/// A dead letter for `spool dead show`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadDetail {
+    #[serde(flatten)]
+    pub summary: DeadSummary,
+    pub json: Option<serde_json::Value>,
+    pub text: Option<String>,
+}
+
+impl From<&DeadLetter> for DeadDetail {
+    fn from(d: &DeadLetter) -> DeadDetail {
+        let json: Option<serde_json::Value> = serde_json::from_slice(&d.payload).ok();
+        DeadDetail {
+            summary: d.summary(),
+            text: json
+                .is_none()
+                .then(|| String::from_utf8_lossy(&d.payload).into_owned()),
+            json,
+        }
+    }
+}
+
+/// Parses `ids=all` or `ids=event:1,block:2`.
+pub fn parse_ids(s: &str) -> Result<Option<Vec<DeadId>>, String> {
+    if s == "all" {
+        return Ok(None);
+    }
+    s.split(',')
+        .filter(|p| !p.is_empty())
+        .map(str::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Writes pending records from `from` to `to` as NDJSON: HEC events (what would be sent)
+/// or, with `raw`, the records as spooled. Calls `out` per chunk; stops if it says so.
+pub fn export(
+    spool: &Spool,
+    encoder: Option<&mut Encoder>,
+    from: u64,
+    to: Option<u64>,
+    mut out: impl FnMut(Vec<u8>, u64) -> bool,
+) -> Result<u64, crate::spool::SpoolError> {
+    let mut pos = from;
+    let mut count = 0u64;
+    let mut encoder = encoder;
+    while let Some(block) = spool.read_block(pos)? {
+        let mut buf = Vec::new();
+        let mut n = 0;
+        for r in &block.records {
+            if to.is_some_and(|t| r.seq >= t) {
+                if !buf.is_empty() {
+                    out(buf, n);
+                }
+                return Ok(count);
+            }
+            match encoder.as_deref_mut() {
+                Some(enc) => enc.encode(r, &mut buf),
+                None => {
+                    let line = serde_json::json!({
+                        "seq": r.seq,
+                        "received_ms": r.received_ms,
+                        "source": r.kind,
+                        "malformed": r.is_malformed(),
+                        "payload": String::from_utf8_lossy(&r.payload),
+                    });
+                    serde_json::to_writer(&mut buf, &line).expect("writing to a Vec");
+                    buf.push(b'\n');
+                }
+            }
+            n += 1;
+            count += 1;
+        }
+        if !out(buf, n) {
+            return Ok(count);
+        }
+        pos = block.end;
+    }
+    Ok(count)
+}
