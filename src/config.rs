@@ -41,6 +41,11 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc::new("RELAY_WEBHOOK_TLS_CERT", "(none)", "PEM certificate chain: serve the webhook endpoint over TLS (reloaded on SIGHUP)."),
     SettingDoc::new("RELAY_WEBHOOK_TLS_KEY", "(none)", "PEM private key for RELAY_WEBHOOK_TLS_CERT."),
     SettingDoc::new("RELAY_WEBHOOK_MAX_BODY_BYTES", "1MiB", "Larger webhook bodies are answered 413."),
+    SettingDoc::new("RELAY_WEBHOOK_MAX_CONNECTIONS", "4096", "Open connections to the webhook endpoint at most (at most half the process's file descriptor limit); over it new connections are closed at once."),
+    SettingDoc::new("RELAY_WEBHOOK_MAX_BODIES", "64", "Request bodies read at once at most; over it a request is answered 503 (Zoom retries) before its body is read."),
+    SettingDoc::new("RELAY_WEBHOOK_HEADER_TIMEOUT_SECS", "10", "A client must send its whole request head (and finish a TLS handshake) within this; otherwise the connection is closed."),
+    SettingDoc::new("RELAY_WEBHOOK_BODY_TIMEOUT_SECS", "15", "A request body must arrive within this; otherwise 408 and the connection is closed."),
+    SettingDoc::new("RELAY_WEBHOOK_IDLE_TIMEOUT_SECS", "60", "A connection with no byte moving for this long (idle keep-alive) is closed."),
     SettingDoc::new("RELAY_WEBHOOK_MAX_SKEW_SECS", "300", "Webhooks whose `x-zm-request-timestamp` is further than this from now are refused."),
     SettingDoc::new("RELAY_SPOOL_DIR", "$STATE_DIRECTORY/spool, else /var/lib/qss-relay/spool", "Directory of the on-disk spool. One process owns it."),
     SettingDoc::new("RELAY_SPOOL_MAX_BYTES", "10GiB", "Cap on the spool's stored (compressed) blocks. sled needs more disk than that while a backlog is held (up to about 3x for large backlogs); it gives the space back once drained."),
@@ -314,6 +319,11 @@ pub struct WebhookConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub max_body_bytes: usize,
     pub max_skew: Duration,
+    pub max_connections: usize,
+    pub max_bodies: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 /// The on-disk spool.
@@ -716,6 +726,12 @@ fn read_webhook(r: &mut Reader<'_>) -> Option<WebhookConfig> {
     );
     let max_body_bytes = r.size("RELAY_WEBHOOK_MAX_BODY_BYTES", 1 << 20, 1024) as usize;
     let max_skew = Duration::from_secs(r.int("RELAY_WEBHOOK_MAX_SKEW_SECS", 300, 1, 86_400));
+    let max_connections = r.int("RELAY_WEBHOOK_MAX_CONNECTIONS", 4096, 1, 1_000_000) as usize;
+    let max_bodies = r.int("RELAY_WEBHOOK_MAX_BODIES", 64, 1, 100_000) as usize;
+    let header_timeout =
+        Duration::from_secs(r.int("RELAY_WEBHOOK_HEADER_TIMEOUT_SECS", 10, 1, 3600));
+    let body_timeout = Duration::from_secs(r.int("RELAY_WEBHOOK_BODY_TIMEOUT_SECS", 15, 1, 3600));
+    let idle_timeout = Duration::from_secs(r.int("RELAY_WEBHOOK_IDLE_TIMEOUT_SECS", 60, 1, 86_400));
     let secret = r.string("ZOOM_WEBHOOK_SECRET_TOKEN")?;
     Some(WebhookConfig {
         secret_token: Secret::new(secret),
@@ -723,6 +739,11 @@ fn read_webhook(r: &mut Reader<'_>) -> Option<WebhookConfig> {
         tls,
         max_body_bytes,
         max_skew,
+        max_connections,
+        max_bodies,
+        header_timeout,
+        body_timeout,
+        idle_timeout,
     })
 }
 

@@ -66,6 +66,9 @@ pub struct Metrics {
     pub token_refreshes: Family<Label, Counter>,
 
     pub webhook_requests: Family<Label, Counter>,
+    pub webhook_connections_open: Gauge,
+    pub webhook_connections_refused: Counter,
+    pub webhook_connections_closed_idle: Counter,
 }
 
 impl Default for Metrics {
@@ -117,6 +120,9 @@ impl Metrics {
             token_refreshes: reg!("zoom_token_requests", "Zoom OAuth token requests, by result (ok, rejected, error).", Family::default()),
 
             webhook_requests: reg!("webhook_requests", "Webhook requests, by result.", Family::default()),
+            webhook_connections_open: reg!("webhook_connections_open", "Open connections to the webhook endpoint.", Gauge::default()),
+            webhook_connections_refused: reg!("webhook_connections_refused", "Connections to the webhook endpoint closed at once because RELAY_WEBHOOK_MAX_CONNECTIONS were open.", Counter::default()),
+            webhook_connections_closed_idle: reg!("webhook_connections_closed_idle", "Webhook connections closed after RELAY_WEBHOOK_IDLE_TIMEOUT_SECS without a byte moving.", Counter::default()),
             registry,
         }
     }

@@ -23,8 +23,10 @@ pub async fn run(global: &Global) -> ExitCode {
     for var in env.unknown_relay_vars() {
         tracing::warn!(%var, "unknown RELAY_ variable ignored (a typo?); see README.md for the settings");
     }
+    let nofile = crate::net::raise_nofile_limit();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
+        open_files_limit = nofile,
         websocket = config.zoom_ws.is_some(),
         webhook = config.webhook.is_some(),
         logscale = %config.logscale.as_ref().map(|l| l.base_url.as_str()).unwrap_or(""),

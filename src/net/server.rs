@@ -14,6 +14,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -76,12 +78,12 @@ impl ConnLimits {
     };
 }
 
-/// Counts the connections a listener refused at its cap (read by the owner for metrics).
-#[derive(Debug, Default)]
+/// What the limits did, as metrics (clones of registered metrics share their values).
+#[derive(Debug, Default, Clone)]
 pub struct ConnStats {
-    pub refused_at_cap: AtomicU64,
-    pub closed_idle: AtomicU64,
-    pub open: AtomicU64,
+    pub refused_at_cap: Counter,
+    pub closed_idle: Counter,
+    pub open: Gauge,
 }
 
 /// Serves `handler` on `listener` until `shutdown` is cancelled.
@@ -143,7 +145,7 @@ pub async fn serve_limited<F, Fut>(
                 Ok(p) => Some(p),
                 Err(_) => {
                     // Over the cap: closed before a byte is read.
-                    stats.refused_at_cap.fetch_add(1, Ordering::Relaxed);
+                    stats.refused_at_cap.inc();
                     drop(stream);
                     continue;
                 }
@@ -260,7 +262,10 @@ where
             let h = handler.clone();
             async move { Ok::<_, Infallible>(h(req).await) }
         });
-        let last_activity = Arc::new(AtomicU64::new(crate::spool::now_ms()));
+        // 0 until the first byte arrives: a connection that never sends anything gets
+        // the header timeout, not the (longer) idle timeout.
+        let last_activity = Arc::new(AtomicU64::new(0));
+        let opened_ms = crate::spool::now_ms();
         let io = TokioIo::new(Activity {
             inner: stream,
             last_ms: last_activity.clone(),
@@ -274,33 +279,38 @@ where
         }
         let conn = builder.serve_connection_with_upgrades(io, service);
         let serving = self.watcher.watch(conn.into_owned());
-        self.stats.open.fetch_add(1, Ordering::Relaxed);
+        self.stats.open.inc();
         match self.limits.idle_timeout {
             None => {
                 let _ = serving.await;
             }
             Some(idle) => {
+                let first = self.limits.header_timeout.unwrap_or(idle);
                 tokio::select! {
                     _ = serving => {}
-                    _ = idle_expired(&last_activity, idle) => {
-                        self.stats.closed_idle.fetch_add(1, Ordering::Relaxed);
+                    _ = idle_expired(&last_activity, opened_ms, first, idle) => {
+                        self.stats.closed_idle.inc();
                     }
                 }
             }
         }
-        self.stats.open.fetch_sub(1, Ordering::Relaxed);
+        self.stats.open.dec();
     }
 }
 
-/// Completes once no byte moved for `idle`.
-async fn idle_expired(last_ms: &AtomicU64, idle: Duration) {
-    let idle_ms = idle.as_millis() as u64;
+/// Completes once no byte moved for `idle`, or, before any byte moved, for `first` since
+/// `opened_ms`.
+async fn idle_expired(last_ms: &AtomicU64, opened_ms: u64, first: Duration, idle: Duration) {
     loop {
-        let since = crate::spool::now_ms().saturating_sub(last_ms.load(Ordering::Relaxed));
-        if since >= idle_ms {
+        let (since, limit) = match last_ms.load(Ordering::Relaxed) {
+            0 => (opened_ms, first.as_millis() as u64),
+            last => (last, idle.as_millis() as u64),
+        };
+        let quiet = crate::spool::now_ms().saturating_sub(since);
+        if quiet >= limit {
             return;
         }
-        tokio::time::sleep(Duration::from_millis((idle_ms - since).max(50))).await;
+        tokio::time::sleep(Duration::from_millis((limit - quiet).max(50))).await;
     }
 }
 

@@ -16,7 +16,7 @@
 use super::signature;
 use crate::config::WebhookConfig;
 use crate::metrics::{label, Metrics};
-use crate::net::server::{self, RespBody, SharedTls};
+use crate::net::server::{self, ConnLimits, ConnStats, RespBody, SharedTls};
 use crate::pipeline::StartError;
 use crate::spool::{flags, AppendError, Appender, NewRecord, SourceKind};
 use http_body_util::{BodyExt, Limited};
@@ -47,6 +47,8 @@ struct Ctx {
     cfg: WebhookConfig,
     appender: Appender,
     metrics: Arc<Metrics>,
+    /// Bodies being read at once (`RELAY_WEBHOOK_MAX_BODIES`).
+    bodies: tokio::sync::Semaphore,
 }
 
 /// A bound, not yet serving, webhook endpoint.
@@ -90,6 +92,7 @@ impl WebhookSource {
             listener,
             tls,
             ctx: Arc::new(Ctx {
+                bodies: tokio::sync::Semaphore::new(cfg.max_bodies),
                 cfg,
                 appender,
                 metrics,
@@ -118,10 +121,41 @@ impl WebhookSource {
     /// Serves until `shutdown`; requests in progress finish (and get their answer).
     pub async fn run(self, shutdown: CancellationToken) {
         let ctx = self.ctx;
-        server::serve(self.listener, self.tls, shutdown, move |req| {
-            let ctx = ctx.clone();
-            async move { handle(&ctx, req).await }
-        })
+        let cfg = &ctx.cfg;
+        // Half the descriptors at most, so that a flood never starves the spool, the
+        // shipper and the WebSocket of theirs.
+        let fd_share = (crate::net::nofile_limit() / 2).max(16) as usize;
+        let max_connections = cfg.max_connections.min(fd_share);
+        if max_connections < cfg.max_connections {
+            tracing::warn!(
+                configured = cfg.max_connections,
+                effective = max_connections,
+                "RELAY_WEBHOOK_MAX_CONNECTIONS lowered to half the open-files limit (raise LimitNOFILE)"
+            );
+        }
+        let limits = ConnLimits {
+            max_connections: Some(max_connections),
+            header_timeout: Some(cfg.header_timeout),
+            idle_timeout: Some(cfg.idle_timeout),
+        };
+        let m = &ctx.metrics;
+        let stats = Arc::new(ConnStats {
+            refused_at_cap: m.webhook_connections_refused.clone(),
+            closed_idle: m.webhook_connections_closed_idle.clone(),
+            open: m.webhook_connections_open.clone(),
+        });
+        let handler_ctx = ctx.clone();
+        server::serve_limited(
+            self.listener,
+            self.tls,
+            limits,
+            stats,
+            shutdown,
+            move |req| {
+                let ctx = handler_ctx.clone();
+                async move { handle(&ctx, req).await }
+            },
+        )
         .await;
     }
 }
@@ -202,8 +236,42 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<RespBody> {
     };
     let timestamp = header("x-zm-request-timestamp");
     let signature_header = header("x-zm-signature");
+    let Ok(reading) = ctx.bodies.try_acquire() else {
+        // As many bodies as allowed are being read: refuse before reading this one.
+        let mut resp = refuse(
+            ctx,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many requests at once; retry later",
+        );
+        resp.headers_mut()
+            .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+        resp.headers_mut().insert(
+            "connection",
+            hyper::header::HeaderValue::from_static("close"),
+        );
+        return resp;
+    };
     let mut incoming = req.into_body();
-    let body = match Limited::new(&mut incoming, max).collect().await {
+    let read = tokio::time::timeout(
+        ctx.cfg.body_timeout,
+        Limited::new(&mut incoming, max).collect(),
+    )
+    .await;
+    let Ok(read) = read else {
+        let mut resp = refuse(
+            ctx,
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the body did not arrive within RELAY_WEBHOOK_BODY_TIMEOUT_SECS",
+        );
+        resp.headers_mut().insert(
+            "connection",
+            hyper::header::HeaderValue::from_static("close"),
+        );
+        return resp;
+    };
+    let body = match read {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             drain_refused(incoming).await;
@@ -223,6 +291,9 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<RespBody> {
             )
         }
     };
+    // The body is in memory: the slot goes to the next reader (a wait for the spool
+    // below is not bounded by it).
+    drop(reading);
     let secret = ctx.cfg.secret_token.expose().as_bytes();
 
     let probe: Option<Probe> = serde_json::from_slice(&body).ok();

@@ -58,6 +58,15 @@ pub fn command(env: &BTreeMap<String, String>) -> Command {
 impl Relay {
     /// Starts `relay run` and waits until it is ready.
     pub fn start(dir: &Path, env: &BTreeMap<String, String>) -> Relay {
+        Relay::start_with(dir, env, |_| {})
+    }
+
+    /// [`start`](Self::start), with `configure` applied to the command first.
+    pub fn start_with(
+        dir: &Path,
+        env: &BTreeMap<String, String>,
+        configure: impl FnOnce(&mut Command),
+    ) -> Relay {
         let log = dir.join(format!(
             "relay-{}.log",
             std::time::SystemTime::now()
@@ -67,12 +76,12 @@ impl Relay {
         ));
         let spool = PathBuf::from(&env["RELAY_SPOOL_DIR"]);
         let _ = std::fs::remove_file(spool.join("relay.json"));
-        let child = command(env)
-            .arg("run")
+        let mut cmd = command(env);
+        cmd.arg("run")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn relay");
+            .stderr(std::fs::File::create(&log).unwrap());
+        configure(&mut cmd);
+        let child = cmd.spawn().expect("spawn relay");
         let mut relay = Relay {
             child,
             dir: spool,

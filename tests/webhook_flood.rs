@@ -1,0 +1,313 @@
+//! The webhook endpoint under a flood of hostile clients, with the real `relay` binary:
+//! slow request heads (slowloris), silent connections, oversized and never-ending bodies,
+//! and more connections than the cap. Meanwhile signed webhooks must still be answered 200
+//! and WebSocket events keep flowing; the slow connections are closed by the timeouts.
+//!
+//! The relay starts with a soft open-files limit of 1,024 (the usual default) and must
+//! raise it itself: the flood holds more connections than that.
+
+mod common;
+
+use common::*;
+use qss_relay::net::http::{Body, HttpClient};
+use qss_relay::sim::events::FrameFactory;
+use qss_relay::sim::logscale::{FakeLogScale, SinkOptions};
+use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
+use qss_relay::source::signature;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "flood-secret";
+
+fn open_many(addr: SocketAddr, n: usize, first_bytes: &[u8]) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            if !first_bytes.is_empty() {
+                let _ = s.write_all(first_bytes);
+            }
+            s
+        })
+        .collect()
+}
+
+/// Whether the server has closed `s` (EOF or reset), after reading what it sent.
+fn closed_by_server(s: &mut TcpStream, seen: &mut Vec<u8>) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+async fn signed_post(client: &HttpClient, addr: SocketAddr, body: bytes::Bytes) -> (u16, Duration) {
+    let ts = (qss_relay::spool::now_ms() / 1000).to_string();
+    let req = hyper::Request::post(format!("http://{addr}/zoom/webhook"))
+        .header("content-type", "application/json")
+        .header("connection", "close")
+        .header(
+            "x-zm-signature",
+            signature::sign(SECRET.as_bytes(), &ts, &body),
+        )
+        .header("x-zm-request-timestamp", ts)
+        .body(Body::new(body))
+        .unwrap();
+    let started = Instant::now();
+    let status = client
+        .send(req, Duration::from_secs(30))
+        .await
+        .map(|r| r.status.as_u16())
+        .unwrap_or(0);
+    (status, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_slow_idle_and_endless_clients_does_not_stop_the_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
+    let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
+        .await
+        .unwrap();
+    let mut env = base_env(dir.path(), &sink.base_url());
+    env.extend(zoom.env_pairs());
+    env.insert("ZOOM_WEBHOOK_SECRET_TOKEN".into(), SECRET.into());
+    env.insert("RELAY_WEBHOOK_ADDR".into(), "127.0.0.1:0".into());
+    env.insert("RELAY_WEBHOOK_MAX_CONNECTIONS".into(), "1500".into());
+    env.insert("RELAY_WEBHOOK_HEADER_TIMEOUT_SECS".into(), "2".into());
+    env.insert("RELAY_WEBHOOK_BODY_TIMEOUT_SECS".into(), "3".into());
+    env.insert("RELAY_WEBHOOK_IDLE_TIMEOUT_SECS".into(), "4".into());
+    let relay = Relay::start_with(dir.path(), &env, |cmd| {
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child here.
+        unsafe {
+            cmd.pre_exec(|| {
+                let mut lim = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+                lim.rlim_cur = 1024.min(lim.rlim_max);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+                Ok(())
+            });
+        }
+    });
+    let hard = {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+        lim.rlim_max
+    };
+    assert!(
+        relay
+            .log_text()
+            .contains(&format!("open_files_limit={hard}")),
+        "the relay raised its soft limit to the hard one ({hard}):\n{}",
+        relay.log_text()
+    );
+    let addr = relay.webhook_addr();
+
+    // The flood: 900 half request heads, 100 silent connections, 20 bodies declared far
+    // too large, 20 chunked bodies that never end.
+    let mut slow = open_many(
+        addr,
+        900,
+        b"POST /zoom/webhook HTTP/1.1\r\nHost: relay\r\nX-Fill",
+    );
+    let mut idle = open_many(addr, 100, b"");
+    let mut oversized = open_many(
+        addr,
+        20,
+        b"POST /zoom/webhook HTTP/1.1\r\nHost: relay\r\nContent-Length: 100000000\r\n\r\n{\"event\":",
+    );
+    let endless = open_many(
+        addr,
+        20,
+        b"POST /zoom/webhook HTTP/1.1\r\nHost: relay\r\nTransfer-Encoding: chunked\r\nx-zm-signature: v0=00\r\nx-zm-request-timestamp: 1\r\n\r\n1\r\n{\r\n",
+    );
+    let trickle = {
+        let mut endless: Vec<TcpStream> = endless.iter().map(|s| s.try_clone().unwrap()).collect();
+        std::thread::spawn(move || {
+            // A byte of body every 300 ms: never idle, never done.
+            for _ in 0..30 {
+                for s in &mut endless {
+                    let _ = s.write_all(b"1\r\nx\r\n");
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+
+    // Meanwhile: signed webhooks and WebSocket events.
+    zoom.send(5_000);
+    let client = HttpClient::new(None).unwrap();
+    let bodies = FrameFactory::webhook();
+    let mut worst = Duration::ZERO;
+    for n in 0..20u64 {
+        let (status, took) = signed_post(&client, addr, bodies.frame(1_000_000 + n)).await;
+        assert_eq!(
+            status,
+            200,
+            "signed webhook {n} during the flood:\n{}",
+            relay.log_text()
+        );
+        worst = worst.max(took);
+    }
+    assert!(
+        sink.wait_for_distinct(5_020, Duration::from_secs(60)).await,
+        "WebSocket events and webhooks keep flowing during the flood: {:?}",
+        sink.stats()
+    );
+    println!(
+        "during the flood of 1,040 hostile connections: 20 signed webhooks answered 200, slowest in {} ms; 5,000 WebSocket events delivered",
+        worst.as_millis()
+    );
+    // Generous against a busy machine; the figure above is the measurement.
+    assert!(
+        worst < Duration::from_secs(5),
+        "slowest webhook took {worst:?}"
+    );
+
+    // The timeouts close them all: heads (2 s), silent connections (2 s: no head either),
+    // bodies (3 s, answered 408), oversized (413 after a bounded drain).
+    let mut seen = Vec::new();
+    let all_closed = eventually(Duration::from_secs(20), || {
+        slow.iter_mut()
+            .all(|s| closed_by_server(s, &mut Vec::new()))
+            && idle
+                .iter_mut()
+                .all(|s| closed_by_server(s, &mut Vec::new()))
+    })
+    .await;
+    assert!(all_closed, "slow and silent connections are closed");
+    let mut endless_answers = Vec::new();
+    for s in endless.iter().map(|s| s.try_clone().unwrap()) {
+        let mut s = s;
+        let mut got = Vec::new();
+        let closed = {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if closed_by_server(&mut s, &mut got) || Instant::now() > deadline {
+                    break closed_by_server(&mut s, &mut got);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        assert!(closed, "a never-ending body is cut off");
+        endless_answers.push(String::from_utf8_lossy(&got).into_owned());
+    }
+    assert!(
+        endless_answers
+            .iter()
+            .all(|a| a.starts_with("HTTP/1.1 408")),
+        "{:?}",
+        &endless_answers[..2]
+    );
+    for s in &mut oversized {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !closed_by_server(s, &mut seen) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&seen).contains("413"),
+        "oversized bodies are answered 413"
+    );
+    trickle.join().unwrap();
+    drop((slow, idle, oversized, endless));
+
+    let (ok, log) = relay.terminate();
+    assert!(ok, "{log}");
+    assert!(!log.contains("Too many open files"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_heads_close_at_the_header_timeout_and_connections_over_the_cap_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
+    let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
+        .await
+        .unwrap();
+    let mut env = base_env(dir.path(), &sink.base_url());
+    env.extend(zoom.env_pairs());
+    env.insert("ZOOM_WEBHOOK_SECRET_TOKEN".into(), SECRET.into());
+    env.insert("RELAY_WEBHOOK_ADDR".into(), "127.0.0.1:0".into());
+    env.insert("RELAY_WEBHOOK_MAX_CONNECTIONS".into(), "100".into());
+    env.insert("RELAY_WEBHOOK_HEADER_TIMEOUT_SECS".into(), "2".into());
+    // Far longer than the header timeout: what closes the slow heads is the latter.
+    env.insert("RELAY_WEBHOOK_IDLE_TIMEOUT_SECS".into(), "60".into());
+    let relay = Relay::start(dir.path(), &env);
+    let addr = relay.webhook_addr();
+
+    // 50 slowloris heads and 50 silent connections fill the cap.
+    let opened = Instant::now();
+    let mut slow = open_many(
+        addr,
+        50,
+        b"POST /zoom/webhook HTTP/1.1\r\nHost: relay\r\nX-Fill",
+    );
+    let mut silent = open_many(addr, 50, b"");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The cap is reached: more connections are closed at once, before a byte is read.
+    let mut over = open_many(addr, 50, b"");
+    assert!(
+        eventually(Duration::from_secs(1), || over
+            .iter_mut()
+            .all(|s| closed_by_server(s, &mut Vec::new())))
+        .await,
+        "connections over the cap are closed at once"
+    );
+    let metrics = metrics_text(relay.admin_addr()).await;
+    assert_eq!(
+        metric_value(&metrics, "relay_webhook_connections_refused_total"),
+        50.0,
+        "{metrics}"
+    );
+    // The WebSocket source has its own descriptors: events flow with the endpoint full.
+    zoom.send(1_000);
+    assert!(
+        sink.wait_for_distinct(1_000, Duration::from_secs(60)).await,
+        "{:?}",
+        sink.stats()
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || slow
+            .iter_mut()
+            .chain(silent.iter_mut())
+            .all(|s| closed_by_server(s, &mut Vec::new())))
+        .await,
+        "slow and silent connections are closed"
+    );
+    let closed_after = opened.elapsed();
+    println!(
+        "50 slow heads and 50 silent connections all closed {:.1} s after they opened (header timeout 2 s, idle timeout 60 s)",
+        closed_after.as_secs_f64()
+    );
+    assert!(
+        closed_after < Duration::from_secs(30),
+        "closed by the header timeout, not the idle one"
+    );
+    // The endpoint is free again.
+    let client = HttpClient::new(None).unwrap();
+    let body = FrameFactory::webhook().frame(7);
+    let (status, _) = signed_post(&client, addr, body).await;
+    assert_eq!(status, 200);
+    let (ok, log) = relay.terminate();
+    assert!(ok, "{log}");
+}
