@@ -59,6 +59,10 @@ pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc::new("RELAY_SHIP_CONCURRENCY", "4", "Ingest requests in flight."),
     SettingDoc::new("RELAY_SHIP_TIMEOUT_SECS", "30", "Timeout of one ingest request; a timeout is retried."),
     SettingDoc::new("RELAY_CA_FILE", "(none)", "Extra PEM CA certificates trusted for LogScale and Zoom (added to the system and webpki roots; verification is never turned off)."),
+    SettingDoc::new("HTTPS_PROXY", "(none)", "Proxy for https and wss destinations (Zoom, LogScale): `http://[user:password@]host:port`. The relay opens a CONNECT tunnel and verifies the destination's certificate inside it. Lower case `https_proxy` works too."),
+    SettingDoc::new("HTTP_PROXY", "(none)", "Proxy for http and ws destinations (`http_proxy` too)."),
+    SettingDoc::new("ALL_PROXY", "(none)", "Proxy for every destination that HTTPS_PROXY/HTTP_PROXY do not name (`all_proxy` too)."),
+    SettingDoc::new("NO_PROXY", "(none)", "Destinations reached directly: comma-separated host names (a name covers its subdomains), IP addresses or networks (`10.0.0.0/8`), or `*` (`no_proxy` too)."),
     SettingDoc::new("RELAY_HOSTNAME", "(the machine's host name)", "The HEC `host` field."),
     SettingDoc::new("RELAY_ADMIN_ADDR", "127.0.0.1:9464", "Admin endpoint: `/metrics`, `/healthz`, `/readyz` only (the spool's state and operations are on the operator socket `relay.sock` in the spool directory, mode 0600). `off` disables it."),
     SettingDoc::new("RELAY_ADMIN_ALLOWED_HOSTS", "(none)", "Comma-separated host names accepted in the admin endpoint's `Host` header besides IP addresses and `localhost` (e.g. the name Prometheus scrapes it by). Other names are refused (DNS rebinding)."),
@@ -288,6 +292,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// The proxy variables, as set (validated: `http://` proxy URLs only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyConfig {
+    pub http: Option<String>,
+    pub https: Option<String>,
+    pub all: Option<String>,
+    pub no: Option<String>,
+}
+
 /// Where and how the shipper delivers.
 #[derive(Debug, Clone)]
 pub struct LogscaleConfig {
@@ -364,6 +377,7 @@ pub struct Config {
     pub admin_allowed_hosts: Vec<String>,
     pub log_format: LogFormat,
     pub ca_file: Option<PathBuf>,
+    pub proxy: ProxyConfig,
     pub hostname: String,
     pub shutdown_timeout: Duration,
 }
@@ -517,6 +531,7 @@ impl Config {
                 );
             }
         }
+        let proxy = read_proxy(&mut r);
         let hostname = r
             .string("RELAY_HOSTNAME")
             .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
@@ -534,6 +549,7 @@ impl Config {
                 admin_allowed_hosts,
                 log_format,
                 ca_file,
+                proxy,
                 hostname,
                 shutdown_timeout,
             })
@@ -673,6 +689,42 @@ fn read_zoom_ws(r: &mut Reader<'_>) -> Option<ZoomWsConfig> {
         oauth_url,
         heartbeat_interval,
     })
+}
+
+/// The proxy variables: upper case wins over lower case, as in curl. A proxy URL must be
+/// `http://` (or a bare `host:port`); credentials in it are never printed.
+fn read_proxy(r: &mut Reader<'_>) -> ProxyConfig {
+    let mut get = |upper: &str, lower: &str, is_proxy: bool| {
+        let (var, value) = match r.string(upper) {
+            Some(v) => (upper, v),
+            None => (lower, r.string(lower)?),
+        };
+        if is_proxy {
+            let with_scheme = if value.contains("://") {
+                value.clone()
+            } else {
+                format!("http://{value}")
+            };
+            match with_scheme.parse::<hyper::Uri>() {
+                Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => {}
+                Ok(u) if u.scheme_str() == Some("https") => {
+                    r.problem(var, "an https:// proxy is not supported: use the proxy's http:// address (the tunnel to the destination is still TLS)");
+                    return None;
+                }
+                _ => {
+                    r.problem(var, "expected http://[user:password@]host:port");
+                    return None;
+                }
+            }
+        }
+        Some(value)
+    };
+    ProxyConfig {
+        https: get("HTTPS_PROXY", "https_proxy", true),
+        http: get("HTTP_PROXY", "http_proxy", true),
+        all: get("ALL_PROXY", "all_proxy", true),
+        no: get("NO_PROXY", "no_proxy", false),
+    }
 }
 
 fn check_url(raw: &str, schemes: &[&str]) -> Result<(), String> {

@@ -17,6 +17,7 @@ use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
+use crate::net::proxy::Proxy;
 use crate::net::tls;
 use crate::ship::{Encoder, HecClient, HecSettings, Limits, ShipStatus, Shipper, ShipperSettings};
 use crate::source::webhook::WebhookSource;
@@ -188,7 +189,8 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
     );
     let (appender, writer) = spool.start_writer(SPOOL_QUEUE);
 
-    let http = HttpClient::new(config.ca_file.as_deref())?;
+    let proxy = Proxy::new(&config.proxy);
+    let http = HttpClient::with_proxy(config.ca_file.as_deref(), proxy.clone())?;
     let client = HecClient::new(
         http.clone(),
         &logscale.base_url,
@@ -288,6 +290,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
             appender.clone(),
             metrics.clone(),
             tls_cfg,
+            proxy.clone(),
             ws_state.clone().expect("made when zoom_ws is configured"),
         );
         sources.push(tokio::spawn(tokens.refresh_loop(sources_stop.clone())));

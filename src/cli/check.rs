@@ -4,6 +4,7 @@
 use super::{load, Global};
 use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
+use crate::net::proxy::Proxy;
 use crate::net::tls;
 use crate::ship::HecClient;
 use crate::source::zoom_token::TokenSource;
@@ -64,13 +65,26 @@ pub async fn check(global: &Global) -> ExitCode {
     match Spool::open(&config.spool, Arc::new(Metrics::new())) {
         Ok(spool) => {
             let probe = dir.join(".relay-check");
+            let stats = spool.stats();
+            let free = stats.disk_free_bytes;
             match std::fs::write(&probe, b"ok").and_then(|_| std::fs::remove_file(&probe)) {
+                Ok(()) if free.is_some_and(|f| f < stats.min_free_bytes) => c.fail(
+                    "spool disk",
+                    &format!(
+                        "disk full: {} free on the file system of {}, RELAY_SPOOL_MIN_FREE_BYTES is {}; the relay would drop or refuse events",
+                        super::format::bytes(free.unwrap_or(0)),
+                        dir.display(),
+                        super::format::bytes(stats.min_free_bytes)
+                    ),
+                    "free space on that file system, move RELAY_SPOOL_DIR to a larger disk, or lower RELAY_SPOOL_MIN_FREE_BYTES",
+                ),
                 Ok(()) => c.pass(
                     "spool directory",
                     &format!(
-                        "{} is writable ({} pending)",
+                        "{} is writable ({} pending, {} free on its file system)",
                         dir.display(),
-                        spool.stats().pending_events
+                        stats.pending_events,
+                        free.map_or("unknown".into(), super::format::bytes)
                     ),
                 ),
                 Err(e) => c.fail(
@@ -91,7 +105,13 @@ pub async fn check(global: &Global) -> ExitCode {
         ),
     }
 
-    let http = match HttpClient::new(config.ca_file.as_deref()) {
+    let proxy = Proxy::new(&config.proxy);
+    let route = |url: &str| {
+        url.parse::<hyper::Uri>()
+            .map(|u| proxy.route(&u).to_string())
+            .unwrap_or_else(|_| "direct".into())
+    };
+    let http = match HttpClient::with_proxy(config.ca_file.as_deref(), proxy.clone()) {
         Ok(h) => h,
         Err(e) => {
             c.fail("TLS", &e.to_string(), "fix RELAY_CA_FILE");
@@ -106,11 +126,14 @@ pub async fn check(global: &Global) -> ExitCode {
             let tokens = TokenSource::new(http.clone(), zoom.clone(), Arc::new(Metrics::new()));
             match tokens.fetch_once().await {
                 Err(e) => {
-                    c.fail("Zoom token", &e.to_string(), "check ZOOM_ACCOUNT_ID, ZOOM_CLIENT_ID, ZOOM_CLIENT_SECRET (and ZOOM_OAUTH_URL if set)");
+                    c.fail("Zoom token", &format!("{e} ({})", route(&zoom.oauth_url)), "check ZOOM_ACCOUNT_ID, ZOOM_CLIENT_ID, ZOOM_CLIENT_SECRET (and ZOOM_OAUTH_URL if set), and HTTPS_PROXY/NO_PROXY if a proxy is in the way");
                     c.skip("Zoom WebSocket", "needs a token");
                 }
                 Ok(token) => {
-                    c.pass("Zoom token", &format!("issued by {}", zoom.oauth_url));
+                    c.pass(
+                        "Zoom token",
+                        &format!("issued by {} ({})", zoom.oauth_url, route(&zoom.oauth_url)),
+                    );
                     let tls_cfg =
                         match tls::client_config(config.ca_file.as_deref(), &[b"http/1.1"]) {
                             Ok(t) => Arc::new(t),
@@ -119,9 +142,11 @@ pub async fn check(global: &Global) -> ExitCode {
                                 return ExitCode::FAILURE;
                             }
                         };
-                    match Dialer::new(zoom.clone(), tls_cfg).probe(&token).await {
-                        Ok(url) => c.pass("Zoom WebSocket", &format!("build_connection succeeded at {url} (Zoom allows one connection per subscription: a running relay reconnects at once)")),
-                        Err(e) => c.fail("Zoom WebSocket", &e, "check ZOOM_WSS_URL (the subscription's endpoint with ?subscriptionId=...) and that the app has the QSS scopes"),
+                    let dialer = Dialer::new(zoom.clone(), tls_cfg, proxy.clone());
+                    let via = dialer.route();
+                    match dialer.probe(&token).await {
+                        Ok(url) => c.pass("Zoom WebSocket", &format!("build_connection succeeded at {url} ({via}; Zoom allows one connection per subscription: a running relay reconnects at once)")),
+                        Err(e) => c.fail("Zoom WebSocket", &format!("{e} ({via})"), "check ZOOM_WSS_URL (the subscription's endpoint with ?subscriptionId=...), that the app has the QSS scopes, and HTTPS_PROXY/NO_PROXY if a proxy is in the way"),
                     }
                 }
             }
@@ -131,14 +156,23 @@ pub async fn check(global: &Global) -> ExitCode {
     // LogScale.
     match &config.logscale {
         None => c.skip("LogScale", "not configured"),
-        Some(ls) => match HecClient::new(http.clone(), &ls.base_url, &ls.token, ls.compression, config.ship.timeout) {
+        Some(ls) => match HecClient::new(
+            http.clone(),
+            &ls.base_url,
+            &ls.token,
+            ls.compression,
+            config.ship.timeout,
+        ) {
             Err(e) => c.fail("LogScale", &e, "fix LOGSCALE_HOST / LOGSCALE_INGEST_TOKEN"),
-            Ok(client) => match client.health().await {
-                Ok((200..=299, _)) => c.pass("LogScale HEC", &format!("{} answers healthy", ls.base_url)),
-                Ok((code @ (401 | 403), body)) => c.fail("LogScale HEC", &format!("HTTP {code}: the ingest token is refused ({body})"), "set LOGSCALE_INGEST_TOKEN to an ingest token of the repository"),
-                Ok((code, body)) => c.fail("LogScale HEC", &format!("HTTP {code} from {}/api/v1/ingest/hec/health: {body}", ls.base_url), "check LOGSCALE_HOST (host[:port] or https://host) and that LogScale is up"),
-                Err(e) => c.fail("LogScale HEC", &format!("cannot reach {}: {e}", ls.base_url), "check LOGSCALE_HOST, DNS, firewalls and proxies (RELAY_CA_FILE for a private CA)"),
-            },
+            Ok(client) => {
+                let via = route(&ls.base_url);
+                match client.health().await {
+                    Ok((200..=299, _)) => c.pass("LogScale HEC", &format!("{} answers healthy ({via})", ls.base_url)),
+                    Ok((code @ (401 | 403), body)) => c.fail("LogScale HEC", &format!("HTTP {code}: the ingest token is refused ({body})"), "set LOGSCALE_INGEST_TOKEN to an ingest token of the repository"),
+                    Ok((code, body)) => c.fail("LogScale HEC", &format!("HTTP {code} from {}/api/v1/ingest/hec/health ({via}): {body}", ls.base_url), "check LOGSCALE_HOST (host[:port] or https://host) and that LogScale is up"),
+                    Err(e) => c.fail("LogScale HEC", &format!("cannot reach {} ({via}): {e}", ls.base_url), "check LOGSCALE_HOST, DNS, firewalls, HTTPS_PROXY/NO_PROXY (RELAY_CA_FILE for a private CA)"),
+                }
+            }
         },
     }
 

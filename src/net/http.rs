@@ -4,12 +4,12 @@
 //! bodies.
 
 use super::error_chain;
+use super::proxy::{Proxy, ProxyConnector};
 use super::tls::{client_config, TlsError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{HeaderMap, Request, StatusCode};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::path::Path;
@@ -24,7 +24,7 @@ pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// A cloneable client; clones share the connection pool.
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpsConnector<HttpConnector>, Body>,
+    inner: Client<HttpsConnector<ProxyConnector>, Body>,
 }
 
 /// A response with its (bounded) body read.
@@ -59,6 +59,11 @@ pub enum HttpError {
 impl HttpClient {
     /// A client trusting the system and webpki roots plus `ca_file`.
     pub fn new(ca_file: Option<&Path>) -> Result<HttpClient, TlsError> {
+        HttpClient::with_proxy(ca_file, Proxy::none())
+    }
+
+    /// A client that reaches destinations through `proxy` where its rules say so.
+    pub fn with_proxy(ca_file: Option<&Path>, proxy: Proxy) -> Result<HttpClient, TlsError> {
         // hyper-rustls sets ALPN itself (h2, http/1.1) from enable_http1/enable_http2.
         let tls = client_config(ca_file, &[])?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -66,7 +71,7 @@ impl HttpClient {
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .build();
+            .wrap_connector(ProxyConnector::new(proxy));
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);

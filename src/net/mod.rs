@@ -2,6 +2,7 @@
 //! simulator: TLS configuration, the HTTP client, and a small HTTP server loop.
 
 pub mod http;
+pub mod proxy;
 pub mod server;
 pub mod tls;
 

@@ -24,6 +24,7 @@ use super::frame::{classify, FrameKind};
 use super::zoom_token::{urlencode, TokenSource};
 use crate::config::{Secret, ZoomWsConfig};
 use crate::metrics::{label, Metrics};
+use crate::net::proxy::Proxy;
 use crate::net::redact_url;
 use crate::ship::retry::Backoff;
 use crate::spool::{flags, now_ms, AppendError, Appender, NewRecord, SourceKind};
@@ -35,7 +36,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -99,6 +99,7 @@ impl WsState {
 pub struct Dialer {
     cfg: ZoomWsConfig,
     tls: Arc<rustls::ClientConfig>,
+    proxy: Proxy,
 }
 
 /// The source.
@@ -127,8 +128,17 @@ trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
 
 impl Dialer {
-    pub fn new(cfg: ZoomWsConfig, tls: Arc<rustls::ClientConfig>) -> Dialer {
-        Dialer { cfg, tls }
+    pub fn new(cfg: ZoomWsConfig, tls: Arc<rustls::ClientConfig>, proxy: Proxy) -> Dialer {
+        Dialer { cfg, tls, proxy }
+    }
+
+    /// How the WebSocket endpoint is reached (`relay check` says it).
+    pub fn route(&self) -> String {
+        self.cfg
+            .wss_url
+            .parse::<hyper::Uri>()
+            .map(|u| self.proxy.route(&u).to_string())
+            .unwrap_or_else(|_| "direct".into())
     }
 
     fn url_with_token(&self, token: &Secret) -> String {
@@ -155,20 +165,18 @@ impl Dialer {
             .to_string();
         let tls = uri.scheme_str() == Some("wss");
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port)))
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, self.proxy.connect(&uri))
             .await
             .map_err(|_| {
                 (
                     "connect_failed",
-                    format!("no TCP connection to {host}:{port} within {CONNECT_TIMEOUT:?}"),
+                    format!(
+                        "no TCP connection to {host}:{port} within {CONNECT_TIMEOUT:?} ({})",
+                        self.proxy.route(&uri)
+                    ),
                 )
             })?
-            .map_err(|e| {
-                (
-                    "connect_failed",
-                    format!("TCP connection to {host}:{port}: {e}"),
-                )
-            })?;
+            .map_err(|e| ("connect_failed", e))?;
         let _ = tcp.set_nodelay(true);
         if !tls {
             return Ok(Box::new(tcp));
@@ -267,10 +275,11 @@ impl ZoomWsSource {
         appender: Appender,
         metrics: Arc<Metrics>,
         tls: Arc<rustls::ClientConfig>,
+        proxy: Proxy,
         state: Arc<WsState>,
     ) -> ZoomWsSource {
         ZoomWsSource {
-            dialer: Dialer { cfg, tls },
+            dialer: Dialer { cfg, tls, proxy },
             tokens,
             appender,
             metrics,
