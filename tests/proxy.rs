@@ -135,7 +135,7 @@ async fn zoom_and_logscale_through_an_authenticating_proxy() {
         dir.path(),
         &format!("BasicAuth {PROXY_USER} {PROXY_PASSWORD}"),
     ) else {
-        println!("skipped: tinyproxy is not installed (apt-get install tinyproxy)");
+        skip_unless_ci("tinyproxy is not installed (apt-get install tinyproxy)");
         return;
     };
     let (zoom, sink) = tls_fakes(dir.path()).await;
@@ -194,7 +194,7 @@ async fn a_proxy_that_refuses_is_reported_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     // Only port 443 may be tunnelled to: the fake LogScale's port is refused.
     let Some(proxy) = Tinyproxy::start(dir.path(), "ConnectPort 443") else {
-        println!("skipped: tinyproxy is not installed (apt-get install tinyproxy)");
+        skip_unless_ci("tinyproxy is not installed (apt-get install tinyproxy)");
         return;
     };
     let (zoom, sink) = tls_fakes(dir.path()).await;
