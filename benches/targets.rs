@@ -6,7 +6,8 @@
 //! cargo bench --bench targets -- backlog      # RSS of the relay holding then draining 5,000,000 events
 //! cargo bench --bench targets -- throughput   # steady-state end to end, fake Zoom at full speed, 20 s
 //!                                             # (THROUGHPUT_SECS=N, THROUGHPUT_RATE=events/s)
-//! cargo bench --bench targets                 # all three
+//! cargo bench --bench targets -- webhook      # webhook 200 latency (durable: fdatasync'd), 16 clients, 20,000 posts
+//! cargo bench --bench targets                 # all four
 //! ```
 //!
 //! Latency is measured exactly, per event: from the moment the fake Zoom flushed it to
@@ -46,6 +47,94 @@ fn main() {
     if want("throughput") {
         rt.block_on(throughput());
     }
+    if want("webhook") {
+        rt.block_on(webhook());
+    }
+}
+
+/// Signed webhooks from 16 concurrent clients against the real binary with LogScale up:
+/// each 200 means the body is fdatasync'd in the spool. Reports the rate and the latency
+/// of the answer (p50, p99), which is what the durability costs a sender.
+async fn webhook() {
+    use qss_relay::net::http::{Body, HttpClient};
+    let (clients, total) = (16u64, common::env_or("WEBHOOK_POSTS", 20_000u64));
+    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
+    let sink = common::sink(TOKEN, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let secret = "bench-webhook-secret";
+    let child = common::spawn_relay(
+        &zoom,
+        &sink,
+        &dir.path().join("spool"),
+        &[
+            ("ZOOM_WSS_URL", String::new()),
+            ("ZOOM_WEBHOOK_SECRET_TOKEN", secret.to_string()),
+            ("RELAY_WEBHOOK_ADDR", format!("127.0.0.1:{port}")),
+        ],
+    );
+    let client = HttpClient::new(None).unwrap();
+    let bodies = Arc::new(FrameFactory::webhook());
+    let average_len = bodies.average_len();
+    let post = move |n: u64| {
+        let (client, body) = (client.clone(), bodies.frame(n));
+        async move {
+            let ts = (qss_relay::spool::now_ms() / 1000).to_string();
+            let req = hyper::Request::post(format!("http://127.0.0.1:{port}/zoom/webhook"))
+                .header(
+                    "x-zm-signature",
+                    qss_relay::source::signature::sign(secret.as_bytes(), &ts, &body),
+                )
+                .header("x-zm-request-timestamp", ts)
+                .body(Body::new(body))
+                .unwrap();
+            let started = Instant::now();
+            let ok = client
+                .send(req, Duration::from_secs(30))
+                .await
+                .is_ok_and(|r| r.status == 200);
+            (ok, started.elapsed().as_secs_f64())
+        }
+    };
+    // Wait for the endpoint.
+    while !post(total + 1).await.0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let post = post.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut n = c;
+            while n < total {
+                let (ok, took) = post(n).await;
+                assert!(ok, "webhook {n} answered 200");
+                lat.push(took);
+                n += clients;
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    common::stop_relay(child);
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "webhooks: {total} signed posts from {clients} clients in {secs:.1} s ({:.0} /s, {} B average body), answered 200 once fdatasync'd: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        total as f64 / secs,
+        average_len,
+        percentile(&lat, 0.5) * 1000.0,
+        percentile(&lat, 0.99) * 1000.0,
+        lat.last().unwrap() * 1000.0
+    );
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

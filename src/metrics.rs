@@ -139,3 +139,45 @@ impl Metrics {
 pub fn label(key: &'static str, value: &'static str) -> Label {
     [(key, value)]
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// A metric's base name: without labels and without the `_total` counters get.
+    fn base(name: &str) -> String {
+        let name = name.split('{').next().unwrap_or(name).trim();
+        name.strip_suffix("_total").unwrap_or(name).to_string()
+    }
+
+    /// The README's metrics table and the registry name the same metrics: a metric added
+    /// without documentation, or documented and gone, fails here.
+    #[test]
+    fn the_readme_lists_exactly_the_registered_metrics() {
+        let registered: BTreeSet<String> = super::Metrics::new()
+            .render()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(base)
+            .collect();
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n## Metrics")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("README.md has a Metrics section");
+        let documented: BTreeSet<String> = section
+            .lines()
+            .filter(|l| l.starts_with("| `relay_"))
+            .filter_map(|l| l.split('|').nth(1))
+            .flat_map(|cell| cell.split(", ").map(|n| base(n.trim().trim_matches('`'))))
+            .collect();
+        let undocumented: Vec<_> = registered.difference(&documented).collect();
+        let gone: Vec<_> = documented.difference(&registered).collect();
+        assert!(
+            undocumented.is_empty() && gone.is_empty(),
+            "README metrics table out of date: not documented {undocumented:?}, documented but not registered {gone:?}"
+        );
+    }
+}

@@ -490,3 +490,74 @@ async fn a_failed_sync_acknowledges_nothing_and_fails_the_spool() {
     assert_eq!(pending.first(), Some(&(0, "safe".to_string())));
     assert!(!pending.iter().any(|(_, p)| p == "after"));
 }
+
+/// The free-space floor behaves like the size cap: `reject-new` refuses (counted), and
+/// `drop-oldest` drops the oldest generation whole, which gives its space back at once.
+#[test]
+fn below_the_free_space_floor_the_full_policy_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = free_bytes(dir.path()).expect("this file system reports its size");
+
+    // A floor above what is free: the disk counts as full from the first commit.
+    let mut s = settings(dir.path());
+    s.full_policy = FullPolicy::RejectNew;
+    s.min_free_bytes = free.saturating_mul(4);
+    {
+        let spool = open(&s);
+        let err = spool.commit(&recs("refused", 10)).unwrap_err();
+        assert!(matches!(err, SpoolError::DiskFull { .. }), "{err:?}");
+        let st = spool.stats();
+        assert!(st.disk_full && st.disk_free_bytes.is_some());
+        assert_eq!((st.pending_events, st.dropped_events), (0, 10));
+        assert_eq!(
+            spool
+                .inner
+                .metrics
+                .events_dropped
+                .get_or_create(&label("reason", "disk_full_rejected"))
+                .get(),
+            10
+        );
+        // Nothing to drop with drop-oldest either: refused the same way, never written.
+        assert!(!dir.path().join(BALLAST_FILE).exists(), "no room for the reserve");
+    }
+
+    // drop-oldest with two generations: the older one goes, whole.
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.rotate_bytes = 1; // every 16th commit starts a new generation
+    let spool = open(&s);
+    for i in 0..20 {
+        spool.commit(&recs(&format!("g{i}"), 5)).unwrap();
+    }
+    let before = spool.stats();
+    assert!(before.generations >= 2, "{before:?}");
+    let first_gen_events = spool
+        .state()
+        .blocks
+        .values()
+        .filter(|m| m.gen == 1)
+        .map(|m| u64::from(m.count))
+        .sum::<u64>();
+    drop(spool);
+    s.min_free_bytes = free.saturating_mul(4);
+    let spool = open(&s);
+    spool.commit(&recs("new", 5)).unwrap();
+    let after = spool.stats();
+    assert_eq!(after.dropped_events, first_gen_events, "{after:?}");
+    assert_eq!(
+        after.pending_events,
+        before.pending_events - first_gen_events + 5
+    );
+    assert!(
+        !dir.path().join("blocks-00000001").exists(),
+        "the dropped generation's directory is deleted"
+    );
+    assert!(after.disk_full);
+    // Back above the floor: the next commit goes through without dropping anything.
+    drop(spool);
+    s.min_free_bytes = 0;
+    let spool = open(&s);
+    spool.commit(&recs("later", 5)).unwrap();
+    assert_eq!(spool.stats().dropped_events, first_gen_events);
+}
