@@ -70,7 +70,7 @@ async fn outage_then_kill9_then_restart_loses_nothing() {
     let err = report.last_ship_error.expect("the 503 is shown");
     assert_eq!(err.status, Some(503));
     assert!(err.body_excerpt.unwrap().contains("failing on purpose"));
-    assert!(report.spool.oldest_pending_age_secs >= 0.0);
+    assert!(report.spool.oldest_pending_age_secs > 0.0);
 
     // kill -9 in the middle of the outage.
     relay.kill9();
@@ -280,5 +280,120 @@ async fn retry_after_hangs_and_broken_connections_are_retried() {
     assert!(
         metric_value(&metrics, "relay_ship_retries_total") > 0.0,
         "{metrics}"
+    );
+}
+
+/// Waits until the sink has seen more than `n` requests; returns when it noticed.
+async fn next_request_after(sink: &FakeLogScale, n: u64) -> std::time::Instant {
+    assert!(
+        eventually(Duration::from_secs(30), || sink.requests_seen() > n).await,
+        "a request arrives"
+    );
+    std::time::Instant::now()
+}
+
+/// `Retry-After` is honoured, in seconds and as an HTTP date: after the answer, no request
+/// reaches LogScale before the time it named, and delivery resumes after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_in_seconds_or_as_a_date_is_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (zoom, sink) = fakes().await;
+    let env = env_for(dir.path(), &zoom, &sink);
+    let relay = Relay::start(dir.path(), &env);
+    zoom.send(100);
+    assert!(sink.wait_for_distinct(100, Duration::from_secs(30)).await);
+
+    for (round, (mode, wait)) in [
+        (
+            Mode::Status {
+                code: 429,
+                retry_after: Some(4),
+            },
+            // The header says 4 s; polling notices the answer up to ~25 ms late.
+            Duration::from_millis(3_900),
+        ),
+        (
+            Mode::StatusUntil { code: 503, secs: 5 },
+            // An HTTP date has whole seconds: the wait is between 4 and 5 s.
+            Duration::from_millis(3_900),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sink.set_mode(mode.clone());
+        let before = sink.requests_seen();
+        zoom.send(100);
+        let refused_at = next_request_after(&sink, before).await;
+        let refused = sink.requests_seen();
+        // Nothing more until the time the answer named.
+        while refused_at.elapsed() < wait {
+            assert_eq!(
+                sink.requests_seen(),
+                refused,
+                "{mode:?}: a request {:?} after the answer, before its Retry-After",
+                refused_at.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sink.set_mode(Mode::Accept);
+        let want = 100 * (round as u64 + 2);
+        assert!(
+            sink.wait_for_distinct(want, Duration::from_secs(30)).await,
+            "{mode:?}: delivery resumes after the wait: {:?}\n{}",
+            sink.stats(),
+            relay.log_text()
+        );
+    }
+}
+
+/// A re-sent event keeps its `relay_id`: what makes de-duplication at query time work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_sent_again_after_a_restart_keeps_its_relay_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (zoom, sink) = fakes().await;
+    let env = env_for(dir.path(), &zoom, &sink);
+    // LogScale takes the events but never answers: the relay must send them again.
+    sink.set_mode(Mode::Hang);
+    let relay = Relay::start(dir.path(), &env);
+    zoom.send(50);
+    assert!(
+        eventually(Duration::from_secs(20), || sink.requests_seen() >= 1).await,
+        "the first attempt reached LogScale"
+    );
+    let first_ids = {
+        // Hang mode keeps nothing: ask the spool what it will send instead.
+        let out = command(&env).args(["spool", "export"]).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["time"].as_f64().unwrap().to_string(),
+                    v["fields"]["relay_id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(first_ids.len(), 50);
+    relay.kill9();
+    zoom.close_connections();
+    sink.set_mode(Mode::Accept);
+    let _relay = Relay::start(dir.path(), &env);
+    assert!(sink.wait_for_distinct(50, Duration::from_secs(30)).await);
+    let delivered: std::collections::BTreeMap<String, String> = sink
+        .events()
+        .iter()
+        .map(|e| {
+            (
+                e["time"].as_f64().unwrap().to_string(),
+                e["fields"]["relay_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        delivered, first_ids,
+        "the same events carry the same relay_id after the restart"
     );
 }

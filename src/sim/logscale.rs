@@ -27,6 +27,8 @@ pub enum Mode {
     Accept,
     /// Answer this status (503, 401, ...), with `Retry-After` if given; keep nothing.
     Status { code: u16, retry_after: Option<u64> },
+    /// Answer this status with `Retry-After` as an HTTP date this many seconds ahead.
+    StatusUntil { code: u16, secs: u64 },
     /// 400 for any request holding an event whose text contains this string.
     RejectContaining(String),
     /// 413 for any request with more events than this.
@@ -319,6 +321,18 @@ async fn ingest(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
                 resp.headers_mut()
                     .insert("retry-after", s.to_string().parse().expect("digits"));
             }
+            return resp;
+        }
+        Mode::StatusUntil { code, secs } => {
+            let mut resp = server::text(
+                StatusCode::from_u16(*code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                "fake LogScale is failing on purpose",
+            );
+            let when = std::time::SystemTime::now() + Duration::from_secs(*secs);
+            resp.headers_mut().insert(
+                "retry-after",
+                httpdate::fmt_http_date(when).parse().expect("an HTTP date"),
+            );
             return resp;
         }
         Mode::Slow(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,

@@ -12,20 +12,12 @@
 //! delivered position, counters, notes, the dead-letter area) and one or more
 //! `blocks-NNNNNNNN/` generations (sled databases of blocks, see [`generation`]).
 //!
-//! Invariants (see ARCHITECTURE.md):
-//! - A record gets its sequence number when its group is committed; numbers only grow,
-//!   across restarts too.
-//! - A producer awaiting [`Appender::send_durable`] hears back only after the block holding
-//!   its record has been flushed by sled.
-//! - The shipper reads only blocks below `durable_end`, so nothing leaves the relay that a
-//!   crash could take back, and a sequence number is never reused.
-//! - `floor` is the delivered position: every record below it is delivered, dead-lettered
-//!   or dropped under the size cap. It is flushed before any block below it is removed,
-//!   and a restart resumes exactly there, mid-block if need be.
-//! - A block that fails to decode is moved to the dead-letter area, counted and logged; it
-//!   never stops the reader.
-//!
-//! Nothing outside this module touches sled.
+//! The invariants are listed once, in ARCHITECTURE.md ("Invariants", 1–9 and 6a–6b). In
+//! short: a record is durable once its block is flushed *and* `fdatasync`ed ([`disk`]);
+//! the shipper reads only durable records; the delivered position (`floor`) is synced
+//! before blocks below it are removed; nothing is dropped silently ([`room`]); a failed
+//! write or sync stops the spool for good ([`Spool::failed`]). Nothing outside this module
+//! touches sled.
 
 mod block;
 mod dead;

@@ -519,7 +519,10 @@ fn below_the_free_space_floor_the_full_policy_applies() {
             10
         );
         // Nothing to drop with drop-oldest either: refused the same way, never written.
-        assert!(!dir.path().join(BALLAST_FILE).exists(), "no room for the reserve");
+        assert!(
+            !dir.path().join(BALLAST_FILE).exists(),
+            "no room for the reserve"
+        );
     }
 
     // drop-oldest with two generations: the older one goes, whole.
@@ -532,13 +535,15 @@ fn below_the_free_space_floor_the_full_policy_applies() {
     }
     let before = spool.stats();
     assert!(before.generations >= 2, "{before:?}");
+    let oldest_gen = spool.state().blocks.values().next().unwrap().gen;
     let first_gen_events = spool
         .state()
         .blocks
         .values()
-        .filter(|m| m.gen == 1)
+        .filter(|m| m.gen == oldest_gen)
         .map(|m| u64::from(m.count))
         .sum::<u64>();
+    assert!(first_gen_events > 0 && first_gen_events < before.pending_events);
     drop(spool);
     s.min_free_bytes = free.saturating_mul(4);
     let spool = open(&s);
@@ -550,7 +555,7 @@ fn below_the_free_space_floor_the_full_policy_applies() {
         before.pending_events - first_gen_events + 5
     );
     assert!(
-        !dir.path().join("blocks-00000001").exists(),
+        !dir.path().join(format!("blocks-{oldest_gen:08}")).exists(),
         "the dropped generation's directory is deleted"
     );
     assert!(after.disk_full);
