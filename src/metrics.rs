@@ -165,8 +165,11 @@ mod tests {
     /// without documentation, or documented and gone, fails here.
     #[test]
     fn the_readme_lists_exactly_the_registered_metrics() {
-        let registered: BTreeSet<String> =
-            super::Metrics::new().names().iter().map(|n| base(n)).collect();
+        let registered: BTreeSet<String> = super::Metrics::new()
+            .names()
+            .iter()
+            .map(|n| base(n))
+            .collect();
         let readme = include_str!("../README.md");
         let section = readme
             .split("\n## Metrics")

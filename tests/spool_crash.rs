@@ -59,7 +59,17 @@ fn kill9_mid_append_keeps_every_confirmed_record() {
                 break;
             }
         }
-        let _ = child.wait();
+        let status = child.wait().unwrap();
+        assert!(
+            confirmed.len() as u64 >= target,
+            "the appender stopped early ({status}) after {} confirmations: the kill never happened mid-append",
+            confirmed.len()
+        );
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "killed by the test, not exited by itself"
+        );
 
         let spool = open(&spool_dir);
         let records = spool.pending(0, usize::MAX, None).unwrap();
@@ -214,4 +224,12 @@ fn the_old_scripts_env_file_works_unchanged() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // And reads it: the settings came from the file (an empty spool in the given place).
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["pending_events"], 0);
+    assert_eq!(
+        report["spool_dir"],
+        dir.path().join("spool").display().to_string()
+    );
+    assert_eq!(report["read_from"], "disk");
 }
