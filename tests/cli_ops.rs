@@ -107,8 +107,13 @@ fn demo_runs_with_piped_output_and_loses_nothing() {
             .parse()
             .unwrap()
     };
+    // The rate is the fake's aim, not a promise on a busy machine (runs under load sent
+    // 8,910 of 9,000): what matters is that the counts below agree.
     let sent = count("sent by simulated Zoom");
-    assert!(sent >= 6 * 1500, "{text}");
+    assert!(
+        sent >= 6 * 1500 / 2,
+        "the demo streamed for its duration: {text}"
+    );
     assert_eq!(count("received by the relay"), sent, "{text}");
     assert_eq!(count("delivered (distinct)"), sent, "{text}");
     assert!(
