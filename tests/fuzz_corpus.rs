@@ -39,12 +39,21 @@ fn replay(dir: &Path, check: fn(&[u8])) -> usize {
 #[test]
 fn seeds_and_regressions_hold() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    assert!(
+        root.join("regressions").is_dir(),
+        "fuzz/regressions/ is where findings are kept"
+    );
     let mut total = 0;
     for (name, check) in targets() {
         let seeds = replay(&root.join("seeds").join(name), check);
+        // Absent until a target has its first finding.
         let regressions = replay(&root.join("regressions").join(name), check);
         let corpus = replay(&root.join("corpus-min").join(name), check);
         assert!(seeds > 0, "no seeds for {name}");
+        assert!(
+            corpus > 0,
+            "no minimized corpus for {name} in fuzz/corpus-min/ (fuzz/run.sh --cmin)"
+        );
         total += seeds + regressions + corpus;
     }
     println!("replayed {total} inputs");

@@ -71,6 +71,13 @@ fn encode(kind: SourceKind, payload: &str, fl: u8) -> String {
 fn check_golden(name: &str, actual: &str) {
     let path = format!("{}/tests/golden/{name}.json", env!("CARGO_MANIFEST_DIR"));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        // Regenerating is a developer's step, reviewed in the diff; never in CI, where it
+        // would make every comparison pass.
+        let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+        assert!(
+            !in_ci,
+            "UPDATE_GOLDEN is set in CI: golden files are compared there"
+        );
         std::fs::write(&path, actual).unwrap();
         return;
     }

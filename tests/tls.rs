@@ -54,12 +54,28 @@ async fn wss_and_https_with_a_custom_ca_and_refused_without_it() {
     let mut env = base_env(dir.path(), &sink.base_url());
     env.extend(zoom.env_pairs());
     let relay = Relay::start(dir.path(), &env);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(zoom.stats().tokens_issued, 0);
-    let log = relay.kill9();
     assert!(
-        log.contains("certificate") || log.contains("UnknownIssuer"),
-        "the TLS failure is logged:\n{log}"
+        eventually(Duration::from_secs(20), || {
+            let log = relay.log_text();
+            log.contains("certificate") || log.contains("UnknownIssuer")
+        })
+        .await,
+        "the TLS failure is logged:\n{}",
+        relay.log_text()
+    );
+    assert_eq!(zoom.stats().tokens_issued, 0);
+    relay.kill9();
+    // LogScale over https without the CA: refused too (`relay check` ships nothing but
+    // makes the request).
+    let out = command(&env).arg("check").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("✗ LogScale HEC"))
+        .unwrap_or_else(|| panic!("LogScale over https without the CA fails:\n{text}"));
+    assert!(
+        line.contains("certificate") || line.contains("UnknownIssuer"),
+        "{line}"
     );
 
     // With RELAY_CA_FILE: everything works.

@@ -79,17 +79,25 @@ async fn connects_heartbeats_on_time_and_ships() {
     assert!(s.zoom.wait_until(T, |z| z.connections == 1).await);
     s.zoom.send(50);
     assert!(s.sink.wait_for_distinct(50, T).await);
-    // Heartbeats: one a second, answered, round trip measured.
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Heartbeats: one a second, answered, round trip measured. Waited for, not slept
+    // for; the bounds are wide enough for a loaded machine and still tell "every second"
+    // from "in a loop" or "every few seconds".
+    assert!(
+        eventually(T, || s.zoom.heartbeat_times().len() >= 5).await,
+        "heartbeats keep coming"
+    );
     let beats = s.zoom.heartbeat_times();
-    assert!(beats.len() >= 3, "{} heartbeats in 3.5 s", beats.len());
-    for w in beats.windows(2) {
-        let gap = w[1] - w[0];
-        assert!(
-            gap > Duration::from_millis(700) && gap < Duration::from_millis(1400),
-            "heartbeat gap {gap:?}"
-        );
-    }
+    let mut gaps: Vec<Duration> = beats.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|g| *g > Duration::from_millis(500)),
+        "never in a loop: {gaps:?}"
+    );
+    gaps.sort();
+    let median = gaps[gaps.len() / 2];
+    assert!(
+        median < Duration::from_millis(2500),
+        "about one a second: {gaps:?}"
+    );
     let rtt_count: u64 = s
         .metrics
         .render()
@@ -116,10 +124,21 @@ async fn a_short_lived_token_is_renewed_before_it_expires() {
     };
     let mut s = setup(opts, &[]).await;
     assert!(s.zoom.wait_until(T, |z| z.connections == 1).await);
-    // 3 s tokens renewed at 90%: at least three more within 8 s, never in a tight loop.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // 3 s tokens renewed at 90% (every ~2.7 s): three renewals come, and never in a tight
+    // loop (at most one per 2 s over the whole wait).
+    let started = std::time::Instant::now();
+    assert!(
+        s.zoom.wait_until(T, |z| z.tokens_issued >= 4).await,
+        "tokens are renewed: {:?}",
+        s.zoom.stats()
+    );
     let issued = s.zoom.stats().tokens_issued;
-    assert!((3..=6).contains(&issued), "{issued} tokens in 8 s");
+    let bound = 2 + started.elapsed().as_secs() / 2;
+    assert!(
+        issued <= bound,
+        "{issued} tokens in {:?}",
+        started.elapsed()
+    );
     // A reconnect now finds a valid (renewed) token: no refusal.
     s.zoom.close_connections();
     assert!(s.zoom.wait_until(T, |z| z.connections == 2).await);

@@ -224,8 +224,22 @@ mod tests {
         );
         assert!("evt:7".parse::<DeadId>().is_err());
         assert_eq!(DeadId::from_key(&d.id.key()), Some(d.id));
-        for n in 0..d.encode().len() {
-            let _ = DeadLetter::decode(&d.encode()[..n]);
+        // A cut entry: without its whole header and reason it is not an entry; past that
+        // the payload (the rest of the value, sled stores it whole) is what is there.
+        let full = d.encode();
+        let reason_end = ENTRY_HEADER_LEN + d.reason.len();
+        for n in 0..full.len() {
+            match DeadLetter::decode(&full[..n]) {
+                None => assert!(n < reason_end, "a {n}-byte prefix is refused"),
+                Some(cut) => {
+                    assert!(n >= reason_end, "a {n}-byte prefix decodes");
+                    assert_eq!(cut.reason, d.reason);
+                    assert_eq!(cut.payload, d.payload.slice(..n - reason_end));
+                }
+            }
         }
+        let mut other_version = full.clone();
+        other_version[0] ^= 0xff;
+        assert_eq!(DeadLetter::decode(&other_version), None);
     }
 }
