@@ -6,8 +6,7 @@ mod common;
 
 use common::*;
 use qss_relay::net::http::{Body, HttpClient};
-use qss_relay::sim::logscale::{FakeLogScale, Mode, SinkOptions};
-use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
+use qss_relay::sim::logscale::Mode;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
@@ -33,12 +32,7 @@ async fn get(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_port_serves_no_spool_route_and_refuses_browsers() {
     let dir = tempfile::tempdir().unwrap();
-    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
-    let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
-        .await
-        .unwrap();
-    let mut env = base_env(dir.path(), &sink.base_url());
-    env.extend(zoom.env_pairs());
+    let (_zoom, _sink, mut env) = fakes_and_env(dir.path()).await;
     env.insert(
         "RELAY_ADMIN_ALLOWED_HOSTS".into(),
         "prometheus-target".into(),
@@ -93,16 +87,11 @@ async fn the_metrics_port_serves_no_spool_route_and_refuses_browsers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spool_commands_use_the_operator_socket_which_only_the_relays_user_may_open() {
     let dir = tempfile::tempdir().unwrap();
-    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
-    let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
-        .await
-        .unwrap();
+    let (zoom, sink, mut env) = fakes_and_env(dir.path()).await;
     sink.set_mode(Mode::Status {
         code: 503,
         retry_after: None,
     });
-    let mut env = base_env(dir.path(), &sink.base_url());
-    env.extend(zoom.env_pairs());
     // No TCP admin endpoint at all: the spool commands do not need one.
     env.insert("RELAY_ADMIN_ADDR".into(), "off".into());
     let spool = std::path::PathBuf::from(&env["RELAY_SPOOL_DIR"]);

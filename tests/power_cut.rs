@@ -11,12 +11,10 @@
 mod common;
 
 use common::*;
-use qss_relay::net::http::{Body, HttpClient};
+use qss_relay::net::http::HttpClient;
 use qss_relay::sim::events::FrameFactory;
 use qss_relay::sim::logscale::{FakeLogScale, Mode, SinkOptions};
-use qss_relay::source::signature;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -109,24 +107,6 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill {sig} {pid}");
 }
 
-async fn post_signed(client: &HttpClient, addr: SocketAddr, body: bytes::Bytes) -> u16 {
-    let ts = (qss_relay::spool::now_ms() / 1000).to_string();
-    let req = hyper::Request::post(format!("http://{addr}/zoom/webhook"))
-        .header("content-type", "application/json")
-        .header(
-            "x-zm-signature",
-            signature::sign(SECRET.as_bytes(), &ts, &body),
-        )
-        .header("x-zm-request-timestamp", ts)
-        .body(Body::new(body))
-        .unwrap();
-    client
-        .send(req, Duration::from_secs(30))
-        .await
-        .map(|r| r.status.as_u16())
-        .unwrap_or(0)
-}
-
 /// Webhooks answered 200 during an outage, a power cut `settle` after the last 200, a
 /// restart on what LazyFS kept: returns the webhooks answered 200 that never arrived.
 async fn acknowledged_webhooks_after_a_power_cut(settle: Duration) -> Option<Vec<u64>> {
@@ -166,7 +146,7 @@ async fn acknowledged_webhooks_after_a_power_cut(settle: Duration) -> Option<Vec
         for n in wave * 20..(wave + 1) * 20 {
             let (client, body) = (client.clone(), bodies.frame(n));
             tasks.push(tokio::spawn(async move {
-                (n, post_signed(&client, addr, body).await)
+                (n, post_signed(&client, addr, SECRET, body).await.0)
             }));
         }
         for t in tasks {

@@ -11,11 +11,9 @@ mod common;
 use common::*;
 use qss_relay::sim::logscale::{FakeLogScale, SinkOptions};
 use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 const PROXY_USER: &str = "relay";
@@ -78,25 +76,8 @@ impl Drop for Tinyproxy {
     }
 }
 
-/// A test CA and a certificate for 127.0.0.1; returns the server TLS configuration.
-fn tls(dir: &Path) -> Arc<rustls::ServerConfig> {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &ca).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-    Arc::new(
-        qss_relay::net::tls::server_config(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap(),
-    )
-}
-
 async fn tls_fakes(dir: &Path) -> (FakeZoom, FakeLogScale) {
-    let server = tls(dir);
+    let server = test_certs(dir);
     let zoom = FakeZoom::start_with_tls(ZoomOptions::default(), Some(server.clone()))
         .await
         .unwrap();

@@ -5,11 +5,9 @@
 mod common;
 
 use common::*;
-use qss_relay::net::http::{Body, HttpClient};
+use qss_relay::net::http::HttpClient;
 use qss_relay::sim::events::FrameFactory;
-use qss_relay::sim::logscale::{FakeLogScale, Mode, SinkOptions};
-use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
-use qss_relay::source::signature;
+use qss_relay::sim::logscale::Mode;
 use std::time::Duration;
 
 const WEBHOOK_SECRET: &str = "whsec-Very-Secret-42";
@@ -17,12 +15,7 @@ const WEBHOOK_SECRET: &str = "whsec-Very-Secret-42";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_in_the_logs_at_trace_level() {
     let dir = tempfile::tempdir().unwrap();
-    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
-    let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
-        .await
-        .unwrap();
-    let mut env = base_env(dir.path(), &sink.base_url());
-    env.extend(zoom.env_pairs());
+    let (zoom, sink, mut env) = fakes_and_env(dir.path()).await;
     env.insert("ZOOM_WEBHOOK_SECRET_TOKEN".into(), WEBHOOK_SECRET.into());
     env.insert("RELAY_WEBHOOK_ADDR".into(), "127.0.0.1:0".into());
     env.insert("RUST_LOG".into(), "trace".into());
@@ -38,22 +31,7 @@ async fn no_secret_in_the_logs_at_trace_level() {
     let addr = relay.webhook_addr();
     let http = HttpClient::new(None).unwrap();
     let body = FrameFactory::webhook().frame(5);
-    let ts = (qss_relay::spool::now_ms() / 1000).to_string();
-    let req = hyper::Request::post(format!("http://{addr}/zoom/webhook"))
-        .header(
-            "x-zm-signature",
-            signature::sign(WEBHOOK_SECRET.as_bytes(), &ts, &body),
-        )
-        .header("x-zm-request-timestamp", ts)
-        .body(Body::new(body))
-        .unwrap();
-    assert_eq!(
-        http.send(req, Duration::from_secs(10))
-            .await
-            .unwrap()
-            .status,
-        200
-    );
+    assert_eq!(post_signed(&http, addr, WEBHOOK_SECRET, body).await.0, 200);
     assert!(
         sink.wait_for_distinct(400, Duration::from_secs(60)).await,
         "{:?}",

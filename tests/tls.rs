@@ -8,24 +8,9 @@ use common::*;
 use qss_relay::net::http::{Body, HttpClient};
 use qss_relay::sim::logscale::{FakeLogScale, SinkOptions};
 use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Writes `ca.pem`, `cert.pem` and `key.pem` (for 127.0.0.1) into `dir`.
-fn make_certs(dir: &Path) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &ca).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-}
 
 fn server_tls(dir: &Path) -> Arc<rustls::ServerConfig> {
     Arc::new(
@@ -36,7 +21,7 @@ fn server_tls(dir: &Path) -> Arc<rustls::ServerConfig> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wss_and_https_with_a_custom_ca_and_refused_without_it() {
     let dir = tempfile::tempdir().unwrap();
-    make_certs(dir.path());
+    test_certs(dir.path());
     let zoom = FakeZoom::start_with_tls(ZoomOptions::default(), Some(server_tls(dir.path())))
         .await
         .unwrap();
@@ -118,7 +103,7 @@ fn webhook_tls_env(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_endpoint_serves_tls() {
     let dir = tempfile::tempdir().unwrap();
-    make_certs(dir.path());
+    test_certs(dir.path());
     let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
         .await
         .unwrap();
@@ -144,7 +129,7 @@ async fn the_webhook_endpoint_serves_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_is_used_when_logscale_offers_it() {
     let dir = tempfile::tempdir().unwrap();
-    make_certs(dir.path());
+    test_certs(dir.path());
     let mut tls = (*server_tls(dir.path())).clone();
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let sink = FakeLogScale::start_with_tls(
@@ -174,7 +159,7 @@ async fn sighup_reloads_the_webhook_certificate() {
     let (first, second) = (dir.path().join("first"), dir.path().join("second"));
     for d in [&first, &second] {
         std::fs::create_dir(d).unwrap();
-        make_certs(d);
+        test_certs(d);
     }
     let live = dir.path().join("live");
     std::fs::create_dir(&live).unwrap();

@@ -9,11 +9,8 @@
 mod common;
 
 use common::*;
-use qss_relay::net::http::{Body, HttpClient};
+use qss_relay::net::http::HttpClient;
 use qss_relay::sim::events::FrameFactory;
-use qss_relay::sim::logscale::{FakeLogScale, SinkOptions};
-use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
-use qss_relay::source::signature;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -54,36 +51,10 @@ fn closed_by_server(s: &mut TcpStream, seen: &mut Vec<u8>) -> bool {
     }
 }
 
-async fn signed_post(client: &HttpClient, addr: SocketAddr, body: bytes::Bytes) -> (u16, Duration) {
-    let ts = (qss_relay::spool::now_ms() / 1000).to_string();
-    let req = hyper::Request::post(format!("http://{addr}/zoom/webhook"))
-        .header("content-type", "application/json")
-        .header("connection", "close")
-        .header(
-            "x-zm-signature",
-            signature::sign(SECRET.as_bytes(), &ts, &body),
-        )
-        .header("x-zm-request-timestamp", ts)
-        .body(Body::new(body))
-        .unwrap();
-    let started = Instant::now();
-    let status = client
-        .send(req, Duration::from_secs(30))
-        .await
-        .map(|r| r.status.as_u16())
-        .unwrap_or(0);
-    (status, started.elapsed())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_slow_idle_and_endless_clients_does_not_stop_the_relay() {
     let dir = tempfile::tempdir().unwrap();
-    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
-    let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
-        .await
-        .unwrap();
-    let mut env = base_env(dir.path(), &sink.base_url());
-    env.extend(zoom.env_pairs());
+    let (zoom, sink, mut env) = fakes_and_env(dir.path()).await;
     env.insert("ZOOM_WEBHOOK_SECRET_TOKEN".into(), SECRET.into());
     env.insert("RELAY_WEBHOOK_ADDR".into(), "127.0.0.1:0".into());
     env.insert("RELAY_WEBHOOK_MAX_CONNECTIONS".into(), "1500".into());
@@ -160,7 +131,7 @@ async fn a_flood_of_slow_idle_and_endless_clients_does_not_stop_the_relay() {
     let bodies = FrameFactory::webhook();
     let mut worst = Duration::ZERO;
     for n in 0..20u64 {
-        let (status, took) = signed_post(&client, addr, bodies.frame(1_000_000 + n)).await;
+        let (status, took) = post_signed(&client, addr, SECRET, bodies.frame(1_000_000 + n)).await;
         assert_eq!(
             status,
             200,
@@ -240,12 +211,7 @@ async fn a_flood_of_slow_idle_and_endless_clients_does_not_stop_the_relay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_heads_close_at_the_header_timeout_and_connections_over_the_cap_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
-    let sink = FakeLogScale::start(TOKEN, SinkOptions::default())
-        .await
-        .unwrap();
-    let mut env = base_env(dir.path(), &sink.base_url());
-    env.extend(zoom.env_pairs());
+    let (zoom, sink, mut env) = fakes_and_env(dir.path()).await;
     env.insert("ZOOM_WEBHOOK_SECRET_TOKEN".into(), SECRET.into());
     env.insert("RELAY_WEBHOOK_ADDR".into(), "127.0.0.1:0".into());
     env.insert("RELAY_WEBHOOK_MAX_CONNECTIONS".into(), "100".into());
@@ -306,7 +272,7 @@ async fn slow_heads_close_at_the_header_timeout_and_connections_over_the_cap_at_
     // The endpoint is free again.
     let client = HttpClient::new(None).unwrap();
     let body = FrameFactory::webhook().frame(7);
-    let (status, _) = signed_post(&client, addr, body).await;
+    let (status, _) = post_signed(&client, addr, SECRET, body).await;
     assert_eq!(status, 200);
     let (ok, log) = relay.terminate();
     assert!(ok, "{log}");

@@ -244,3 +244,71 @@ pub fn skip_unless_ci(why: &str) {
     assert!(!in_ci, "cannot run here: {why} (CI must provide it)");
     println!("skipped: {why}");
 }
+
+/// A fake Zoom and a fake LogScale on loopback, and the environment of a relay using both
+/// with its spool in `dir`.
+pub async fn fakes_and_env(
+    dir: &Path,
+) -> (
+    qss_relay::sim::zoom::FakeZoom,
+    qss_relay::sim::logscale::FakeLogScale,
+    BTreeMap<String, String>,
+) {
+    let zoom = qss_relay::sim::zoom::FakeZoom::start(Default::default())
+        .await
+        .unwrap();
+    let sink = qss_relay::sim::logscale::FakeLogScale::start(TOKEN, Default::default())
+        .await
+        .unwrap();
+    let mut env = base_env(dir, &sink.base_url());
+    env.extend(zoom.env_pairs());
+    (zoom, sink, env)
+}
+
+/// Posts `body` to the webhook endpoint at `addr`, signed with `secret` and stamped now, on
+/// a connection of its own. Returns the status (0 when no answer came) and how long it
+/// took.
+pub async fn post_signed(
+    client: &qss_relay::net::http::HttpClient,
+    addr: std::net::SocketAddr,
+    secret: &str,
+    body: bytes::Bytes,
+) -> (u16, Duration) {
+    let ts = (qss_relay::spool::now_ms() / 1000).to_string();
+    let req = hyper::Request::post(format!("http://{addr}/zoom/webhook"))
+        .header("content-type", "application/json")
+        .header("connection", "close")
+        .header(
+            "x-zm-signature",
+            qss_relay::source::signature::sign(secret.as_bytes(), &ts, &body),
+        )
+        .header("x-zm-request-timestamp", ts)
+        .body(qss_relay::net::http::Body::new(body))
+        .unwrap();
+    let started = Instant::now();
+    let status = client
+        .send(req, Duration::from_secs(30))
+        .await
+        .map(|r| r.status.as_u16())
+        .unwrap_or(0);
+    (status, started.elapsed())
+}
+
+/// Writes a test CA (`ca.pem`) and a certificate for 127.0.0.1 signed by it (`cert.pem`,
+/// `key.pem`) into `dir`; returns the server configuration serving that certificate.
+pub fn test_certs(dir: &Path) -> std::sync::Arc<rustls::ServerConfig> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &ca).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    std::sync::Arc::new(
+        qss_relay::net::tls::server_config(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap(),
+    )
+}
