@@ -221,10 +221,40 @@ async fn a_full_spool_with_reject_new_answers_503() {
     assert!(statuses.contains(&200));
     assert!(statuses.contains(&503), "{statuses:?}");
     let report = relay.inspect();
-    assert!(report.spool.dropped_events > 0);
+    let refused = statuses.iter().filter(|s| **s == 503).count() as u64;
+    assert_eq!(
+        report.spool.dropped_events, refused,
+        "every refusal is counted"
+    );
     assert_eq!(
         report.spool.pending_events as usize,
         statuses.iter().filter(|s| **s == 200).count()
+    );
+    // Counted where operators alert, and said in the log, rate-limited.
+    let metrics = metrics_text(relay.admin_addr()).await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "relay_events_dropped_total{reason=\"spool_full_rejected\"}"
+        ),
+        refused as f64,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "relay_webhook_requests_total{result=\"spool_full\"}"
+        ),
+        refused as f64
+    );
+    let log = relay.log_text();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("spool full (RELAY_SPOOL_FULL_POLICY=reject-new)"))
+        .count();
+    assert!(
+        (1..=3).contains(&lines),
+        "{lines} spool-full lines for {refused} refusals: logged, at most one per 10 s"
     );
 }
 

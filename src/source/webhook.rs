@@ -377,3 +377,103 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<RespBody> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FullPolicy, Secret, SpoolSettings};
+    use crate::net::http::{Body, HttpClient};
+    use crate::spool::Spool;
+    use std::time::Duration;
+
+    const SECRET: &str = "unit-secret";
+
+    async fn post(addr: SocketAddr, body: &'static [u8]) -> (u16, String) {
+        let ts = (crate::spool::now_ms() / 1000).to_string();
+        let req = hyper::Request::post(format!("http://{addr}{PATH}"))
+            .header(
+                "x-zm-signature",
+                signature::sign(SECRET.as_bytes(), &ts, body),
+            )
+            .header("x-zm-request-timestamp", ts)
+            .body(Body::new(bytes::Bytes::from_static(body)))
+            .unwrap();
+        let r = HttpClient::new(None)
+            .unwrap()
+            .send(req, Duration::from_secs(10))
+            .await
+            .unwrap();
+        (
+            r.status.as_u16(),
+            String::from_utf8_lossy(&r.body).into_owned(),
+        )
+    }
+
+    /// A webhook is answered 200 only when its record is durable: a storage failure and a
+    /// stopped writer (shutting down) both answer 503, so that Zoom sends it again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_disk_error_or_a_shutdown_answers_503() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let spool = Spool::open(
+            &SpoolSettings {
+                dir: dir.path().to_path_buf(),
+                max_bytes: 1 << 30,
+                min_free_bytes: 0,
+                full_policy: FullPolicy::RejectNew,
+                commit_interval: Duration::from_millis(2),
+                cache_bytes: 8 << 20,
+                rotate_bytes: crate::spool::ROTATE_BYTES,
+            },
+            metrics.clone(),
+        )
+        .unwrap();
+        let (appender, writer) = spool.start_writer(64);
+        let cfg = WebhookConfig {
+            secret_token: Secret::new(SECRET),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
+            max_body_bytes: 1 << 20,
+            max_skew: Duration::from_secs(300),
+            max_connections: 64,
+            max_bodies: 8,
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(5),
+        };
+        let source = WebhookSource::bind(cfg, appender, metrics.clone())
+            .await
+            .unwrap();
+        let addr = source.local_addr();
+        let stop = CancellationToken::new();
+        let serving = tokio::spawn(source.run(stop.clone()));
+        let body = br#"{"event":"meeting.started","event_ts":1}"#;
+
+        assert_eq!(post(addr, body).await.0, 200);
+        spool.fail_syncs_for_tests(true);
+        let (status, text) = post(addr, body).await;
+        assert_eq!(status, 503, "{text}");
+        // The spool has failed for good: still 503 once syncing would work again.
+        spool.fail_syncs_for_tests(false);
+        assert_eq!(post(addr, body).await.0, 503);
+        assert!(spool.failure().is_some());
+        let spool_errors = metrics
+            .webhook_requests
+            .get_or_create(&label("result", "spool_error"))
+            .get();
+        assert_eq!(spool_errors, 2);
+
+        // Shutting down: the writer is gone while the endpoint still answers.
+        writer.abort();
+        let _ = writer.await;
+        let (status, _) = post(addr, body).await;
+        assert_eq!(status, 503);
+        let shutting_down = metrics
+            .webhook_requests
+            .get_or_create(&label("result", "shutting_down"))
+            .get();
+        assert_eq!(shutting_down, 1);
+        stop.cancel();
+        let _ = serving.await;
+    }
+}

@@ -494,6 +494,12 @@ impl Spool {
         self.inner.failed.cancel();
     }
 
+    /// Tests elsewhere in the crate: make the next commits' sync fail with EIO.
+    #[cfg(test)]
+    pub(crate) fn fail_syncs_for_tests(&self, on: bool) {
+        self.inner.fail_syncs.store(on, Ordering::Relaxed);
+    }
+
     /// Why the spool stopped taking writes, if it did.
     pub fn failure(&self) -> Option<String> {
         self.inner

@@ -169,6 +169,17 @@ fn size_cap_drop_oldest_counts_what_it_drops() {
     assert!(st.dropped_events >= 2);
     let first = all_pending(&spool)[0].0;
     assert_eq!(first, st.dropped_events);
+    // The metric operators alert on says the same, under its reason.
+    let metric = spool
+        .inner
+        .metrics
+        .events_dropped
+        .get_or_create(&label("reason", "spool_full_oldest"))
+        .get();
+    assert_eq!(metric, st.dropped_events);
+    // Persisted: a restart keeps the count.
+    drop(spool);
+    assert_eq!(open(&s).stats().dropped_events, st.dropped_events);
 }
 
 #[test]
