@@ -139,6 +139,18 @@ async fn a_short_lived_token_is_renewed_before_it_expires() {
         "{issued} tokens in {:?}",
         started.elapsed()
     );
+    // Each new token was obtained while the one before it was still valid.
+    let log = s.zoom.token_log();
+    for (i, pair) in log.windows(2).enumerate() {
+        let ((_, old_expiry), (new_issued, _)) = (pair[0], pair[1]);
+        assert!(
+            new_issued < old_expiry,
+            "token {} came {:?} after token {} expired",
+            i + 2,
+            new_issued - old_expiry,
+            i + 1
+        );
+    }
     // A reconnect now finds a valid (renewed) token: no refusal.
     s.zoom.close_connections();
     assert!(s.zoom.wait_until(T, |z| z.connections == 2).await);

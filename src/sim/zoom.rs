@@ -84,6 +84,8 @@ struct State {
     opts: ZoomOptions,
     frames: FrameFactory,
     current_token: Mutex<Option<(String, Instant)>>,
+    /// When each token was issued and when it expires, in order.
+    token_log: Mutex<Vec<(Instant, Instant)>>,
     token_requests: AtomicU64,
     tokens_issued: AtomicU64,
     reject_credentials: AtomicBool,
@@ -145,6 +147,7 @@ impl FakeZoom {
             opts,
             frames: FrameFactory::websocket(),
             current_token: Mutex::new(None),
+            token_log: Mutex::new(Vec::new()),
             token_requests: AtomicU64::new(0),
             tokens_issued: AtomicU64::new(0),
             reject_credentials: AtomicBool::new(false),
@@ -281,6 +284,11 @@ impl FakeZoom {
             .lock()
             .expect("not poisoned")
             .clone()
+    }
+
+    /// When each token was issued and when it expires, in order of issue.
+    pub fn token_log(&self) -> Vec<(Instant, Instant)> {
+        self.state.token_log.lock().expect("not poisoned").clone()
     }
 
     pub fn stats(&self) -> ZoomStats {
@@ -432,8 +440,12 @@ async fn oauth(st: &State, req: Request<Incoming>) -> Response<RespBody> {
     }
     let n = st.tokens_issued.fetch_add(1, Ordering::SeqCst) + 1;
     let token = format!("sim-token-{n}-{:08x}", fastrand::u32(..));
-    *st.current_token.lock().expect("not poisoned") =
-        Some((token.clone(), Instant::now() + st.opts.token_ttl));
+    let (issued, expires) = (Instant::now(), Instant::now() + st.opts.token_ttl);
+    *st.current_token.lock().expect("not poisoned") = Some((token.clone(), expires));
+    st.token_log
+        .lock()
+        .expect("not poisoned")
+        .push((issued, expires));
     server::json(
         StatusCode::OK,
         &serde_json::json!({
