@@ -59,7 +59,8 @@ fn seeds_and_regressions_hold() {
     println!("replayed {total} inputs");
 }
 
-/// Writes the seed corpus (run once with `--ignored` after changing the formats).
+/// Writes the seed corpus (run with `--ignored` after changing the formats). Deterministic:
+/// `.ci/run` runs it and fails if the committed seeds differ from what it writes.
 #[test]
 #[ignore]
 fn generate_seeds() {
@@ -104,8 +105,13 @@ fn generate_seeds() {
         write("content", &format!("sim-{kind}"), ev.as_bytes());
     }
     let f = FrameFactory::websocket();
+    // Fixed receive times: the generator writes the same bytes every time, so CI can
+    // check that the committed seeds are what it produces.
     let recs: Vec<NewRecord> = (0..5)
-        .map(|i| NewRecord::new(SourceKind::WebSocket, f.frame(i)))
+        .map(|i| NewRecord {
+            received_ms: BASE_TS + i,
+            ..NewRecord::new(SourceKind::WebSocket, f.frame(i))
+        })
         .collect();
     write("spool_block", "five-frames", &encode_block(100, &recs));
     write("spool_block", "empty", &encode_block(0, &[]));
@@ -114,10 +120,13 @@ fn generate_seeds() {
         "one-webhook",
         &encode_block(
             1,
-            &[NewRecord::new(
-                SourceKind::Webhook,
-                bytes::Bytes::from_static(b"{\"event\":\"x\"}"),
-            )
+            &[NewRecord {
+                received_ms: BASE_TS,
+                ..NewRecord::new(
+                    SourceKind::Webhook,
+                    bytes::Bytes::from_static(b"{\"event\":\"x\"}"),
+                )
+            }
             .with_flags(1)],
         ),
     );
