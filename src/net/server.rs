@@ -7,6 +7,7 @@
 //! deadline for the request head, and an idle timeout, so that slow or silent clients
 //! cannot pin descriptors and memory.
 
+use crate::logging::LogThrottle;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -123,18 +124,14 @@ pub async fn serve_limited<F, Fut>(
     let slots = limits
         .max_connections
         .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
-    let accept_errors = crate::logging::LogThrottle::new(Duration::from_secs(10));
+    let accept_errors = LogThrottle::new(Duration::from_secs(10));
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    // EMFILE and friends: wait a little instead of spinning.
-                    if let Some(held_back) = accept_errors.allow() {
-                        tracing::warn!(error = %e, similar_lines_held_back = held_back, "accept failed");
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    after_accept_error(&e, "accept failed", &accept_errors).await;
                     continue;
                 }
             },
@@ -202,14 +199,14 @@ pub async fn serve_unix<F, Fut>(
     Fut: Future<Output = Response<RespBody>> + Send + 'static,
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let accept_errors = LogThrottle::new(Duration::from_secs(10));
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((s, _)) => s,
                 Err(e) => {
-                    tracing::warn!(error = %e, "operator socket: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    after_accept_error(&e, "operator socket: accept failed", &accept_errors).await;
                     continue;
                 }
             },
@@ -240,6 +237,15 @@ pub async fn serve_unix<F, Fut>(
     let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
 }
 
+/// After a failed accept (EMFILE and friends): say so at most once per 10 s, and wait a
+/// little instead of spinning.
+async fn after_accept_error(e: &std::io::Error, what: &str, throttle: &LogThrottle) {
+    if let Some(held_back) = throttle.allow() {
+        tracing::warn!(error = %e, similar_lines_held_back = held_back, "{what}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 /// One accepted connection and what serving it needs.
 struct Connection<F> {
     handler: F,
@@ -262,14 +268,6 @@ where
             let h = handler.clone();
             async move { Ok::<_, Infallible>(h(req).await) }
         });
-        // 0 until the first byte arrives: a connection that never sends anything gets
-        // the header timeout, not the (longer) idle timeout.
-        let last_activity = Arc::new(AtomicU64::new(0));
-        let opened_ms = crate::spool::now_ms();
-        let io = TokioIo::new(Activity {
-            inner: stream,
-            last_ms: last_activity.clone(),
-        });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         if let Some(t) = self.limits.header_timeout {
             builder
@@ -277,14 +275,25 @@ where
                 .timer(TokioTimer::new())
                 .header_read_timeout(t);
         }
-        let conn = builder.serve_connection_with_upgrades(io, service);
-        let serving = self.watcher.watch(conn.into_owned());
         self.stats.open.inc();
         match self.limits.idle_timeout {
+            // No idle limit (the simulator, the operator socket): the stream as it is, no
+            // per-read bookkeeping.
             None => {
-                let _ = serving.await;
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let _ = self.watcher.watch(conn.into_owned()).await;
             }
             Some(idle) => {
+                // 0 until the first byte arrives: a connection that never sends anything
+                // gets the header timeout, not the (longer) idle timeout.
+                let last_activity = Arc::new(AtomicU64::new(0));
+                let opened_ms = crate::spool::now_ms();
+                let io = TokioIo::new(Activity {
+                    inner: stream,
+                    last_ms: last_activity.clone(),
+                });
+                let conn = builder.serve_connection_with_upgrades(io, service);
+                let serving = self.watcher.watch(conn.into_owned());
                 let first = self.limits.header_timeout.unwrap_or(idle);
                 tokio::select! {
                     _ = serving => {}
@@ -353,6 +362,24 @@ impl<S: AsyncWrite> AsyncWrite for Activity<S> {
                 .store(crate::spool::now_ms(), Ordering::Relaxed);
         }
         r
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.last_ms
+                .store(crate::spool::now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
