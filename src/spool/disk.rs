@@ -94,6 +94,14 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
+/// What [`Ballast::adjust`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reserve {
+    Released,
+    Created,
+    Unchanged,
+}
+
 /// The emergency reserve: a file of [`BALLAST_BYTES`] whose blocks are really allocated.
 pub(super) struct Ballast {
     path: PathBuf,
@@ -112,6 +120,20 @@ impl Ballast {
 
     pub fn is_present(&self) -> bool {
         self.present.load(Ordering::Relaxed)
+    }
+
+    /// The one rule for the reserve, given `free` bytes on the file system: released when
+    /// less than its size is left (something filled the disk: recording deliveries needs
+    /// the room), re-created once it fits above `keep_free` with as much to spare.
+    pub fn adjust(&self, free: u64, keep_free: u64) -> Reserve {
+        if free < BALLAST_BYTES {
+            if self.release() {
+                return Reserve::Released;
+            }
+        } else if self.ensure(free, keep_free) {
+            return Reserve::Created;
+        }
+        Reserve::Unchanged
     }
 
     /// Creates the reserve if it is missing and `free` leaves room for it above
@@ -199,6 +221,17 @@ mod tests {
             assert!(meta.blocks() * 512 >= BALLAST_BYTES, "{}", meta.blocks());
         }
         assert!(Ballast::new(dir.path()).is_present());
+        // The rule: kept while there is room, released when less than its size is left,
+        // re-created only with room to spare above what must stay free.
+        assert_eq!(b.adjust(free, 0), Reserve::Unchanged);
+        assert_eq!(b.adjust(BALLAST_BYTES - 1, 0), Reserve::Released);
+        assert!(!dir.path().join(BALLAST_FILE).exists());
+        assert_eq!(b.adjust(BALLAST_BYTES - 1, 0), Reserve::Unchanged);
+        assert_eq!(
+            b.adjust(3 * BALLAST_BYTES, 2 * BALLAST_BYTES),
+            Reserve::Unchanged
+        );
+        assert_eq!(b.adjust(free, 0), Reserve::Created);
         assert!(b.release());
         assert!(!dir.path().join(BALLAST_FILE).exists());
         assert!(!b.release());

@@ -337,6 +337,16 @@ impl Spool {
             dir: dir.clone(),
             source,
         })?;
+        // On a nearly full disk the reserve goes before sled opens anything (recovery may
+        // need to write); the same rule as at every commit (`Ballast::adjust`).
+        let ballast = Ballast::new(&dir);
+        if settings.min_free_bytes > 0 {
+            if let Ok(free) = disk::free_bytes(&dir) {
+                if ballast.adjust(free, u64::MAX) == disk::Reserve::Released {
+                    tracing::warn!(free_bytes = free, "spool: the disk is nearly full; released the emergency reserve so that the backlog can be delivered and removed");
+                }
+            }
+        }
         let db_err = |source: sled::Error| {
             if is_lock_error(&source) {
                 SpoolError::InUse(dir.clone())
@@ -358,11 +368,6 @@ impl Spool {
         let meta = state_db.open_tree("meta").map_err(db_err)?;
         let dead = state_db.open_tree("dead").map_err(db_err)?;
         let state_log = SyncedFile::open(&dir.join("state")).map_err(|e| db_err(e.into()))?;
-        let ballast = Ballast::new(&dir);
-        let free = disk::free_bytes(&dir).unwrap_or(u64::MAX);
-        if free < settings.min_free_bytes && ballast.release() {
-            tracing::warn!(free_bytes = free, "spool: the disk is nearly full; released the emergency reserve so that the backlog can be delivered and removed");
-        }
 
         let id = match meta.get(META_SPOOL_ID).map_err(db_err)? {
             Some(v) => String::from_utf8_lossy(&v).into_owned(),
@@ -435,7 +440,7 @@ impl Spool {
                 durable_end: watch::Sender::new(next),
                 state_log,
                 ballast,
-                disk_free: AtomicU64::new(free),
+                disk_free: AtomicU64::new(u64::MAX),
                 statvfs_warned: AtomicBool::new(false),
                 disk_full: AtomicBool::new(false),
                 disk_limited_ms: AtomicU64::new(0),

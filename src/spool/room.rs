@@ -17,7 +17,7 @@
 //! is released. The spool resumes by itself when space comes back: the check runs at every
 //! commit.
 
-use super::disk::{self, BALLAST_BYTES};
+use super::disk::{self, Reserve, BALLAST_BYTES};
 use super::{key, Spool, SpoolError, META_DROPPED, META_FLOOR};
 use crate::config::FullPolicy;
 use crate::metrics::label;
@@ -71,17 +71,19 @@ impl Spool {
             }
         };
         if min_free > 0 {
-            if free < BALLAST_BYTES {
-                if i.ballast.release() {
+            match i.ballast.adjust(free, min_free) {
+                Reserve::Released => {
                     tracing::warn!(
                         free_bytes = free,
                         "spool: the disk is nearly full; released the emergency reserve so that deliveries can still be recorded and space given back"
                     );
                     free = disk::free_bytes(&i.dir).unwrap_or(free);
                 }
-            } else if i.ballast.ensure(free, min_free) {
-                tracing::info!(bytes = BALLAST_BYTES, "spool: emergency reserve in place");
-                free = free.saturating_sub(BALLAST_BYTES);
+                Reserve::Created => {
+                    tracing::info!(bytes = BALLAST_BYTES, "spool: emergency reserve in place");
+                    free = free.saturating_sub(BALLAST_BYTES);
+                }
+                Reserve::Unchanged => {}
             }
         }
         i.disk_free.store(free, Ordering::Relaxed);
@@ -202,25 +204,7 @@ impl Spool {
             .events_dropped
             .get_or_create(&label("reason", limit.dropped_reason()))
             .inc_by(dropped_events);
-        if let Some(held_back) = i.full_log.allow() {
-            match limit {
-                Limit::Cap => tracing::error!(
-                    events = dropped_events,
-                    dropped_total = total,
-                    max_bytes = max,
-                    similar_lines_held_back = held_back,
-                    "spool full (RELAY_SPOOL_FULL_POLICY=drop-oldest): dropped the oldest pending events to make room; LogScale is not keeping up or is unreachable, see `relay spool inspect`"
-                ),
-                Limit::Disk => tracing::error!(
-                    events = dropped_events,
-                    dropped_total = total,
-                    free_bytes = free.unwrap_or(0),
-                    min_free_bytes = min_free,
-                    similar_lines_held_back = held_back,
-                    "disk full (free space below RELAY_SPOOL_MIN_FREE_BYTES, RELAY_SPOOL_FULL_POLICY=drop-oldest): dropped the oldest pending events to make room; free space on the spool's file system or lower RELAY_SPOOL_MAX_BYTES below what it can hold, see `relay spool inspect`"
-                ),
-            }
-        }
+        self.log_limit(limit, true, dropped_events, total, free);
         let persisted = i
             .meta
             .insert(META_DROPPED, &key(total))
@@ -228,6 +212,44 @@ impl Spool {
         persisted.map_err(|e| self.db_err(e))?;
         self.sync_state(false)?;
         self.remove_blocks(&removed, true)
+    }
+
+    /// The error line of a limit reached (at most one per 10 s, with the number held back):
+    /// what happened, the figures, and what to do.
+    fn log_limit(&self, limit: Limit, dropped: bool, events: u64, total: u64, free: Option<u64>) {
+        let i = &self.inner;
+        let Some(held_back) = i.full_log.allow() else {
+            return;
+        };
+        let policy = match i.settings.full_policy {
+            FullPolicy::DropOldest => "drop-oldest",
+            FullPolicy::RejectNew => "reject-new",
+        };
+        let (what, fix) = match limit {
+            Limit::Cap => (
+                format!("spool full (RELAY_SPOOL_FULL_POLICY={policy})"),
+                "LogScale is not keeping up or is unreachable",
+            ),
+            Limit::Disk => (
+                format!("disk full (free space below RELAY_SPOOL_MIN_FREE_BYTES, RELAY_SPOOL_FULL_POLICY={policy})"),
+                "free space on the spool's file system, or set RELAY_SPOOL_MAX_BYTES below what it can hold",
+            ),
+        };
+        let done = if dropped {
+            "dropped the oldest pending events to make room"
+        } else {
+            "new events refused"
+        };
+        tracing::error!(
+            events,
+            dropped_total = total,
+            stored_bytes = self.state().stored_bytes,
+            max_bytes = i.settings.max_bytes,
+            free_bytes = free,
+            min_free_bytes = i.settings.min_free_bytes,
+            similar_lines_held_back = held_back,
+            "{what}: {done}; {fix}; see `relay spool inspect`"
+        );
     }
 
     /// Refuses a commit at `limit` (`reject-new`, or nothing left to drop): counted and
@@ -248,26 +270,7 @@ impl Spool {
             .inc_by(events);
         // Not synced: the count is also in the log line and the metric.
         let _ = i.meta.insert(META_DROPPED, &key(total));
-        if let Some(held_back) = i.full_log.allow() {
-            match limit {
-                Limit::Cap => tracing::error!(
-                    events,
-                    dropped_total = total,
-                    stored_bytes = stored,
-                    max_bytes = max,
-                    similar_lines_held_back = held_back,
-                    "spool full (RELAY_SPOOL_FULL_POLICY=reject-new): new events refused; LogScale is not keeping up or is unreachable, see `relay spool inspect`"
-                ),
-                Limit::Disk => tracing::error!(
-                    events,
-                    dropped_total = total,
-                    free_bytes = free.unwrap_or(0),
-                    min_free_bytes = min_free,
-                    similar_lines_held_back = held_back,
-                    "disk full (free space below RELAY_SPOOL_MIN_FREE_BYTES): new events refused; free space on the spool's file system or lower RELAY_SPOOL_MAX_BYTES below what it can hold, see `relay spool inspect`"
-                ),
-            }
-        }
+        self.log_limit(limit, false, events, total, free);
         match limit {
             Limit::Cap => SpoolError::Full { stored, max },
             Limit::Disk => SpoolError::DiskFull {
