@@ -133,9 +133,6 @@ pub struct RuntimeInfo {
     pub pid: u32,
     pub admin_addr: Option<SocketAddr>,
     pub webhook_addr: Option<SocketAddr>,
-    /// The operator socket (`relay.sock` in the spool directory), if it could be made.
-    #[serde(default)]
-    pub operator_socket: Option<std::path::PathBuf>,
     pub started_ms: u64,
 }
 
@@ -150,13 +147,11 @@ fn write_runtime_info(
     spool: &Spool,
     admin_addr: Option<SocketAddr>,
     webhook_addr: Option<SocketAddr>,
-    operator_socket: Option<std::path::PathBuf>,
 ) {
     let info = RuntimeInfo {
         pid: std::process::id(),
         admin_addr,
         webhook_addr,
-        operator_socket,
         started_ms: crate::spool::now_ms(),
     };
     let path = spool.dir().join(RUNTIME_INFO);
@@ -239,21 +234,17 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         ws: ws_state.clone(),
     };
     let mut admin = Vec::new();
-    let operator_socket = match admin::operator::bind(spool.dir()) {
-        Ok((listener, path)) => {
-            admin.push(tokio::spawn(admin::operator::serve(
-                listener,
-                path.clone(),
-                admin_state.clone(),
-                admin_stop.clone(),
-            )));
-            Some(path)
-        }
+    match admin::operator::bind(spool.dir()) {
+        Ok((listener, path)) => admin.push(tokio::spawn(admin::operator::serve(
+            listener,
+            path,
+            admin_state.clone(),
+            admin_stop.clone(),
+        ))),
         Err(e) => {
-            tracing::warn!(error = %e, dir = %spool.dir().display(), "cannot create the operator socket in the spool directory; `relay spool ...` cannot ask this relay (a path over 107 bytes is too long for a socket)");
-            None
+            tracing::warn!(error = %e, dir = %spool.dir().display(), "cannot create the operator socket in the spool directory; `relay spool ...` cannot ask this relay while it runs (a socket path must be under 108 bytes: use a shorter RELAY_SPOOL_DIR)")
         }
-    };
+    }
     let admin_addr = match config.admin_addr {
         None => None,
         Some(addr) => {
@@ -305,7 +296,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         sources.push(tokio::spawn(source.run(sources_stop.clone())));
     }
     drop(appender);
-    write_runtime_info(&spool, admin_addr, webhook_addr, operator_socket.clone());
+    write_runtime_info(&spool, admin_addr, webhook_addr);
     ready.store(true, Ordering::SeqCst);
 
     Ok(RunningRelay {

@@ -149,6 +149,17 @@ async fn a_disk_filled_during_an_outage_drops_the_oldest_and_recovers_by_itself(
     let text = command(&env).args(["spool", "inspect"]).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("DISK FULL"), "{text}");
+    // `relay check` asks the running relay and fails the spool check, with the fix (the
+    // Zoom check is left out: it would open a second WebSocket).
+    let mut check_env = env.clone();
+    check_env.remove("ZOOM_WSS_URL");
+    let out = command(&check_env).arg("check").output().unwrap();
+    let checked = String::from_utf8_lossy(&out.stdout);
+    let line = checked
+        .lines()
+        .find(|l| l.starts_with("✗ spool disk: disk full"))
+        .unwrap_or_else(|| panic!("relay check says the disk is full:\n{checked}"));
+    assert!(line.contains("free on the file system"), "{line}");
 
     // LogScale comes back: everything kept is delivered, and the disk empties.
     let back = Instant::now();

@@ -2,6 +2,7 @@
 //! Spools nothing.
 
 use super::{load, Global};
+use crate::admin::{InspectReport, OperatorClient};
 use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
 use crate::net::proxy::Proxy;
@@ -9,7 +10,7 @@ use crate::net::tls;
 use crate::ship::HecClient;
 use crate::source::zoom_token::TokenSource;
 use crate::source::zoom_ws::Dialer;
-use crate::spool::{Spool, SpoolError};
+use crate::spool::{Spool, SpoolError, SpoolStats};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -60,33 +61,13 @@ pub async fn check(global: &Global) -> ExitCode {
         }
     }
 
-    // Spool directory.
+    // Spool directory, and the disk it is on (asked of the running relay if it holds it).
     let dir = &config.spool.dir;
     match Spool::open(&config.spool, Arc::new(Metrics::new())) {
         Ok(spool) => {
             let probe = dir.join(".relay-check");
-            let stats = spool.stats();
-            let free = stats.disk_free_bytes;
             match std::fs::write(&probe, b"ok").and_then(|_| std::fs::remove_file(&probe)) {
-                Ok(()) if free.is_some_and(|f| f < stats.min_free_bytes) => c.fail(
-                    "spool disk",
-                    &format!(
-                        "disk full: {} free on the file system of {}, RELAY_SPOOL_MIN_FREE_BYTES is {}; the relay would drop or refuse events",
-                        super::format::bytes(free.unwrap_or(0)),
-                        dir.display(),
-                        super::format::bytes(stats.min_free_bytes)
-                    ),
-                    "free space on that file system, move RELAY_SPOOL_DIR to a larger disk, or lower RELAY_SPOOL_MIN_FREE_BYTES",
-                ),
-                Ok(()) => c.pass(
-                    "spool directory",
-                    &format!(
-                        "{} is writable ({} pending, {} free on its file system)",
-                        dir.display(),
-                        stats.pending_events,
-                        free.map_or("unknown".into(), super::format::bytes)
-                    ),
-                ),
+                Ok(()) => check_spool_disk(&mut c, &spool.stats(), "is writable"),
                 Err(e) => c.fail(
                     "spool directory",
                     &format!("{} is not writable: {e}", dir.display()),
@@ -94,10 +75,22 @@ pub async fn check(global: &Global) -> ExitCode {
                 ),
             }
         }
-        Err(SpoolError::InUse(_)) => c.pass(
-            "spool directory",
-            &format!("{} is held by the running relay", dir.display()),
-        ),
+        Err(SpoolError::InUse(_)) => {
+            let socket = crate::admin::operator::socket_path(dir);
+            match OperatorClient::new(&socket)
+                .get::<InspectReport>("/spool/inspect")
+                .await
+            {
+                Ok(r) => check_spool_disk(&mut c, &r.spool, "is held by the running relay"),
+                Err(e) => c.pass(
+                    "spool directory",
+                    &format!(
+                        "{} is held by the running relay (its state could not be read: {e})",
+                        dir.display()
+                    ),
+                ),
+            }
+        }
         Err(e) => c.fail(
             "spool directory",
             &e.to_string(),
@@ -215,5 +208,33 @@ pub async fn check(global: &Global) -> ExitCode {
     } else {
         println!("{} check(s) failed", c.failed);
         ExitCode::FAILURE
+    }
+}
+
+/// The spool check from the spool's figures (read directly, or from the running relay):
+/// a disk below the free-space floor fails it, with the fix.
+fn check_spool_disk(c: &mut Checklist, stats: &SpoolStats, state: &str) {
+    let free = stats.disk_free_bytes;
+    if stats.disk_full || free.is_some_and(|f| f < stats.min_free_bytes) {
+        c.fail(
+            "spool disk",
+            &format!(
+                "disk full: {} free on the file system of {}, RELAY_SPOOL_MIN_FREE_BYTES is {}; the relay drops or refuses events",
+                super::format::bytes(free.unwrap_or(0)),
+                stats.spool_dir,
+                super::format::bytes(stats.min_free_bytes)
+            ),
+            "free space on that file system, move RELAY_SPOOL_DIR to a larger disk, or set RELAY_SPOOL_MAX_BYTES below what it holds",
+        );
+    } else {
+        c.pass(
+            "spool directory",
+            &format!(
+                "{} {state} ({} pending, {} free on its file system)",
+                stats.spool_dir,
+                stats.pending_events,
+                free.map_or("unknown".into(), super::format::bytes)
+            ),
+        );
     }
 }
