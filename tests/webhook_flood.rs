@@ -11,6 +11,7 @@ mod common;
 use common::*;
 use qss_relay::net::http::HttpClient;
 use qss_relay::sim::events::FrameFactory;
+use qss_relay::source::signature;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -276,4 +277,117 @@ async fn slow_heads_close_at_the_header_timeout_and_connections_over_the_cap_at_
     assert_eq!(status, 200);
     let (ok, log) = relay.terminate();
     assert!(ok, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_limit_get_503_and_idle_keep_alive_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_zoom, _sink, mut env) = fakes_and_env(dir.path()).await;
+    env.insert("ZOOM_WEBHOOK_SECRET_TOKEN".into(), SECRET.into());
+    env.insert("RELAY_WEBHOOK_ADDR".into(), "127.0.0.1:0".into());
+    env.insert("RELAY_WEBHOOK_MAX_BODIES".into(), "2".into());
+    env.insert("RELAY_WEBHOOK_HEADER_TIMEOUT_SECS".into(), "30".into());
+    env.insert("RELAY_WEBHOOK_BODY_TIMEOUT_SECS".into(), "60".into());
+    env.insert("RELAY_WEBHOOK_IDLE_TIMEOUT_SECS".into(), "2".into());
+    let relay = Relay::start(dir.path(), &env);
+    let addr = relay.webhook_addr();
+    let client = HttpClient::new(None).unwrap();
+    let body = FrameFactory::webhook().frame(3);
+
+    // Two bodies that never end take both reading slots (a trickle keeps them from idling).
+    let endless = open_many(
+        addr,
+        2,
+        b"POST /zoom/webhook HTTP/1.1\r\nHost: relay\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n",
+    );
+    let keep_alive: Vec<TcpStream> = endless.iter().map(|s| s.try_clone().unwrap()).collect();
+    let trickle = std::thread::spawn(move || {
+        let mut streams = keep_alive;
+        for _ in 0..20 {
+            for s in &mut streams {
+                let _ = s.write_all(b"1\r\nx\r\n");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
+    let busy = |reply: &qss_relay::net::http::Reply| {
+        reply.status == 503 && reply.headers.get("retry-after").is_some_and(|v| v == "1")
+    };
+    let mut refused = None;
+    for _ in 0..50 {
+        let ts = (qss_relay::spool::now_ms() / 1000).to_string();
+        let req = hyper::Request::post(format!("http://{addr}/zoom/webhook"))
+            .header("connection", "close")
+            .header(
+                "x-zm-signature",
+                signature::sign(SECRET.as_bytes(), &ts, &body),
+            )
+            .header("x-zm-request-timestamp", ts)
+            .body(qss_relay::net::http::Body::new(body.clone()))
+            .unwrap();
+        let reply = client.send(req, Duration::from_secs(10)).await.unwrap();
+        if busy(&reply) {
+            refused = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused.is_some(),
+        "with both body slots taken, a webhook is answered 503 with Retry-After: 1"
+    );
+    let metrics = metrics_text(relay.admin_addr()).await;
+    assert!(metric_value(&metrics, "relay_webhook_requests_total{result=\"busy\"}") >= 1.0);
+    drop(endless);
+    trickle.join().unwrap();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = post_signed(&client, addr, SECRET, body.clone()).await.0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "the slots are free again");
+
+    // A keep-alive connection left idle after its answer is closed by the idle timeout
+    // (2 s), long before the header timeout (30 s) could: the wait below gives up at 15 s.
+    let ts = (qss_relay::spool::now_ms() / 1000).to_string();
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.write_all(
+        format!(
+            "POST /zoom/webhook HTTP/1.1\r\nHost: relay\r\nContent-Length: {}\r\nx-zm-signature: {}\r\nx-zm-request-timestamp: {ts}\r\n\r\n",
+            body.len(),
+            signature::sign(SECRET.as_bytes(), &ts, &body)
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    conn.write_all(&body).unwrap();
+    let mut answer = Vec::new();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let _ = closed_by_server(&mut conn, &mut answer);
+            answer.starts_with(b"HTTP/1.1 200")
+        })
+        .await,
+        "answered: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    let answered = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(15), || closed_by_server(
+            &mut conn,
+            &mut Vec::new()
+        ))
+        .await,
+        "the idle connection is closed by the idle timeout"
+    );
+    let idle_for = answered.elapsed();
+    println!(
+        "idle keep-alive connection closed {:.1} s after its answer (idle timeout 2 s)",
+        idle_for.as_secs_f64()
+    );
+    let metrics = metrics_text(relay.admin_addr()).await;
+    assert!(metric_value(&metrics, "relay_webhook_connections_closed_idle_total") >= 1.0);
 }
