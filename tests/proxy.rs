@@ -9,8 +9,8 @@
 mod common;
 
 use common::*;
-use qss_relay::sim::logscale::{FakeLogScale, SinkOptions};
-use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
+use qss_relay::sim::logscale::FakeLogScale;
+use qss_relay::sim::zoom::FakeZoom;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -74,22 +74,6 @@ impl Drop for Tinyproxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-async fn tls_fakes(dir: &Path) -> (FakeZoom, FakeLogScale) {
-    let server = test_certs(dir);
-    let zoom = FakeZoom::start_with_tls(ZoomOptions::default(), Some(server.clone()))
-        .await
-        .unwrap();
-    let sink = FakeLogScale::start_with_tls(
-        "127.0.0.1:0".parse().unwrap(),
-        TOKEN,
-        SinkOptions::default(),
-        Some(server),
-    )
-    .await
-    .unwrap();
-    (zoom, sink)
 }
 
 fn env_through(

@@ -21,18 +21,7 @@ fn server_tls(dir: &Path) -> Arc<rustls::ServerConfig> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wss_and_https_with_a_custom_ca_and_refused_without_it() {
     let dir = tempfile::tempdir().unwrap();
-    test_certs(dir.path());
-    let zoom = FakeZoom::start_with_tls(ZoomOptions::default(), Some(server_tls(dir.path())))
-        .await
-        .unwrap();
-    let sink = FakeLogScale::start_with_tls(
-        "127.0.0.1:0".parse().unwrap(),
-        TOKEN,
-        SinkOptions::default(),
-        Some(server_tls(dir.path())),
-    )
-    .await
-    .unwrap();
+    let (zoom, sink) = tls_fakes(dir.path()).await;
     assert!(zoom.wss_url().starts_with("wss://") && sink.base_url().starts_with("https://"));
 
     // Without the CA: the certificates are not trusted, nothing connects, nothing is sent.

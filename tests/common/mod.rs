@@ -312,3 +312,27 @@ pub fn test_certs(dir: &Path) -> std::sync::Arc<rustls::ServerConfig> {
         qss_relay::net::tls::server_config(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap(),
     )
 }
+
+/// A fake Zoom (wss, https) and a fake LogScale (https) serving the certificate of
+/// [`test_certs`], which it writes into `dir` (`ca.pem` is what `RELAY_CA_FILE` needs).
+pub async fn tls_fakes(
+    dir: &Path,
+) -> (
+    qss_relay::sim::zoom::FakeZoom,
+    qss_relay::sim::logscale::FakeLogScale,
+) {
+    let server = test_certs(dir);
+    let zoom =
+        qss_relay::sim::zoom::FakeZoom::start_with_tls(Default::default(), Some(server.clone()))
+            .await
+            .unwrap();
+    let sink = qss_relay::sim::logscale::FakeLogScale::start_with_tls(
+        "127.0.0.1:0".parse().unwrap(),
+        TOKEN,
+        Default::default(),
+        Some(server),
+    )
+    .await
+    .unwrap();
+    (zoom, sink)
+}
