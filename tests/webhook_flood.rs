@@ -381,7 +381,9 @@ async fn bodies_over_the_limit_get_503_and_idle_keep_alive_connections_are_close
             &mut Vec::new()
         ))
         .await,
-        "the idle connection is closed by the idle timeout"
+        "the idle connection is closed by the idle timeout; answer {}; relay log:\n{}",
+        String::from_utf8_lossy(&answer),
+        relay.log_text()
     );
     let idle_for = answered.elapsed();
     println!(

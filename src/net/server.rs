@@ -319,7 +319,10 @@ async fn idle_expired(last_ms: &AtomicU64, opened_ms: u64, first: Duration, idle
         if quiet >= limit {
             return;
         }
-        tokio::time::sleep(Duration::from_millis((limit - quiet).max(50))).await;
+        // Never sleep past one idle period: the first byte may arrive while waiting out
+        // the (longer) first-byte deadline, and from then on the idle timeout counts.
+        let idle_ms = idle.as_millis() as u64;
+        tokio::time::sleep(Duration::from_millis((limit - quiet).min(idle_ms).max(50))).await;
     }
 }
 
