@@ -20,6 +20,7 @@
 //! touches sled.
 
 mod block;
+mod crash;
 mod dead;
 mod disk;
 mod generation;
@@ -724,6 +725,7 @@ impl Spool {
         for g in retire {
             let (id, dir, bytes) = (g.id, g.dir.clone(), g.size_on_disk());
             drop(g);
+            crash::point("retire:before_delete");
             // Readers may still hold the database open for a moment: unlinked files stay
             // readable until closed, so removing now is safe.
             match std::fs::remove_dir_all(&dir) {
@@ -750,8 +752,10 @@ impl Spool {
             if let Some(g) = gens.iter().find(|g| g.id == *gen_id) {
                 g.remove(*seq).map_err(|e| self.db_err(e))?;
             }
+            crash::point("remove:first_block_removed");
         }
         drop(gens);
+        crash::point("remove:blocks_removed");
         if locked {
             self.retire_generations_locked();
         } else {
@@ -897,6 +901,7 @@ impl Spool {
             }
             st.advance_floor(up_to)
         };
+        crash::point("ack:floor_advanced_in_memory");
         if let Some(reason) = self.failure() {
             return Err(SpoolError::Failed(reason));
         }
@@ -904,7 +909,9 @@ impl Spool {
             .meta
             .insert(META_FLOOR, &key(up_to))
             .map_err(|e| self.db_err(e))?;
+        crash::point("ack:floor_written");
         self.sync_state(false)?;
+        crash::point("ack:floor_synced");
         self.remove_blocks(&removed, false)
     }
 
@@ -1156,5 +1163,7 @@ impl Spool {
     }
 }
 
+#[cfg(test)]
+mod ack_crash_tests;
 #[cfg(test)]
 mod tests;

@@ -211,6 +211,7 @@ impl Spool {
             .and_then(|_| i.meta.insert(META_FLOOR, &key(floor)));
         persisted.map_err(|e| self.db_err(e))?;
         self.sync_state(false)?;
+        super::crash::point("drop:counts_synced");
         self.remove_blocks(&removed, true)
     }
 

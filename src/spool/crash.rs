@@ -1,0 +1,36 @@
+//! Crash points: named places on the spool's acknowledgement and removal paths where a
+//! test can have the process killed (SIGKILL, no destructor runs, sled flushes nothing).
+//!
+//! Only the unit-test build has them: a crash test (`ack_crash_tests`) starts its own
+//! test binary as a child, the child arms one point and drives the spool to it, and the
+//! parent reopens the directory the child left behind. In every other build
+//! [`point`] is an empty inline function.
+
+#[cfg(test)]
+mod armed {
+    use std::sync::Mutex;
+
+    static ARMED: Mutex<Option<String>> = Mutex::new(None);
+
+    /// Kill this process with SIGKILL when execution reaches `point`.
+    pub fn arm(point: &str) {
+        *ARMED.lock().unwrap_or_else(|p| p.into_inner()) = Some(point.to_string());
+    }
+
+    pub fn point(name: &'static str) {
+        let hit = ARMED.lock().unwrap_or_else(|p| p.into_inner()).as_deref() == Some(name);
+        if hit {
+            // SAFETY: kill(2) on our own pid; nothing is borrowed.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub use armed::{arm, point};
+
+#[cfg(not(test))]
+#[inline(always)]
+pub fn point(_name: &'static str) {}
