@@ -230,7 +230,16 @@ async fn slow_heads_close_at_the_header_timeout_and_connections_over_the_cap_at_
         b"POST /zoom/webhook HTTP/1.1\r\nHost: relay\r\nX-Fill",
     );
     let mut silent = open_many(addr, 50, b"");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until the relay holds all 100 (its own gauge), not for a fixed time.
+    let admin = relay.admin_addr();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric_value(&metrics_text(admin).await, "relay_webhook_connections_open") < 100.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the relay never held the 100 connections"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     // The cap is reached: more connections are closed at once, before a byte is read.
     let mut over = open_many(addr, 50, b"");
     assert!(

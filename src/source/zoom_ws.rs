@@ -48,6 +48,31 @@ const RECONNECT: Backoff = Backoff {
 /// A session that lived this long was healthy: the next reconnect is immediate again.
 const HEALTHY_SESSION: Duration = Duration::from_secs(10);
 
+/// When to dial again after a session ended: at once after the first failure (Zoom does
+/// not replay what it sends while nobody listens), then exponential backoff with jitter;
+/// a session that was up for [`HEALTHY_SESSION`] makes the next reconnect immediate again.
+#[derive(Debug, Default)]
+struct ReconnectPolicy {
+    /// Sessions that ended since the last healthy one.
+    failures: u32,
+}
+
+impl ReconnectPolicy {
+    /// The delay before the next dial, for a session that ended after `lived`
+    /// (`connected`: Zoom had accepted it).
+    fn after_session(&mut self, connected: bool, lived: Duration) -> Duration {
+        if connected && lived >= HEALTHY_SESSION {
+            self.failures = 0;
+        }
+        let delay = match self.failures {
+            0 => Duration::ZERO,
+            n => RECONNECT.delay(n - 1),
+        };
+        self.failures = self.failures.saturating_add(1);
+        delay
+    }
+}
+
 /// What the reader tells the supervisor.
 #[derive(Debug)]
 enum Control {
@@ -289,7 +314,7 @@ impl ZoomWsSource {
 
     /// Connects and reconnects until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut attempt = 0u32;
+        let mut reconnect = ReconnectPolicy::default();
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -313,15 +338,7 @@ impl ZoomWsSource {
                 tracing::info!("Zoom WebSocket closed for shutdown");
                 break;
             }
-            if end.connected && started.elapsed() >= HEALTHY_SESSION {
-                attempt = 0;
-            }
-            let delay = if attempt == 0 {
-                Duration::ZERO
-            } else {
-                RECONNECT.delay(attempt - 1)
-            };
-            attempt = attempt.saturating_add(1);
+            let delay = reconnect.after_session(end.connected, started.elapsed());
             tracing::warn!(
                 reason = end.reason,
                 detail = %end.detail,
@@ -595,5 +612,37 @@ async fn read_loop<R, W>(
                 Err(e) => tracing::error!(error = %e, "could not hand an event to the spool"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_reconnect_is_immediate_then_backoff_until_a_healthy_session() {
+        let short = Duration::from_millis(50);
+        let mut p = ReconnectPolicy::default();
+        // A session that was up, however briefly, ended for the first time: at once.
+        assert_eq!(p.after_session(true, short), Duration::ZERO);
+        // Failing again: backoff, bounded by the doubling bound (jittered, so check the
+        // bound over many draws and that it is not always zero).
+        let mut draws = Vec::new();
+        for n in 0..8u32 {
+            let d = p.after_session(false, short);
+            assert!(d <= RECONNECT.bound(n), "failure {n}: {d:?}");
+            draws.push(d);
+        }
+        assert!(draws.iter().any(|d| *d > Duration::ZERO), "{draws:?}");
+        assert!(draws.iter().all(|d| *d <= RECONNECT.cap));
+        // A healthy session resets it: the next reconnect is immediate again.
+        assert_eq!(p.after_session(true, HEALTHY_SESSION), Duration::ZERO);
+        // A connection Zoom refused is not healthy, however long it took.
+        let mut p = ReconnectPolicy::default();
+        p.after_session(false, short);
+        let waits: Vec<Duration> = (0..20)
+            .map(|_| p.after_session(false, HEALTHY_SESSION * 2))
+            .collect();
+        assert!(waits.iter().any(|d| *d > Duration::ZERO), "{waits:?}");
     }
 }
