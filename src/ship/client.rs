@@ -57,6 +57,21 @@ impl Attempt {
     }
 }
 
+/// What an HTTP status from LogScale means (the table in the module docs), with the
+/// line logged when it is not a success.
+pub fn outcome_of(code: u16, retry_after: Option<Duration>) -> (Outcome, String) {
+    match code {
+        200..=299 => (Outcome::Accepted, String::new()),
+        401 | 403 => (
+            Outcome::TokenRefused,
+            format!("LogScale refused the ingest token (HTTP {code}): check LOGSCALE_INGEST_TOKEN; nothing is dropped, the backlog waits in the spool and drains after a restart with a valid token"),
+        ),
+        413 => (Outcome::TooLarge, format!("LogScale says the request is too large (HTTP {code}): splitting it")),
+        408 | 429 | 500..=599 => (Outcome::Retry { retry_after }, format!("LogScale answered HTTP {code}: retrying")),
+        _ => (Outcome::Refused, format!("LogScale refused the request (HTTP {code}): isolating the refused events")),
+    }
+}
+
 /// A client for one LogScale HEC endpoint.
 #[derive(Clone)]
 pub struct HecClient {
@@ -158,16 +173,7 @@ impl HecClient {
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
                     .and_then(parse_retry_after);
-                let (outcome, message) = match code {
-                    200..=299 => (Outcome::Accepted, String::new()),
-                    401 | 403 => (
-                        Outcome::TokenRefused,
-                        format!("LogScale refused the ingest token (HTTP {code}): check LOGSCALE_INGEST_TOKEN; nothing is dropped, the backlog waits in the spool and drains after a restart with a valid token"),
-                    ),
-                    413 => (Outcome::TooLarge, format!("LogScale says the request is too large (HTTP {code}): splitting it")),
-                    408 | 429 | 500..=599 => (Outcome::Retry { retry_after }, format!("LogScale answered HTTP {code}: retrying")),
-                    _ => (Outcome::Refused, format!("LogScale refused the request (HTTP {code}): isolating the refused events")),
-                };
+                let (outcome, message) = outcome_of(code, retry_after);
                 Attempt {
                     outcome,
                     status: Some(code),
@@ -190,5 +196,56 @@ impl HecClient {
             Ok(r) => Ok((r.status.as_u16(), r.excerpt(EXCERPT_CHARS))),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_of_the_answer_table() {
+        let hint = Some(Duration::from_secs(7));
+        for code in [200, 201, 204, 299] {
+            assert_eq!(outcome_of(code, hint).0, Outcome::Accepted, "{code}");
+        }
+        for code in [408, 429, 500, 502, 503, 504, 599] {
+            assert_eq!(
+                outcome_of(code, hint).0,
+                Outcome::Retry { retry_after: hint },
+                "{code} is retried with the server's hint"
+            );
+        }
+        assert_eq!(
+            outcome_of(503, None).0,
+            Outcome::Retry { retry_after: None }
+        );
+        for code in [401, 403] {
+            let (outcome, message) = outcome_of(code, None);
+            assert_eq!(outcome, Outcome::TokenRefused, "{code}");
+            assert!(message.contains("LOGSCALE_INGEST_TOKEN"), "{message}");
+        }
+        assert_eq!(outcome_of(413, None).0, Outcome::TooLarge);
+        for code in [300, 301, 400, 404, 405, 409, 411, 412, 414, 422, 499, 600] {
+            assert_eq!(outcome_of(code, None).0, Outcome::Refused, "{code}");
+        }
+    }
+
+    #[test]
+    fn status_classes_for_the_metric_label() {
+        let class = |status| {
+            Attempt {
+                outcome: Outcome::Accepted,
+                status,
+                message: String::new(),
+                body_excerpt: None,
+            }
+            .class()
+        };
+        assert_eq!(class(Some(204)), "2xx");
+        assert_eq!(class(Some(404)), "4xx");
+        assert_eq!(class(Some(503)), "5xx");
+        assert_eq!(class(Some(302)), "other");
+        assert_eq!(class(None), "error");
     }
 }

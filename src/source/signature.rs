@@ -67,6 +67,23 @@ mod tests {
     }
 
     #[test]
+    fn the_signature_is_zooms_not_just_self_consistent() {
+        // `printf %s 'v0:1700000000:{"event":"meeting.started"}' |
+        //  openssl dgst -sha256 -hmac secret`: sign and verify could agree on a wrong
+        // message layout; this pins the one Zoom documents.
+        let body = br#"{"event":"meeting.started"}"#;
+        let expected = "v0=43b97af2a3c75e4e49b4c34451b0a0a5b0ca0716eec5e9131d623204464cd61c";
+        assert_eq!(sign(b"secret", "1700000000", body), expected);
+        assert!(verify(b"secret", "1700000000", body, expected));
+        assert!(verify(
+            b"secret",
+            "1700000000",
+            body,
+            &format!(" {expected} ")
+        ));
+    }
+
+    #[test]
     fn url_validation_matches_zoom_documentation() {
         // HMAC-SHA256("secret", "qgg8vlvZRS6UYooatFL8Aw"), computed independently with
         // `printf %s qgg8vlvZRS6UYooatFL8Aw | openssl dgst -sha256 -hmac secret`.
