@@ -593,3 +593,111 @@ fn below_the_free_space_floor_the_full_policy_applies() {
     spool.commit(&recs("later", 5)).unwrap();
     assert_eq!(spool.stats().dropped_events, first_gen_events);
 }
+
+/// The stored-bytes figure (what the size cap counts) follows commits and acks exactly:
+/// in memory it always equals what a reopen recomputes from the blocks on disk.
+#[test]
+fn stored_bytes_follow_commits_and_acks_and_match_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    let spool = open(&s);
+    spool.commit(&noisy(10, 500, 1)).unwrap();
+    let one = spool.stats().stored_bytes;
+    assert!(one > 1_000, "{one}");
+    spool.commit(&noisy(10, 500, 2)).unwrap();
+    let two = spool.stats().stored_bytes;
+    assert!(two > one + 1_000, "{one} then {two}");
+    spool.commit(&noisy(10, 500, 3)).unwrap();
+    let three = spool.stats().stored_bytes;
+    // Acknowledging the first block takes away exactly its size.
+    spool.ack(10).unwrap();
+    assert_eq!(spool.stats().stored_bytes, three - one);
+    spool.flush().unwrap();
+    drop(spool);
+    let spool = open(&s);
+    assert_eq!(
+        spool.stats().stored_bytes,
+        three - one,
+        "recomputed at open"
+    );
+    spool.ack(30).unwrap();
+    assert_eq!(spool.stats().stored_bytes, 0);
+}
+
+/// An acknowledged block leaves its generation's database, not just the index.
+#[test]
+fn an_acknowledged_block_is_removed_from_its_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&settings(dir.path()));
+    spool.commit(&recs("a", 5)).unwrap();
+    spool.commit(&recs("b", 5)).unwrap();
+    assert!(spool.active().get(0).unwrap().is_some());
+    spool.ack(5).unwrap();
+    assert!(spool.active().get(0).unwrap().is_none(), "block 0 removed");
+    assert!(spool.active().get(5).unwrap().is_some(), "block 5 kept");
+}
+
+/// The sequence counter is persisted for itself: when the newest block is gone (here
+/// dead-lettered as corrupt) a reopen does not hand its numbers out again.
+#[test]
+fn numbers_of_a_block_that_is_gone_are_not_reused_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    {
+        let spool = open(&s);
+        spool.commit(&recs("a", 5)).unwrap();
+        spool.commit(&recs("b", 5)).unwrap();
+        spool.corrupt_block_for_tests(5, b"garbage").unwrap();
+        assert_eq!(all_pending(&spool).len(), 5, "block 5 dead-lettered");
+        spool.flush().unwrap();
+    }
+    let spool = open(&s);
+    assert_eq!(spool.commit(&recs("c", 1)).unwrap(), 10..11);
+}
+
+/// Whether to rotate is checked every 16 commits (a directory walk per commit would
+/// cost more than the commit), and the check rotates once the generation is too large.
+#[test]
+fn rotation_is_checked_every_sixteen_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.rotate_bytes = 1; // any generation is too large
+    let spool = open(&s);
+    let first = spool.active().id;
+    for c in 0..40 {
+        spool.commit(&recs(&format!("c{c}"), 2)).unwrap();
+    }
+    // Rotations after commits 16 and 32 only: three generations.
+    assert_eq!(spool.active().id, first + 2);
+    assert_eq!(spool.stats().generations, 3);
+}
+
+/// An empty active generation that grew past 3/8 of the rotation size is replaced by a
+/// fresh one once drained (sled does not give removed space back); a smaller one is kept.
+#[test]
+fn an_empty_active_generation_is_replaced_only_when_large() {
+    // The same workload three times: to measure, then below and above the threshold.
+    let drained = |rotate_bytes: u64| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.rotate_bytes = rotate_bytes;
+        let spool = open(&s);
+        for c in 0..4 {
+            spool.commit(&noisy(20, 4000, c)).unwrap();
+        }
+        let size = spool.active().size_on_disk();
+        spool.ack(spool.durable_end()).unwrap();
+        (dir, spool, size)
+    };
+    let (_d, spool, size) = drained(1 << 40);
+    assert_eq!(spool.active().id, 1);
+    assert!(size > 100_000, "{size}");
+    // 3/8 of four times the size is 1.5 times it: kept.
+    let (_d, spool, _) = drained(size * 4);
+    assert_eq!(spool.active().id, 1, "kept at {size} bytes");
+    // 3/8 of twice the size is 0.75 times it: replaced, and the old one deleted.
+    let (dir, spool, _) = drained(size * 2);
+    assert_eq!(spool.active().id, 2, "replaced at {size} bytes");
+    assert_eq!(spool.stats().generations, 1);
+    assert!(!dir.path().join(Gen::dir_name(1)).exists());
+}
