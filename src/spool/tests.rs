@@ -104,8 +104,11 @@ fn a_corrupt_block_is_dead_lettered_and_reading_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(&settings(dir.path()));
     spool.commit(&recs("a", 3)).unwrap();
+    let a = spool.stats().stored_bytes;
     spool.commit(&recs("b", 3)).unwrap();
+    let b = spool.stats().stored_bytes - a;
     spool.commit(&recs("c", 3)).unwrap();
+    let stored = spool.stats().stored_bytes;
     spool
         .corrupt_block_for_tests(3, b"QSB\x01 this is not a block")
         .unwrap();
@@ -113,6 +116,7 @@ fn a_corrupt_block_is_dead_lettered_and_reading_goes_on() {
     assert_eq!(got, ["a-0", "a-1", "a-2", "c-0", "c-1", "c-2"]);
     let st = spool.stats();
     assert_eq!(st.dead_letter_blocks, 1);
+    assert_eq!(st.stored_bytes, stored - b, "the dead block no longer counts");
     let dead = spool.dead_list().unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].id.to_string(), "block:3");
@@ -218,6 +222,15 @@ fn reads_stop_at_the_durable_end() {
     assert!(spool.pending(0, 10, None).unwrap().len() == 2);
     spool.inner.durable_end.send_replace(4);
     assert_eq!(spool.read_block(2).unwrap().unwrap().records.len(), 2);
+    // The same from a gap below the durable end (the block before it dead-lettered): the
+    // next block starts exactly at the durable end and is not read.
+    spool.commit(&recs("c", 2)).unwrap();
+    spool.inner.durable_end.send_replace(4);
+    spool.ack(2).unwrap();
+    spool.corrupt_block_for_tests(2, b"not a block").unwrap();
+    assert!(spool.read_block(2).unwrap().is_none(), "block 4 is not durable");
+    spool.inner.durable_end.send_replace(6);
+    assert_eq!(spool.read_block(2).unwrap().unwrap().records[0].seq, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -700,4 +713,42 @@ fn an_empty_active_generation_is_replaced_only_when_large() {
     assert_eq!(spool.active().id, 2, "replaced at {size} bytes");
     assert_eq!(spool.stats().generations, 1);
     assert!(!dir.path().join(Gen::dir_name(1)).exists());
+}
+
+/// A block listed in the index but missing from its database is skipped (loudly) and
+/// stops counting towards the cap.
+#[test]
+fn an_indexed_block_missing_from_its_database_is_skipped_and_uncounted() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&settings(dir.path()));
+    spool.commit(&recs("a", 3)).unwrap();
+    let a = spool.stats().stored_bytes;
+    spool.commit(&recs("b", 3)).unwrap();
+    let both = spool.stats().stored_bytes;
+    spool.active().remove_raw(&key(0)).unwrap();
+    let got: Vec<String> = all_pending(&spool).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(got, ["b-0", "b-1", "b-2"]);
+    assert_eq!(spool.stats().stored_bytes, both - a);
+}
+
+/// The cap is inclusive: a commit that brings the stored bytes exactly to
+/// `RELAY_SPOOL_MAX_BYTES` drops nothing; one byte less and the oldest block goes.
+#[test]
+fn a_commit_that_fills_the_cap_exactly_drops_nothing() {
+    let both = {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = open(&settings(dir.path()));
+        spool.commit(&noisy(5, 300, 1)).unwrap();
+        spool.commit(&noisy(5, 300, 2)).unwrap();
+        spool.stats().stored_bytes
+    };
+    for (max, dropped) in [(both, 0), (both - 1, 5)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.max_bytes = max;
+        let spool = open(&s);
+        spool.commit(&noisy(5, 300, 1)).unwrap();
+        spool.commit(&noisy(5, 300, 2)).unwrap();
+        assert_eq!(spool.stats().dropped_events, dropped, "cap {max} of {both}");
+    }
 }
