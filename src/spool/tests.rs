@@ -116,7 +116,11 @@ fn a_corrupt_block_is_dead_lettered_and_reading_goes_on() {
     assert_eq!(got, ["a-0", "a-1", "a-2", "c-0", "c-1", "c-2"]);
     let st = spool.stats();
     assert_eq!(st.dead_letter_blocks, 1);
-    assert_eq!(st.stored_bytes, stored - b, "the dead block no longer counts");
+    assert_eq!(
+        st.stored_bytes,
+        stored - b,
+        "the dead block no longer counts"
+    );
     let dead = spool.dead_list().unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].id.to_string(), "block:3");
@@ -228,7 +232,10 @@ fn reads_stop_at_the_durable_end() {
     spool.inner.durable_end.send_replace(4);
     spool.ack(2).unwrap();
     spool.corrupt_block_for_tests(2, b"not a block").unwrap();
-    assert!(spool.read_block(2).unwrap().is_none(), "block 4 is not durable");
+    assert!(
+        spool.read_block(2).unwrap().is_none(),
+        "block 4 is not durable"
+    );
     spool.inner.durable_end.send_replace(6);
     assert_eq!(spool.read_block(2).unwrap().unwrap().records[0].seq, 4);
 }
@@ -751,4 +758,28 @@ fn a_commit_that_fills_the_cap_exactly_drops_nothing() {
         spool.commit(&noisy(5, 300, 2)).unwrap();
         assert_eq!(spool.stats().dropped_events, dropped, "cap {max} of {both}");
     }
+}
+
+/// Below the free-space floor with a single generation, drop-oldest drops about twice
+/// what comes in (sled reuses the space), not the whole generation.
+#[test]
+fn below_the_floor_with_one_generation_twice_the_incoming_size_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = free_bytes(dir.path()).expect("this file system reports its size");
+    let mut s = settings(dir.path());
+    {
+        let spool = open(&s);
+        for c in 0..10 {
+            spool.commit(&noisy(10, 2000, c)).unwrap();
+        }
+        assert_eq!(spool.stats().generations, 1);
+    }
+    s.min_free_bytes = free.saturating_mul(4);
+    let spool = open(&s);
+    // Each stored block is ~15 KB; the new one ~11 KB: the two oldest (~30 KB) go.
+    spool.commit(&noisy(10, 1500, 99)).unwrap();
+    let st = spool.stats();
+    assert_eq!(st.dropped_events, 20, "{st:?}");
+    assert_eq!(st.pending_events, 90);
+    assert_eq!(all_pending(&spool)[0].0, 20, "the oldest were dropped");
 }
