@@ -71,6 +71,17 @@ async fn outage_then_kill9_then_restart_loses_nothing() {
     assert_eq!(err.status, Some(503));
     assert!(err.body_excerpt.unwrap().contains("failing on purpose"));
     assert!(report.spool.oldest_pending_age_secs > 0.0);
+    // What operators alert on says the same.
+    let m = metrics_text(relay.admin_addr()).await;
+    assert_eq!(
+        metric_value(&m, "relay_spool_pending_events"),
+        8_000.0,
+        "{m}"
+    );
+    assert!(metric_value(&m, "relay_spool_oldest_pending_age_seconds") > 0.0);
+    assert!(metric_value(&m, "relay_ship_requests_total{class=\"5xx\"}") >= 1.0);
+    assert!(metric_value(&m, "relay_ship_requests_total{class=\"2xx\"}") >= 1.0);
+    assert!(metric_value(&m, "relay_ship_retries_total") >= 1.0);
 
     // kill -9 in the middle of the outage.
     relay.kill9();
@@ -107,6 +118,16 @@ async fn outage_then_kill9_then_restart_loses_nothing() {
             == 0)
         .await
     );
+    let m = metrics_text(relay.admin_addr()).await;
+    assert_eq!(metric_value(&m, "relay_spool_pending_events"), 0.0, "{m}");
+    assert_eq!(
+        metric_value(&m, "relay_spool_oldest_pending_age_seconds"),
+        0.0
+    );
+    assert!(
+        !m.contains("relay_events_dropped_total{"),
+        "nothing dropped: {m}"
+    );
     let (ok, log) = relay.terminate();
     assert!(ok, "SIGTERM exits 0:\n{log}");
 }
@@ -137,6 +158,14 @@ async fn a_poisoned_event_is_dead_lettered_and_the_rest_delivered() {
             == 1)
         .await
     );
+    let m = metrics_text(relay.admin_addr()).await;
+    assert_eq!(
+        metric_value(&m, "relay_events_dead_lettered_total{reason=\"rejected\"}"),
+        1.0,
+        "{m}"
+    );
+    assert!(metric_value(&m, "relay_ship_requests_total{class=\"4xx\"}") >= 1.0);
+    assert!(metric_value(&m, "relay_ship_requests_total{class=\"2xx\"}") >= 1.0);
 
     let out = command(&env)
         .args(["spool", "dead", "list", "--json"])
