@@ -7,30 +7,27 @@
 //! [`point`] is an empty inline function.
 
 #[cfg(test)]
-mod armed {
-    use std::sync::Mutex;
+static ARMED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
-    static ARMED: Mutex<Option<String>> = Mutex::new(None);
+/// Kill this process with SIGKILL when execution reaches `point`.
+#[cfg(test)]
+pub fn arm(point: &str) {
+    *ARMED.lock().unwrap_or_else(|p| p.into_inner()) = Some(point.to_string());
+}
 
-    /// Kill this process with SIGKILL when execution reaches `point`.
-    pub fn arm(point: &str) {
-        *ARMED.lock().unwrap_or_else(|p| p.into_inner()) = Some(point.to_string());
-    }
-
-    pub fn point(name: &'static str) {
-        let hit = ARMED.lock().unwrap_or_else(|p| p.into_inner()).as_deref() == Some(name);
-        if hit {
-            // SAFETY: kill(2) on our own pid; nothing is borrowed.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
+/// A crash point: the process dies here if this point is armed.
+#[cfg(test)]
+pub fn point(name: &'static str) {
+    let hit = ARMED.lock().unwrap_or_else(|p| p.into_inner()).as_deref() == Some(name);
+    if hit {
+        // SAFETY: kill(2) on our own pid; nothing is borrowed.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
         }
     }
 }
 
-#[cfg(test)]
-pub use armed::{arm, point};
-
+/// A crash point: nothing outside the unit-test build.
 #[cfg(not(test))]
 #[inline(always)]
 pub fn point(_name: &'static str) {}

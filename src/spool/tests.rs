@@ -2,9 +2,11 @@
 
 use super::*;
 use crate::config::{FullPolicy, SpoolSettings};
+use crate::metrics::label;
 use bytes::Bytes;
 use proptest::prelude::*;
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 fn settings(dir: &Path) -> SpoolSettings {
