@@ -45,7 +45,7 @@ impl LogThrottle {
     /// last one; `None` to stay quiet.
     pub fn allow(&self) -> Option<u64> {
         use std::sync::atomic::Ordering::Relaxed;
-        let now = crate::spool::now_ms();
+        let now = crate::time::now_ms();
         let last = self.last_ms.load(Relaxed);
         if last != 0 && now.saturating_sub(last) < self.interval_ms {
             self.suppressed.fetch_add(1, Relaxed);

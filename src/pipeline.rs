@@ -152,7 +152,7 @@ fn write_runtime_info(
         pid: std::process::id(),
         admin_addr,
         webhook_addr,
-        started_ms: crate::spool::now_ms(),
+        started_ms: crate::time::now_ms(),
     };
     let path = spool.dir().join(RUNTIME_INFO);
     let tmp = spool.dir().join(format!("{RUNTIME_INFO}.tmp"));

@@ -333,7 +333,7 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<RespBody> {
             "invalid signature",
         );
     }
-    let now = crate::spool::now_ms() / 1000;
+    let now = crate::time::now_ms() / 1000;
     let fresh = ts
         .trim()
         .parse::<i64>()
@@ -389,7 +389,7 @@ mod tests {
     const SECRET: &str = "unit-secret";
 
     async fn post(addr: SocketAddr, body: &'static [u8]) -> (u16, String) {
-        let ts = (crate::spool::now_ms() / 1000).to_string();
+        let ts = (crate::time::now_ms() / 1000).to_string();
         let req = hyper::Request::post(format!("http://{addr}{PATH}"))
             .header(
                 "x-zm-signature",

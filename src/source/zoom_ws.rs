@@ -22,12 +22,13 @@
 
 use super::frame::{classify, FrameKind};
 use super::zoom_token::{urlencode, TokenSource};
+use crate::backoff::Backoff;
 use crate::config::{Secret, ZoomWsConfig};
 use crate::metrics::{label, Metrics};
 use crate::net::proxy::Proxy;
 use crate::net::redact_url;
-use crate::ship::retry::Backoff;
-use crate::spool::{flags, now_ms, AppendError, Appender, NewRecord, SourceKind};
+use crate::spool::{flags, AppendError, Appender, NewRecord, SourceKind};
+use crate::time::now_ms;
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload};
 use http_body_util::Empty;

@@ -201,8 +201,9 @@ impl DeadLetter {
 }
 
 use super::generation::{seq_of, Gen};
-use super::{now_ms, NewRecord, Record, Spool, SpoolError, MAX_GROUP_RECORDS};
+use super::{NewRecord, Record, Spool, SpoolError, MAX_GROUP_RECORDS};
 use crate::metrics::label;
+use crate::time::now_ms;
 
 /// The dead-letter area's operations: moving refused events and undecodable blocks in,
 /// listing, showing, retrying and purging them.

@@ -34,7 +34,7 @@ pub use block::{decode as decode_block, encode as encode_block, BlockError, Bloc
 pub use dead::{DeadId, DeadKind, DeadLetter, DeadSummary};
 pub use disk::{free_bytes, BALLAST_BYTES, BALLAST_FILE};
 pub use generation::dir_size;
-pub use record::{flags, now_ms, NewRecord, Record, SourceKind};
+pub use record::{flags, NewRecord, Record, SourceKind};
 pub use stats::SpoolStats;
 pub use writer::{AppendError, Appender};
 

@@ -99,7 +99,7 @@ impl Spool {
     /// much at once, so free space alone would flicker while the disk is in fact the limit.
     fn set_disk_full(&self, limited_now: bool, free: u64) {
         let i = &self.inner;
-        let now = super::now_ms();
+        let now = crate::time::now_ms();
         if limited_now {
             i.disk_limited_ms.store(now, Ordering::Relaxed);
         }

@@ -2,8 +2,9 @@
 //! gauges ([`SpoolStats`]), pending records for `peek` and `export`, and small notes kept
 //! in the state database (the shipper's last error, readable while the daemon is down).
 
-use super::{now_ms, Record, Spool, SpoolError};
+use super::{Record, Spool, SpoolError};
 use crate::config::FullPolicy;
+use crate::time::now_ms;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 
