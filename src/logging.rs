@@ -1,9 +1,15 @@
 //! Logging: tracing to stderr, level from `RUST_LOG` (default `info`), `text` or `json`
 //! lines (`RELAY_LOG_FORMAT`), colours only on a terminal (journald gets plain text).
 
-use crate::config::LogFormat;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
+
+/// Log line format (`RELAY_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing).
 pub fn init(format: LogFormat) {

@@ -14,7 +14,7 @@
 //!   the `relay_id` of one already delivered, and query-time de-duplication would hide it).
 
 use super::*;
-use crate::config::{FullPolicy, SpoolSettings};
+use super::{FullPolicy, SpoolSettings};
 use bytes::Bytes;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;

@@ -27,6 +27,7 @@ mod generation;
 mod open;
 mod record;
 mod room;
+mod settings;
 mod stats;
 mod writer;
 
@@ -35,10 +36,10 @@ pub use dead::{DeadId, DeadKind, DeadLetter, DeadSummary};
 pub use disk::{free_bytes, BALLAST_BYTES, BALLAST_FILE};
 pub use generation::dir_size;
 pub use record::{flags, NewRecord, Record, SourceKind};
+pub use settings::{FullPolicy, SpoolSettings};
 pub use stats::SpoolStats;
 pub use writer::{AppendError, Appender};
 
-use crate::config::SpoolSettings;
 use crate::logging::LogThrottle;
 use crate::metrics::Metrics;
 use disk::{Ballast, SyncedFile};

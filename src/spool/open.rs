@@ -4,11 +4,11 @@
 
 use super::disk::{self, Ballast, SyncedFile};
 use super::generation::Gen;
+use super::SpoolSettings;
 use super::{
     DeadId, DeadKind, Inner, Spool, SpoolError, State, META_DROPPED, META_FLOOR, META_NEXT_SEQ,
     META_SPOOL_ID,
 };
-use crate::config::SpoolSettings;
 use crate::logging::LogThrottle;
 use crate::metrics::Metrics;
 use std::sync::atomic::{AtomicBool, AtomicU64};

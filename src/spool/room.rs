@@ -18,8 +18,8 @@
 //! commit.
 
 use super::disk::{self, Reserve, BALLAST_BYTES};
+use super::FullPolicy;
 use super::{key, CommitGuard, Spool, SpoolError, META_DROPPED};
-use crate::config::FullPolicy;
 use crate::metrics::label;
 use std::sync::atomic::Ordering;
 
@@ -224,10 +224,7 @@ impl Spool {
         let Some(held_back) = i.full_log.allow() else {
             return;
         };
-        let policy = match i.settings.full_policy {
-            FullPolicy::DropOldest => "drop-oldest",
-            FullPolicy::RejectNew => "reject-new",
-        };
+        let policy = i.settings.full_policy.name();
         let (what, fix) = match limit {
             Limit::Cap => (
                 format!("spool full (RELAY_SPOOL_FULL_POLICY={policy})"),

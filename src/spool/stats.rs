@@ -3,7 +3,6 @@
 //! in the state database (the shipper's last error, readable while the daemon is down).
 
 use super::{Record, Spool, SpoolError};
-use crate::config::FullPolicy;
 use crate::time::now_ms;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
@@ -104,10 +103,7 @@ impl Spool {
             stored_bytes: st.stored_bytes,
             disk_bytes,
             max_bytes: self.inner.settings.max_bytes,
-            full_policy: match self.inner.settings.full_policy {
-                FullPolicy::DropOldest => "drop-oldest".into(),
-                FullPolicy::RejectNew => "reject-new".into(),
-            },
+            full_policy: self.inner.settings.full_policy.name().into(),
             oldest_pending_received_ms: oldest,
             newest_pending_received_ms: newest,
             oldest_pending_age_secs: oldest.map_or(0.0, |o| now.saturating_sub(o) as f64 / 1000.0),

@@ -1,7 +1,7 @@
 //! Spool tests on real sled directories (temp dirs, never a mock).
 
 use super::*;
-use crate::config::{FullPolicy, SpoolSettings};
+use super::{FullPolicy, SpoolSettings};
 use crate::metrics::label;
 use bytes::Bytes;
 use proptest::prelude::*;
