@@ -260,6 +260,7 @@ impl Gen {
     }
 
     /// Overwrites a block's bytes (tests simulate corruption with it).
+    #[cfg(test)]
     pub fn overwrite(&self, seq: u64, bytes: &[u8]) -> sled::Result<()> {
         self.db()?.blocks.insert(key(seq), bytes)?;
         Ok(())

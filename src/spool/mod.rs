@@ -542,8 +542,8 @@ impl Spool {
     }
 
     /// Test hook: overwrite a stored block's bytes (to simulate corruption).
-    #[doc(hidden)]
-    pub fn corrupt_block_for_tests(&self, first_seq: u64, bytes: &[u8]) -> Result<(), SpoolError> {
+    #[cfg(test)]
+    pub(crate) fn corrupt_block_for_tests(&self, first_seq: u64, bytes: &[u8]) -> Result<(), SpoolError> {
         let gen = self.state().blocks.get(&first_seq).map(|m| m.gen);
         let gen = gen
             .and_then(|g| self.gen(g))
@@ -552,8 +552,8 @@ impl Spool {
     }
 
     /// First sequence numbers of the stored blocks (tests).
-    #[doc(hidden)]
-    pub fn block_starts(&self) -> Vec<u64> {
+    #[cfg(test)]
+    pub(crate) fn block_starts(&self) -> Vec<u64> {
         self.state().blocks.keys().copied().collect()
     }
 }
