@@ -284,6 +284,38 @@ mod tests {
         }
     }
 
+    /// Invariant 8: what is stored stays under `MAX_BLOCK_STORED` (sled would otherwise
+    /// write a blob file it never reclaims), except a single record larger by itself.
+    #[test]
+    fn blocks_are_split_under_the_stored_limit_and_cover_every_record() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut records: Vec<NewRecord> = (0..400)
+            .map(|i| {
+                let noise: String = (0..8_000).map(|_| rng.alphanumeric()).collect();
+                rec(i, &noise)
+            })
+            .collect();
+        let huge: String = (0..400_000).map(|_| rng.alphanumeric()).collect();
+        records.push(rec(400, &huge));
+        let blocks = encode_blocks(1, 5_000, &records);
+        let mut next = 5_000;
+        for (first, block, meta) in &blocks {
+            assert_eq!(*first, next, "contiguous, in order");
+            let (h, recs) = decode(block).unwrap();
+            assert_eq!(h.first_seq, *first);
+            assert_eq!(meta.stored_len as usize, block.len());
+            assert!(
+                block.len() <= MAX_BLOCK_STORED || recs.len() == 1,
+                "{} records in {} stored bytes",
+                recs.len(),
+                block.len()
+            );
+            next += recs.len() as u64;
+        }
+        assert_eq!(next, 5_000 + records.len() as u64);
+        assert!(blocks.len() > 10, "split: {} blocks", blocks.len());
+    }
+
     #[test]
     fn round_trip() {
         let records: Vec<_> = (0..50).map(|i| rec(i, &format!("{{\"n\":{i}}}"))).collect();

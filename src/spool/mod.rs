@@ -543,7 +543,11 @@ impl Spool {
 
     /// Test hook: overwrite a stored block's bytes (to simulate corruption).
     #[cfg(test)]
-    pub(crate) fn corrupt_block_for_tests(&self, first_seq: u64, bytes: &[u8]) -> Result<(), SpoolError> {
+    pub(crate) fn corrupt_block_for_tests(
+        &self,
+        first_seq: u64,
+        bytes: &[u8],
+    ) -> Result<(), SpoolError> {
         let gen = self.state().blocks.get(&first_seq).map(|m| m.gen);
         let gen = gen
             .and_then(|g| self.gen(g))
