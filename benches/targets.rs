@@ -83,7 +83,7 @@ async fn webhook() {
     let post = move |n: u64| {
         let (client, body) = (client.clone(), bodies.frame(n));
         async move {
-            let ts = (qss_relay::spool::now_ms() / 1000).to_string();
+            let ts = (qss_relay::time::now_ms() / 1000).to_string();
             let req = hyper::Request::post(format!("http://127.0.0.1:{port}/zoom/webhook"))
                 .header(
                     "x-zm-signature",

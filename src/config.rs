@@ -15,6 +15,8 @@
 //! Which settings are *required* depends on the command: `relay run` needs LogScale and at
 //! least one source ([`Config::require_for_run`]); `relay spool ...` needs only the spool.
 
+pub use crate::logging::LogFormat;
+pub use crate::spool::{FullPolicy, SpoolSettings};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -277,21 +279,6 @@ pub enum Compression {
     None,
 }
 
-/// What the spool does when it reaches `RELAY_SPOOL_MAX_BYTES`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FullPolicy {
-    DropOldest,
-    RejectNew,
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
 /// The proxy variables, as set (validated: `http://` proxy URLs only).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProxyConfig {
@@ -337,21 +324,6 @@ pub struct WebhookConfig {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
-}
-
-/// The on-disk spool.
-#[derive(Debug, Clone)]
-pub struct SpoolSettings {
-    pub dir: PathBuf,
-    pub max_bytes: u64,
-    /// Free space to leave on the spool's file system (`RELAY_SPOOL_MIN_FREE_BYTES`).
-    pub min_free_bytes: u64,
-    pub full_policy: FullPolicy,
-    pub commit_interval: Duration,
-    pub cache_bytes: u64,
-    /// Size at which a block database generation is rotated (not a setting: tests
-    /// lower it; see `spool::ROTATE_BYTES`).
-    pub rotate_bytes: u64,
 }
 
 /// Batching and delivery.
@@ -471,11 +443,7 @@ impl Config {
                 "RELAY_SPOOL_FULL_POLICY",
                 FullPolicy::DropOldest,
                 "`drop-oldest` or `reject-new`",
-                |s| match s {
-                    "drop-oldest" => Some(FullPolicy::DropOldest),
-                    "reject-new" => Some(FullPolicy::RejectNew),
-                    _ => None,
-                },
+                FullPolicy::parse,
             ),
             commit_interval: Duration::from_millis(r.int("RELAY_SPOOL_COMMIT_MS", 10, 0, 10_000)),
             cache_bytes: r.size("RELAY_SPOOL_CACHE_BYTES", 64 << 20, 1 << 20),

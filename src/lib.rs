@@ -17,6 +17,7 @@
 //! ARCHITECTURE.md is the map; start there.
 
 pub mod admin;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 #[doc(hidden)]
@@ -29,3 +30,4 @@ pub mod ship;
 pub mod sim;
 pub mod source;
 pub mod spool;
+pub mod time;

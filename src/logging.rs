@@ -1,9 +1,15 @@
 //! Logging: tracing to stderr, level from `RUST_LOG` (default `info`), `text` or `json`
 //! lines (`RELAY_LOG_FORMAT`), colours only on a terminal (journald gets plain text).
 
-use crate::config::LogFormat;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
+
+/// Log line format (`RELAY_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing).
 pub fn init(format: LogFormat) {
@@ -45,7 +51,7 @@ impl LogThrottle {
     /// last one; `None` to stay quiet.
     pub fn allow(&self) -> Option<u64> {
         use std::sync::atomic::Ordering::Relaxed;
-        let now = crate::spool::now_ms();
+        let now = crate::time::now_ms();
         let last = self.last_ms.load(Relaxed);
         if last != 0 && now.saturating_sub(last) < self.interval_ms {
             self.suppressed.fetch_add(1, Relaxed);

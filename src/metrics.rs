@@ -115,7 +115,7 @@ impl Metrics {
             ship_request_duration: reg!("ship_request_duration_seconds", "Duration of one ingest request.", latency_buckets()),
             ship_batch_events: reg!("ship_batch_events", "Events per ingest request.", Histogram::new(exponential_buckets(1.0, 2.0, 14))),
             ship_batch_bytes: reg!("ship_batch_bytes", "Uncompressed bytes per ingest request.", Histogram::new(exponential_buckets(1024.0, 2.0, 14))),
-            ship_receive_to_ack: reg!("ship_receive_to_ack_seconds", "From receipt of an event to LogScale's acknowledgement (first event of each request).", latency_buckets()),
+            ship_receive_to_ack: reg!("ship_receive_to_ack_seconds", "From receipt of an event to LogScale's acknowledgement, for every delivered event.", latency_buckets()),
 
             ws_connects: reg!("ws_connects", "WebSocket connections to Zoom that completed build_connection.", Counter::default()),
             ws_disconnects: reg!("ws_disconnects", "WebSocket disconnects, by reason.", Family::default()),

@@ -43,15 +43,10 @@ pub enum StartError {
     Spool(#[from] crate::spool::SpoolError),
     #[error(transparent)]
     Tls(#[from] crate::net::tls::TlsError),
-    #[error(
-        "cannot listen on {addr} for {what}: {source} (is another process using it? set {var})"
-    )]
-    Bind {
-        what: &'static str,
-        var: &'static str,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] crate::net::BindError),
+    #[error(transparent)]
+    Webhook(#[from] crate::source::webhook::WebhookStartError),
     #[error("{0}")]
     Other(String),
 }
@@ -152,7 +147,7 @@ fn write_runtime_info(
         pid: std::process::id(),
         admin_addr,
         webhook_addr,
-        started_ms: crate::spool::now_ms(),
+        started_ms: crate::time::now_ms(),
     };
     let path = spool.dir().join(RUNTIME_INFO);
     let tmp = spool.dir().join(format!("{RUNTIME_INFO}.tmp"));
@@ -250,7 +245,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|source| StartError::Bind {
+                .map_err(|source| crate::net::BindError {
                     what: "the admin endpoint",
                     var: "RELAY_ADMIN_ADDR (or `off`)",
                     addr,

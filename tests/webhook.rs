@@ -23,7 +23,7 @@ fn env(dir: &std::path::Path, sink: &FakeLogScale) -> BTreeMap<String, String> {
 }
 
 fn now_secs() -> i64 {
-    (qss_relay::spool::now_ms() / 1000) as i64
+    (qss_relay::time::now_ms() / 1000) as i64
 }
 
 async fn post(

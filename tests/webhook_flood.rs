@@ -324,7 +324,7 @@ async fn bodies_over_the_limit_get_503_and_idle_keep_alive_connections_are_close
     };
     let mut refused = None;
     for _ in 0..50 {
-        let ts = (qss_relay::spool::now_ms() / 1000).to_string();
+        let ts = (qss_relay::time::now_ms() / 1000).to_string();
         let req = hyper::Request::post(format!("http://{addr}/zoom/webhook"))
             .header("connection", "close")
             .header(
@@ -361,7 +361,7 @@ async fn bodies_over_the_limit_get_503_and_idle_keep_alive_connections_are_close
 
     // A keep-alive connection left idle after its answer is closed by the idle timeout
     // (2 s), long before the header timeout (30 s) could: the wait below gives up at 15 s.
-    let ts = (qss_relay::spool::now_ms() / 1000).to_string();
+    let ts = (qss_relay::time::now_ms() / 1000).to_string();
     let mut conn = TcpStream::connect(addr).unwrap();
     conn.write_all(
         format!(

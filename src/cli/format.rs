@@ -42,7 +42,7 @@ pub fn age(secs: f64) -> String {
 
 /// A millisecond timestamp as RFC 3339 with its age: `2026-11-23T10:00:00.000Z (2h 3m ago)`.
 pub fn when(ms: u64) -> String {
-    let now = crate::spool::now_ms();
+    let now = crate::time::now_ms();
     let ago = now.saturating_sub(ms) as f64 / 1000.0;
     format!("{} ({} ago)", crate::admin::rfc3339_ms(ms), age(ago))
 }

@@ -269,14 +269,11 @@ pub fn render_inspect(r: &InspectReport) -> String {
     ));
     if let Some(ship) = &r.shipper {
         out.push_str(&format!("Shipper: {}", ship.state.replace('_', " ")));
-        if let Some(until) = ship
-            .backoff_until_ms
-            .filter(|u| *u > crate::spool::now_ms())
-        {
+        if let Some(until) = ship.backoff_until_ms.filter(|u| *u > crate::time::now_ms()) {
             out.push_str(&format!(
                 ", next attempt at {} (in {})",
                 admin::rfc3339_ms(until),
-                format::age((until - crate::spool::now_ms()) as f64 / 1000.0)
+                format::age((until - crate::time::now_ms()) as f64 / 1000.0)
             ));
         }
         if ship.consecutive_failures > 0 {

@@ -61,6 +61,17 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
+/// A listener that could not be bound: which endpoint, the address, and the setting to
+/// change.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} for {what}: {source} (is another process using it? set {var})")]
+pub struct BindError {
+    pub what: &'static str,
+    pub var: &'static str,
+    pub addr: std::net::SocketAddr,
+    pub source: std::io::Error,
+}
+
 /// The URL with the value of `access_token` replaced by `***`, for logs.
 pub fn redact_url(url: &str) -> String {
     let Some(q) = url.find('?') else {

@@ -287,7 +287,7 @@ where
                 // 0 until the first byte arrives: a connection that never sends anything
                 // gets the header timeout, not the (longer) idle timeout.
                 let last_activity = Arc::new(AtomicU64::new(0));
-                let opened_ms = crate::spool::now_ms();
+                let opened_ms = crate::time::now_ms();
                 let io = TokioIo::new(Activity {
                     inner: stream,
                     last_ms: last_activity.clone(),
@@ -315,7 +315,7 @@ async fn idle_expired(last_ms: &AtomicU64, opened_ms: u64, first: Duration, idle
             0 => (opened_ms, first.as_millis() as u64),
             last => (last, idle.as_millis() as u64),
         };
-        let quiet = crate::spool::now_ms().saturating_sub(since);
+        let quiet = crate::time::now_ms().saturating_sub(since);
         if quiet >= limit {
             return;
         }
@@ -345,8 +345,7 @@ impl<S: AsyncRead> AsyncRead for Activity<S> {
         let before = buf.filled().len();
         let r = this.inner.poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.last_ms
-                .store(crate::spool::now_ms(), Ordering::Relaxed);
+            this.last_ms.store(crate::time::now_ms(), Ordering::Relaxed);
         }
         r
     }
@@ -361,8 +360,7 @@ impl<S: AsyncWrite> AsyncWrite for Activity<S> {
         let this = self.project();
         let r = this.inner.poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.last_ms
-                .store(crate::spool::now_ms(), Ordering::Relaxed);
+            this.last_ms.store(crate::time::now_ms(), Ordering::Relaxed);
         }
         r
     }
@@ -375,8 +373,7 @@ impl<S: AsyncWrite> AsyncWrite for Activity<S> {
         let this = self.project();
         let r = this.inner.poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.last_ms
-                .store(crate::spool::now_ms(), Ordering::Relaxed);
+            this.last_ms.store(crate::time::now_ms(), Ordering::Relaxed);
         }
         r
     }

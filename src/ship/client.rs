@@ -9,7 +9,7 @@
 //! | 413                             | too large: split the batch                   |
 //! | 400, other 4xx                  | refused: bisect down to the refused events   |
 
-use super::retry::parse_retry_after;
+use crate::backoff::parse_retry_after;
 use crate::config::{Compression, Secret};
 use crate::net::http::{Body, HttpClient, HttpError};
 use bytes::Bytes;

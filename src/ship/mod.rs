@@ -11,7 +11,6 @@ pub mod client;
 pub mod gzip;
 pub mod hec;
 pub mod json;
-pub mod retry;
 pub mod shipper;
 pub mod status;
 pub mod transform;

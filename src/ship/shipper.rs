@@ -16,10 +16,11 @@
 use super::batch::{Batch, Encoded, Limits};
 use super::client::{Attempt, HecClient, Outcome};
 use super::hec::Encoder;
-use super::retry::Backoff;
 use super::status::{ShipError, ShipStatus};
+use crate::backoff::Backoff;
 use crate::metrics::{label, Metrics};
-use crate::spool::{now_ms, Record, Spool, SpoolError};
+use crate::spool::{Record, Spool, SpoolError};
+use crate::time::now_ms;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -5,7 +5,8 @@
 //! changes from healthy to failing or back, so that `relay spool inspect` can tell why
 //! nothing moves even while the daemon is stopped.
 
-use crate::spool::{now_ms, Spool};
+use crate::spool::Spool;
+use crate::time::now_ms;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 

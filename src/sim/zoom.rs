@@ -1,5 +1,5 @@
 //! A fake Zoom: the Server-to-Server OAuth token endpoint and the QSS WebSocket, speaking
-//! the frames of `../shared/reference/zoom-protocol.md`.
+//! the frames Zoom documents (module, success, content, header; see `source::frame`).
 //!
 //! - `POST /oauth/token?grant_type=account_credentials&account_id=...` with HTTP Basic
 //!   credentials (or the old script's form body) issues a token valid for the configured

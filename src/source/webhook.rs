@@ -17,7 +17,6 @@ use super::signature;
 use crate::config::WebhookConfig;
 use crate::metrics::{label, Metrics};
 use crate::net::server::{self, ConnLimits, ConnStats, RespBody, SharedTls};
-use crate::pipeline::StartError;
 use crate::spool::{flags, AppendError, Appender, NewRecord, SourceKind};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -58,32 +57,44 @@ pub struct WebhookSource {
     ctx: Arc<Ctx>,
 }
 
+/// Why the webhook endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookStartError {
+    #[error(transparent)]
+    Bind(#[from] crate::net::BindError),
+    #[error("{0}")]
+    Other(String),
+}
+
 impl WebhookSource {
     /// Binds the listener and loads the TLS pair, so that mistakes show at startup.
     pub async fn bind(
         cfg: WebhookConfig,
         appender: Appender,
         metrics: Arc<Metrics>,
-    ) -> Result<WebhookSource, StartError> {
-        let listener = TcpListener::bind(cfg.addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                what: "the webhook endpoint",
-                var: "RELAY_WEBHOOK_ADDR",
-                addr: cfg.addr,
-                source,
-            })?;
+    ) -> Result<WebhookSource, WebhookStartError> {
+        let listener =
+            TcpListener::bind(cfg.addr)
+                .await
+                .map_err(|source| crate::net::BindError {
+                    what: "the webhook endpoint",
+                    var: "RELAY_WEBHOOK_ADDR",
+                    addr: cfg.addr,
+                    source,
+                })?;
         let tls = match &cfg.tls {
             None => None,
             Some((cert, key)) => {
                 let c = crate::net::tls::server_config(cert, key).map_err(|e| {
-                    StartError::Other(format!("RELAY_WEBHOOK_TLS_CERT/RELAY_WEBHOOK_TLS_KEY: {e}"))
+                    WebhookStartError::Other(format!(
+                        "RELAY_WEBHOOK_TLS_CERT/RELAY_WEBHOOK_TLS_KEY: {e}"
+                    ))
                 })?;
                 Some(Arc::new(RwLock::new(Arc::new(c))))
             }
         };
         tracing::info!(
-            addr = %listener.local_addr().map_err(|e| StartError::Other(e.to_string()))?,
+            addr = %listener.local_addr().map_err(|e| WebhookStartError::Other(e.to_string()))?,
             tls = tls.is_some(),
             path = PATH,
             "webhook endpoint listening"
@@ -333,7 +344,7 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<RespBody> {
             "invalid signature",
         );
     }
-    let now = crate::spool::now_ms() / 1000;
+    let now = crate::time::now_ms() / 1000;
     let fresh = ts
         .trim()
         .parse::<i64>()
@@ -389,7 +400,7 @@ mod tests {
     const SECRET: &str = "unit-secret";
 
     async fn post(addr: SocketAddr, body: &'static [u8]) -> (u16, String) {
-        let ts = (crate::spool::now_ms() / 1000).to_string();
+        let ts = (crate::time::now_ms() / 1000).to_string();
         let req = hyper::Request::post(format!("http://{addr}{PATH}"))
             .header(
                 "x-zm-signature",

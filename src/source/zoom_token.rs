@@ -8,10 +8,10 @@
 //! credentials are wrong, which is logged with the settings to check and retried slowly
 //! (the spool keeps shipping meanwhile).
 
+use crate::backoff::Backoff;
 use crate::config::{Secret, ZoomWsConfig};
 use crate::metrics::{label, Metrics};
 use crate::net::http::{Body, HttpClient};
-use crate::ship::retry::Backoff;
 use base64::Engine;
 use bytes::Bytes;
 use hyper::{Method, Request};

@@ -22,12 +22,13 @@
 
 use super::frame::{classify, FrameKind};
 use super::zoom_token::{urlencode, TokenSource};
+use crate::backoff::Backoff;
 use crate::config::{Secret, ZoomWsConfig};
 use crate::metrics::{label, Metrics};
 use crate::net::proxy::Proxy;
 use crate::net::redact_url;
-use crate::ship::retry::Backoff;
-use crate::spool::{flags, now_ms, AppendError, Appender, NewRecord, SourceKind};
+use crate::spool::{flags, AppendError, Appender, NewRecord, SourceKind};
+use crate::time::now_ms;
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload};
 use http_body_util::Empty;
@@ -84,13 +85,91 @@ enum Control {
     SpoolClosed,
 }
 
+/// Why a session ended: the `reason` label of `relay_ws_disconnects_total` and the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EndReason {
+    ConnectFailed,
+    TlsFailed,
+    HandshakeFailed,
+    BuildConnectionFailed,
+    BuildConnectionTimeout,
+    ReadError,
+    InvalidToken,
+    ServerClose,
+    WriteError,
+    Silent,
+    Shutdown,
+}
+
+impl EndReason {
+    fn label(self) -> &'static str {
+        match self {
+            EndReason::ConnectFailed => "connect_failed",
+            EndReason::TlsFailed => "tls_failed",
+            EndReason::HandshakeFailed => "handshake_failed",
+            EndReason::BuildConnectionFailed => "build_connection_failed",
+            EndReason::BuildConnectionTimeout => "build_connection_timeout",
+            EndReason::ReadError => "read_error",
+            EndReason::InvalidToken => "invalid_token",
+            EndReason::ServerClose => "server_close",
+            EndReason::WriteError => "write_error",
+            EndReason::Silent => "silent",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A dial (TCP, TLS, upgrade) that failed.
+#[derive(Debug)]
+struct DialError {
+    reason: EndReason,
+    detail: String,
+}
+
+impl From<(EndReason, String)> for DialError {
+    fn from((reason, detail): (EndReason, String)) -> DialError {
+        DialError { reason, detail }
+    }
+}
+
 /// How a session ended (a metric label and a log line).
 #[derive(Debug, Clone)]
 struct SessionEnd {
-    reason: &'static str,
+    reason: EndReason,
     detail: String,
+    /// Zoom had accepted the connection (`build_connection` succeeded).
     connected: bool,
+    /// Zoom refused the token: get a new one before the next dial.
     token_rejected: bool,
+}
+
+impl SessionEnd {
+    /// Ended before Zoom accepted the connection.
+    fn unconnected(reason: EndReason, detail: impl Into<String>) -> SessionEnd {
+        SessionEnd {
+            reason,
+            detail: detail.into(),
+            connected: false,
+            token_rejected: false,
+        }
+    }
+
+    /// Ended after Zoom had accepted the connection.
+    fn connected(reason: EndReason, detail: impl Into<String>) -> SessionEnd {
+        SessionEnd {
+            connected: true,
+            ..SessionEnd::unconnected(reason, detail)
+        }
+    }
+
+    fn token_rejected(self) -> SessionEnd {
+        self.token_rejected_if(true)
+    }
+
+    fn token_rejected_if(mut self, rejected: bool) -> SessionEnd {
+        self.token_rejected = rejected;
+        self
+    }
 }
 
 /// Live figures of the source, shown by `relay spool inspect`.
@@ -179,10 +258,10 @@ impl Dialer {
         )
     }
 
-    async fn connect(&self, url: &str) -> Result<Box<dyn Stream>, (&'static str, String)> {
+    async fn connect(&self, url: &str) -> Result<Box<dyn Stream>, DialError> {
         let uri: hyper::Uri = url
             .parse()
-            .map_err(|e| ("connect_failed", format!("invalid URL: {e}")))?;
+            .map_err(|e| (EndReason::ConnectFailed, format!("invalid URL: {e}")))?;
         let host = uri
             .host()
             .unwrap_or_default()
@@ -194,33 +273,47 @@ impl Dialer {
             .await
             .map_err(|_| {
                 (
-                    "connect_failed",
+                    EndReason::ConnectFailed,
                     format!(
                         "no TCP connection to {host}:{port} within {CONNECT_TIMEOUT:?} ({})",
                         self.proxy.route(&uri)
                     ),
                 )
             })?
-            .map_err(|e| ("connect_failed", e))?;
+            .map_err(|e| (EndReason::ConnectFailed, e))?;
         let _ = tcp.set_nodelay(true);
         if !tls {
             return Ok(Box::new(tcp));
         }
-        let name = rustls_pki_types::ServerName::try_from(host.clone())
-            .map_err(|e| ("connect_failed", format!("bad host name {host}: {e}")))?;
+        let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+            (
+                EndReason::ConnectFailed,
+                format!("bad host name {host}: {e}"),
+            )
+        })?;
         let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
             .await
-            .map_err(|_| ("tls_failed", format!("TLS handshake with {host} timed out")))?
-            .map_err(|e| ("tls_failed", format!("TLS handshake with {host}: {e}")))?;
+            .map_err(|_| {
+                (
+                    EndReason::TlsFailed,
+                    format!("TLS handshake with {host} timed out"),
+                )
+            })?
+            .map_err(|e| {
+                (
+                    EndReason::TlsFailed,
+                    format!("TLS handshake with {host}: {e}"),
+                )
+            })?;
         Ok(Box::new(stream))
     }
 
     /// Connects, waits for `build_connection`, and closes (`relay check`). Spools nothing.
     pub async fn probe(&self, token: &Secret) -> Result<String, String> {
         let url = self.url_with_token(token);
-        let stream = self.connect(&url).await.map_err(|(_, d)| d)?;
-        let ws = self.upgrade(&url, stream).await.map_err(|(_, d)| d)?;
+        let stream = self.connect(&url).await.map_err(|e| e.detail)?;
+        let ws = self.upgrade(&url, stream).await.map_err(|e| e.detail)?;
         let mut ws = fastwebsockets::FragmentCollector::new(ws);
         let frame = tokio::time::timeout(BUILD_CONNECTION_TIMEOUT, ws.read_frame())
             .await
@@ -249,11 +342,11 @@ impl Dialer {
         stream: Box<dyn Stream>,
     ) -> Result<
         fastwebsockets::WebSocket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
-        (&'static str, String),
+        DialError,
     > {
         let uri: hyper::Uri = url
             .parse()
-            .map_err(|e| ("connect_failed", format!("invalid URL: {e}")))?;
+            .map_err(|e| (EndReason::ConnectFailed, format!("invalid URL: {e}")))?;
         let host_header = match uri.port() {
             Some(p) => format!("{}:{}", uri.host().unwrap_or_default(), p),
             None => uri.host().unwrap_or_default().to_string(),
@@ -285,10 +378,15 @@ impl Dialer {
             Ok(Ok((ws, _resp))) => Ok(ws),
             // The error text never contains the URL, so no token can leak from it.
             Ok(Err(e)) => Err((
-                "handshake_failed",
+                EndReason::HandshakeFailed,
                 format!("WebSocket upgrade refused: {e}"),
-            )),
-            Err(_) => Err(("handshake_failed", "WebSocket upgrade timed out".into())),
+            )
+                .into()),
+            Err(_) => Err((
+                EndReason::HandshakeFailed,
+                "WebSocket upgrade timed out".to_string(),
+            )
+                .into()),
         }
     }
 }
@@ -328,7 +426,7 @@ impl ZoomWsSource {
             if end.connected {
                 self.metrics
                     .ws_disconnects
-                    .get_or_create(&label("reason", end.reason))
+                    .get_or_create(&label("reason", end.reason.label()))
                     .inc();
             }
             if end.token_rejected {
@@ -340,7 +438,7 @@ impl ZoomWsSource {
             }
             let delay = reconnect.after_session(end.connected, started.elapsed());
             tracing::warn!(
-                reason = end.reason,
+                reason = end.reason.label(),
                 detail = %end.detail,
                 reconnect_in_ms = delay.as_millis() as u64,
                 "Zoom WebSocket disconnected; reconnecting (events sent meanwhile are not replayed by Zoom)"
@@ -353,21 +451,15 @@ impl ZoomWsSource {
     }
 
     async fn session(&self, token: &Secret, shutdown: &CancellationToken) -> SessionEnd {
-        let end = |reason, detail: String| SessionEnd {
-            reason,
-            detail,
-            connected: false,
-            token_rejected: false,
-        };
         let url = self.dialer.url_with_token(token);
         tracing::info!(url = %redact_url(&url), "connecting to Zoom QSS WebSocket");
         let stream = match self.dialer.connect(&url).await {
             Ok(s) => s,
-            Err((reason, detail)) => return end(reason, detail),
+            Err(e) => return SessionEnd::unconnected(e.reason, e.detail),
         };
         let ws = match self.dialer.upgrade(&url, stream).await {
             Ok(ws) => ws,
-            Err((reason, detail)) => return end(reason, detail),
+            Err(e) => return SessionEnd::unconnected(e.reason, e.detail),
         };
         let (rx, tx) = ws.split(tokio::io::split);
         let writer = Arc::new(tokio::sync::Mutex::new(tx));
@@ -376,11 +468,13 @@ impl ZoomWsSource {
         let reader = tokio::spawn(read_loop(
             rx,
             writer.clone(),
-            self.appender.clone(),
-            self.metrics.clone(),
-            self.state.clone(),
-            last_rx.clone(),
-            ctl_tx,
+            ReaderCtx {
+                appender: self.appender.clone(),
+                metrics: self.metrics.clone(),
+                state: self.state.clone(),
+                last_rx: last_rx.clone(),
+                ctl: ctl_tx,
+            },
         ));
         let result = self.supervise(&writer, &mut ctl, &last_rx, shutdown).await;
         // Give the reader a moment to drain what Zoom sent before its close, then stop it.
@@ -403,15 +497,9 @@ impl ZoomWsSource {
         last_rx: &AtomicU64,
         shutdown: &CancellationToken,
     ) -> SessionEnd {
-        let ended = |reason, detail: String, connected, token_rejected| SessionEnd {
-            reason,
-            detail,
-            connected,
-            token_rejected,
-        };
         // build_connection first.
         let first = tokio::select! {
-            _ = shutdown.cancelled() => return ended("shutdown", String::new(), false, false),
+            _ = shutdown.cancelled() => return SessionEnd::unconnected(EndReason::Shutdown, ""),
             c = tokio::time::timeout(BUILD_CONNECTION_TIMEOUT, ctl.recv()) => c,
         };
         match first {
@@ -423,30 +511,25 @@ impl ZoomWsSource {
             | Ok(Some(Control::TokenRejected(content))) => {
                 let token = super::frame::mentions_token(&content);
                 tracing::error!(content = %content, "Zoom refused the WebSocket connection (build_connection failed)");
-                return ended("build_connection_failed", content, false, token);
+                return SessionEnd::unconnected(EndReason::BuildConnectionFailed, content)
+                    .token_rejected_if(token);
             }
             Ok(Some(other)) => {
-                return ended(
-                    "build_connection_failed",
+                return SessionEnd::unconnected(
+                    EndReason::BuildConnectionFailed,
                     format!("{other:?} before build_connection"),
-                    false,
-                    false,
                 )
             }
             Ok(None) => {
-                return ended(
-                    "read_error",
-                    "connection ended before build_connection".into(),
-                    false,
-                    false,
+                return SessionEnd::unconnected(
+                    EndReason::ReadError,
+                    "connection ended before build_connection",
                 )
             }
             Err(_) => {
-                return ended(
-                    "build_connection_timeout",
+                return SessionEnd::unconnected(
+                    EndReason::BuildConnectionTimeout,
                     format!("no build_connection within {BUILD_CONNECTION_TIMEOUT:?}"),
-                    false,
-                    false,
                 )
             }
         }
@@ -465,7 +548,7 @@ impl ZoomWsSource {
                 _ = shutdown.cancelled() => {
                     let mut w = writer.lock().await;
                     let _ = w.write_frame(Frame::close(1000, b"relay shutting down")).await;
-                    return ended("shutdown", String::new(), true, false);
+                    return SessionEnd::connected(EndReason::Shutdown, "");
                 }
                 c = ctl.recv() => match c {
                     Some(Control::Heartbeat) => {
@@ -475,26 +558,26 @@ impl ZoomWsSource {
                     }
                     Some(Control::TokenRejected(content)) => {
                         tracing::error!(content = %content, "Zoom rejected the access token mid-stream; getting a new one");
-                        return ended("invalid_token", content, true, true);
+                        return SessionEnd::connected(EndReason::InvalidToken, content).token_rejected();
                     }
                     Some(Control::BuildConnection { content, .. }) => {
                         tracing::warn!(content = %content, "unexpected second build_connection frame; ignored");
                     }
-                    Some(Control::Closed(why)) => return ended("server_close", why, true, false),
-                    Some(Control::ReadError(e)) => return ended("read_error", e, true, false),
-                    Some(Control::SpoolClosed) | None => return ended("shutdown", "spool closed".into(), true, false),
+                    Some(Control::Closed(why)) => return SessionEnd::connected(EndReason::ServerClose, why),
+                    Some(Control::ReadError(e)) => return SessionEnd::connected(EndReason::ReadError, e),
+                    Some(Control::SpoolClosed) | None => return SessionEnd::connected(EndReason::Shutdown, "spool closed"),
                 },
                 _ = heartbeat.tick() => {
                     let mut w = writer.lock().await;
                     if let Err(e) = w.write_frame(Frame::text(Payload::Borrowed(br#"{"module":"heartbeat"}"#))).await {
-                        return ended("write_error", e.to_string(), true, false);
+                        return SessionEnd::connected(EndReason::WriteError, e.to_string());
                     }
                     heartbeat_sent = Some(Instant::now());
                 }
                 _ = liveness.tick() => {
                     let silent_ms = now_ms().saturating_sub(last_rx.load(Ordering::Relaxed));
                     if silent_ms > 2 * interval.as_millis() as u64 {
-                        return ended("silent", format!("nothing received for {} ms (two heartbeat intervals)", silent_ms), true, false);
+                        return SessionEnd::connected(EndReason::Silent, format!("nothing received for {} ms (two heartbeat intervals)", silent_ms));
                     }
                 }
             }
@@ -512,18 +595,33 @@ fn into_bytes(p: Payload<'_>) -> Bytes {
     }
 }
 
-async fn read_loop<R, W>(
-    rx: fastwebsockets::WebSocketRead<R>,
-    writer: Arc<tokio::sync::Mutex<fastwebsockets::WebSocketWrite<W>>>,
+/// What the reader task owns besides the two halves of the socket.
+struct ReaderCtx {
     appender: Appender,
     metrics: Arc<Metrics>,
     state: Arc<WsState>,
+    /// When the last frame arrived (the supervisor's silence check).
     last_rx: Arc<AtomicU64>,
     ctl: mpsc::UnboundedSender<Control>,
+}
+
+/// The reader task: owns the read half (never raced, invariant 10), hands event frames to
+/// the spool and control frames to the supervisor.
+async fn read_loop<R, W>(
+    rx: fastwebsockets::WebSocketRead<R>,
+    writer: Arc<tokio::sync::Mutex<fastwebsockets::WebSocketWrite<W>>>,
+    cx: ReaderCtx,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let ReaderCtx {
+        appender,
+        metrics,
+        state,
+        last_rx,
+        ctl,
+    } = cx;
     let mut rx = fastwebsockets::FragmentCollectorRead::new(rx);
     let events_label = label("kind", "event");
     let mut malformed_logged = 0u64;

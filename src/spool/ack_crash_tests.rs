@@ -14,7 +14,7 @@
 //!   the `relay_id` of one already delivered, and query-time de-duplication would hide it).
 
 use super::*;
-use crate::config::{FullPolicy, SpoolSettings};
+use super::{FullPolicy, SpoolSettings};
 use bytes::Bytes;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
@@ -205,7 +205,7 @@ fn reopen_and_check(case: &str, dir: &Path, committed_end: u64) -> AfterCrash {
 fn a_crash_anywhere_on_the_ack_path_loses_nothing_and_reuses_no_number() {
     let points = [
         "ack:floor_advanced_in_memory",
-        "ack:floor_written",
+        "floor:written",
         "ack:floor_synced",
         "remove:first_block_removed",
         "remove:blocks_removed",
@@ -220,7 +220,7 @@ fn a_crash_anywhere_on_the_ack_path_loses_nothing_and_reuses_no_number() {
         assert_eq!(after.dropped, 0, "{case}");
         assert_eq!(after.resent, ACKING - after.floor, "{case}");
         // Once the floor is synced, the acknowledged events are not sent again.
-        if point != "ack:floor_advanced_in_memory" && point != "ack:floor_written" {
+        if point != "ack:floor_advanced_in_memory" && point != "floor:written" {
             assert_eq!(after.floor, ACKING, "{case}: the synced floor was lost");
         }
         eprintln!(

@@ -21,7 +21,9 @@
 //! past the end) is a [`BlockError`], and the spool moves such a block to the dead-letter
 //! area instead of stopping the shipper.
 
+use super::generation::BlockMeta;
 use super::record::{NewRecord, Record, SourceKind};
+use super::{BLOCK_RAW_TARGET, MAX_BLOCK_STORED};
 use bytes::Bytes;
 use std::io::Write;
 
@@ -75,6 +77,62 @@ pub enum BlockError {
     Record { index: u32, reason: &'static str },
     #[error("block key {key} does not match its header's first sequence {header}")]
     KeyMismatch { key: u64, header: u64 },
+}
+
+/// Splits `records` (numbered from `first`) into blocks of about [`BLOCK_RAW_TARGET`](super::BLOCK_RAW_TARGET)
+/// uncompressed bytes, halving any whose compressed size exceeds [`MAX_BLOCK_STORED`](super::MAX_BLOCK_STORED).
+pub(super) fn encode_blocks(
+    gen: u64,
+    first: u64,
+    records: &[NewRecord],
+) -> Vec<(u64, Vec<u8>, BlockMeta)> {
+    let mut chunks: Vec<(usize, usize)> = Vec::new();
+    let mut chunk_start = 0;
+    let mut raw = 0;
+    for (idx, r) in records.iter().enumerate() {
+        raw += r.payload.len();
+        if raw >= BLOCK_RAW_TARGET || idx + 1 == records.len() {
+            chunks.push((chunk_start, idx + 1));
+            chunk_start = idx + 1;
+            raw = 0;
+        }
+    }
+    let encode = |(a, b): (usize, usize)| ((a, b), encode(first + a as u64, &records[a..b]));
+    // Compression is most of a commit's CPU: blocks of one group compress in parallel.
+    let mut encoded: Vec<((usize, usize), Vec<u8>)> = if chunks.len() > 1 {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(chunks.len());
+        let per = chunks.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .chunks(per)
+                .map(|part| {
+                    scope.spawn(move || part.iter().map(|c| encode(*c)).collect::<Vec<_>>())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("block encoding does not panic"))
+                .collect()
+        })
+    } else {
+        chunks.into_iter().map(encode).collect()
+    };
+    let mut out = Vec::with_capacity(encoded.len());
+    while let Some(((a, b), block)) = encoded.pop() {
+        if block.len() > MAX_BLOCK_STORED && b - a > 1 {
+            let mid = a + (b - a) / 2;
+            encoded.push(encode((mid, b)));
+            encoded.push(encode((a, mid)));
+            continue;
+        }
+        let h = decode_header(&block).expect("a block just encoded has a valid header");
+        let m = BlockMeta::from_header(gen, &h, block.len());
+        out.push((first + a as u64, block, m));
+    }
+    out.sort_unstable_by_key(|b| b.0);
+    out
 }
 
 /// Encodes records (already numbered from `first_seq`) into one block.
@@ -224,6 +282,38 @@ mod tests {
             flags: (i % 3) as u8,
             payload: Bytes::copy_from_slice(payload.as_bytes()),
         }
+    }
+
+    /// Invariant 8: what is stored stays under `MAX_BLOCK_STORED` (sled would otherwise
+    /// write a blob file it never reclaims), except a single record larger by itself.
+    #[test]
+    fn blocks_are_split_under_the_stored_limit_and_cover_every_record() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut records: Vec<NewRecord> = (0..400)
+            .map(|i| {
+                let noise: String = (0..8_000).map(|_| rng.alphanumeric()).collect();
+                rec(i, &noise)
+            })
+            .collect();
+        let huge: String = (0..400_000).map(|_| rng.alphanumeric()).collect();
+        records.push(rec(400, &huge));
+        let blocks = encode_blocks(1, 5_000, &records);
+        let mut next = 5_000;
+        for (first, block, meta) in &blocks {
+            assert_eq!(*first, next, "contiguous, in order");
+            let (h, recs) = decode(block).unwrap();
+            assert_eq!(h.first_seq, *first);
+            assert_eq!(meta.stored_len as usize, block.len());
+            assert!(
+                block.len() <= MAX_BLOCK_STORED || recs.len() == 1,
+                "{} records in {} stored bytes",
+                recs.len(),
+                block.len()
+            );
+            next += recs.len() as u64;
+        }
+        assert_eq!(next, 5_000 + records.len() as u64);
+        assert!(blocks.len() > 10, "split: {} blocks", blocks.len());
     }
 
     #[test]

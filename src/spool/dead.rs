@@ -200,6 +200,188 @@ impl DeadLetter {
     }
 }
 
+use super::generation::{seq_of, Gen};
+use super::{NewRecord, Record, Spool, SpoolError, MAX_GROUP_RECORDS};
+use crate::metrics::label;
+use crate::time::now_ms;
+
+/// The dead-letter area's operations: moving refused events and undecodable blocks in,
+/// listing, showing, retrying and purging them.
+impl Spool {
+    /// Moves an undecodable block into the dead-letter area, bytes and reason, and out of
+    /// its generation.
+    pub(super) fn dead_letter_block(
+        &self,
+        gen: &Gen,
+        k: &[u8],
+        v: &[u8],
+        reason: String,
+    ) -> Result<(), SpoolError> {
+        let i = &self.inner;
+        let seq = seq_of(k).unwrap_or(0);
+        let entry = DeadLetter {
+            id: DeadId::new(DeadKind::Block, seq),
+            kind: DeadKind::Block,
+            at_ms: now_ms(),
+            received_ms: 0,
+            source: None,
+            flags: 0,
+            reason: reason.clone(),
+            payload: bytes::Bytes::copy_from_slice(v),
+        };
+        let result = i
+            .dead
+            .insert(entry.id.key(), entry.encode())
+            .map_err(|e| self.db_err(e))
+            .and_then(|_| self.sync_state(true))
+            .and_then(|_| gen.remove_raw(k).map_err(|e| self.db_err(e)));
+        {
+            let mut st = self.state();
+            if let Some(m) = st.blocks.remove(&seq) {
+                st.stored_bytes -= u64::from(m.stored_len);
+            }
+            st.dead_blocks += 1;
+        }
+        i.metrics
+            .events_dead_lettered
+            .get_or_create(&label("reason", "corrupt_block"))
+            .inc();
+        tracing::error!(
+            block = seq,
+            bytes = v.len(),
+            %reason,
+            "corrupt spool block moved to the dead-letter area (see `relay spool dead list`); shipping goes on with the next block"
+        );
+        result
+    }
+
+    /// Moves events LogScale refused to the dead-letter area. The caller acknowledges
+    /// them afterwards, like delivered ones.
+    pub fn dead_letter_events(&self, events: &[(Record, String)]) -> Result<(), SpoolError> {
+        let i = &self.inner;
+        for (r, reason) in events {
+            let entry = DeadLetter {
+                id: DeadId::new(DeadKind::Event, r.seq),
+                kind: DeadKind::Event,
+                at_ms: now_ms(),
+                received_ms: r.received_ms,
+                source: Some(r.kind),
+                flags: r.flags,
+                reason: reason.clone(),
+                payload: r.payload.clone(),
+            };
+            let previous = i
+                .dead
+                .insert(entry.id.key(), entry.encode())
+                .map_err(|e| self.db_err(e))?;
+            if previous.is_none() {
+                self.state().dead_events += 1;
+            }
+            i.metrics
+                .events_dead_lettered
+                .get_or_create(&label("reason", "rejected"))
+                .inc();
+        }
+        self.sync_state(true)
+    }
+
+    /// Every dead letter, oldest first (without payloads).
+    pub fn dead_list(&self) -> Result<Vec<DeadSummary>, SpoolError> {
+        let mut out = Vec::new();
+        for item in self.inner.dead.iter() {
+            let (_, v) = item.map_err(|e| self.db_err(e))?;
+            if let Some(d) = DeadLetter::decode(&v) {
+                out.push(d.summary());
+            }
+        }
+        out.sort_by_key(|d| (d.at_ms, d.id));
+        Ok(out)
+    }
+
+    pub fn dead_get(&self, id: DeadId) -> Result<Option<DeadLetter>, SpoolError> {
+        let v = self.inner.dead.get(id.key()).map_err(|e| self.db_err(e))?;
+        Ok(v.and_then(|v| DeadLetter::decode(&v)))
+    }
+
+    /// Puts dead-lettered events back into the spool as new records (new sequence
+    /// numbers) and removes them from the dead-letter area. Corrupt blocks cannot be
+    /// retried and are skipped. `ids = None` means all. Returns the retried ids.
+    pub fn dead_retry(&self, ids: Option<&[DeadId]>) -> Result<Vec<DeadId>, SpoolError> {
+        let entries = self.dead_select(ids)?;
+        let events: Vec<DeadLetter> = entries
+            .into_iter()
+            .filter(|d| d.kind == DeadKind::Event)
+            .collect();
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records: Vec<NewRecord> = events
+            .iter()
+            .map(|d| NewRecord {
+                received_ms: d.received_ms,
+                kind: d.source.unwrap_or(SourceKind::WebSocket),
+                flags: d.flags,
+                payload: d.payload.clone(),
+            })
+            .collect();
+        for chunk in records.chunks(MAX_GROUP_RECORDS) {
+            self.commit(chunk)?;
+        }
+        let ids: Vec<DeadId> = events.iter().map(|d| d.id).collect();
+        self.dead_remove(&ids)?;
+        Ok(ids)
+    }
+
+    /// Deletes dead letters for good. `ids = None` means all. Returns the purged ids.
+    pub fn dead_purge(&self, ids: Option<&[DeadId]>) -> Result<Vec<DeadId>, SpoolError> {
+        let ids: Vec<DeadId> = self.dead_select(ids)?.iter().map(|d| d.id).collect();
+        self.dead_remove(&ids)?;
+        Ok(ids)
+    }
+
+    fn dead_select(&self, ids: Option<&[DeadId]>) -> Result<Vec<DeadLetter>, SpoolError> {
+        match ids {
+            Some(ids) => {
+                let mut out = Vec::new();
+                for id in ids {
+                    if let Some(d) = self.dead_get(*id)? {
+                        out.push(d);
+                    }
+                }
+                Ok(out)
+            }
+            None => {
+                let mut out = Vec::new();
+                for item in self.inner.dead.iter() {
+                    let (_, v) = item.map_err(|e| self.db_err(e))?;
+                    out.extend(DeadLetter::decode(&v));
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn dead_remove(&self, ids: &[DeadId]) -> Result<(), SpoolError> {
+        for id in ids {
+            if self
+                .inner
+                .dead
+                .remove(id.key())
+                .map_err(|e| self.db_err(e))?
+                .is_some()
+            {
+                let mut st = self.state();
+                match id.kind() {
+                    Some(DeadKind::Event) => st.dead_events = st.dead_events.saturating_sub(1),
+                    Some(DeadKind::Block) => st.dead_blocks = st.dead_blocks.saturating_sub(1),
+                    None => {}
+                }
+            }
+        }
+        self.sync_state(false)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

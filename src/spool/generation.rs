@@ -148,7 +148,7 @@ impl Gen {
         if let Some(db) = slot.as_ref() {
             return Ok(db.clone());
         }
-        let db = super::open_retrying_lock(|| {
+        let db = super::open::open_retrying_lock(|| {
             sled::Config::new()
                 .path(&self.dir)
                 .cache_capacity(self.cache_bytes)
@@ -260,6 +260,7 @@ impl Gen {
     }
 
     /// Overwrites a block's bytes (tests simulate corruption with it).
+    #[cfg(test)]
     pub fn overwrite(&self, seq: u64, bytes: &[u8]) -> sled::Result<()> {
         self.db()?.blocks.insert(key(seq), bytes)?;
         Ok(())
@@ -311,4 +312,111 @@ pub fn dir_size(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+use super::{crash, CommitGuard, SpoolError};
+
+/// The spool's generations: starting one, keeping only the two in use open, deleting the
+/// drained ones.
+impl super::Spool {
+    /// Starts a new generation after `current` (the caller holds the commit lock).
+    pub(super) fn start_generation(&self, current: &Gen) {
+        let id = current.id + 1;
+        let cache = (self.inner.settings.cache_bytes / 2).max(4 << 20);
+        match Gen::open(&self.inner.dir, id, cache) {
+            Ok(g) => {
+                tracing::info!(generation = id, previous_bytes = current.size_on_disk(), "spool: new block database generation (the previous one is deleted once drained)");
+                self.inner
+                    .gens
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Arc::new(g));
+                self.trim_open_generations(None);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "spool: cannot start a new generation; going on with the current one")
+            }
+        }
+    }
+
+    /// Closes the databases of generations that are neither written (the newest), nor
+    /// being read (the one holding the oldest pending block, or `also_keep`).
+    pub(super) fn trim_open_generations(&self, also_keep: Option<u64>) {
+        let oldest = self.state().blocks.values().next().map(|m| m.gen);
+        let gens = self.gens();
+        let active = gens.last().map(|g| g.id);
+        for g in &gens {
+            let keep = [active, oldest, also_keep].contains(&Some(g.id));
+            if !keep && g.is_open() {
+                g.close();
+            }
+        }
+    }
+
+    /// Deletes generations that hold no block any more (all but the active one), and
+    /// replaces an empty active generation that has grown large. Needs the commit lock:
+    /// no commit (which may add blocks to a generation) and no rotation (which makes a
+    /// generation eligible) can interleave with the decision.
+    pub(super) fn retire_generations(&self, _commits: &CommitGuard<'_>) {
+        let in_use: std::collections::HashSet<u64> =
+            self.state().blocks.values().map(|m| m.gen).collect();
+        let gens = self.gens();
+        let Some(active) = gens.last().cloned() else {
+            return;
+        };
+        if !in_use.contains(&active.id)
+            && active.size_on_disk() > self.inner.settings.rotate_bytes * 3 / 8
+        {
+            self.start_generation(&active);
+        }
+        let gens = self.gens();
+        let active_id = gens.last().map(|g| g.id);
+        let retire: Vec<Arc<Gen>> = gens
+            .iter()
+            .filter(|g| Some(g.id) != active_id && !in_use.contains(&g.id))
+            .cloned()
+            .collect();
+        if retire.is_empty() {
+            self.trim_open_generations(None);
+            return;
+        }
+        {
+            let mut all = self.inner.gens.write().unwrap_or_else(|p| p.into_inner());
+            all.retain(|g| !retire.iter().any(|r| r.id == g.id));
+        }
+        for g in retire {
+            let (id, dir, bytes) = (g.id, g.dir.clone(), g.size_on_disk());
+            drop(g);
+            crash::point("retire:before_delete");
+            // Readers may still hold the database open for a moment: unlinked files stay
+            // readable until closed, so removing now is safe.
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => tracing::info!(
+                    generation = id,
+                    freed_bytes = bytes,
+                    "spool: drained block database deleted"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, dir = %dir.display(), "spool: cannot delete a drained block database")
+                }
+            }
+        }
+    }
+
+    /// Removes blocks from their generations (the floor covering them is already durable).
+    pub(super) fn remove_blocks(&self, removed: &[(u64, u64)]) -> Result<(), SpoolError> {
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let gens = self.gens();
+        for (seq, gen_id) in removed {
+            if let Some(g) = gens.iter().find(|g| g.id == *gen_id) {
+                g.remove(*seq).map_err(|e| self.db_err(e))?;
+            }
+            crash::point("remove:first_block_removed");
+        }
+        drop(gens);
+        crash::point("remove:blocks_removed");
+        Ok(())
+    }
 }

@@ -1,6 +1,7 @@
 //! What the spool stores: a record is the raw bytes of one received event, exactly as
 //! received, with its receive time and where it came from.
 
+use crate::time::now_ms;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -87,12 +88,4 @@ impl Record {
     pub fn is_malformed(&self) -> bool {
         self.flags & flags::MALFORMED != 0
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

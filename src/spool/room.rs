@@ -18,8 +18,8 @@
 //! commit.
 
 use super::disk::{self, Reserve, BALLAST_BYTES};
-use super::{key, Spool, SpoolError, META_DROPPED, META_FLOOR};
-use crate::config::FullPolicy;
+use super::FullPolicy;
+use super::{key, CommitGuard, Spool, SpoolError, META_DROPPED};
 use crate::metrics::label;
 use std::sync::atomic::Ordering;
 
@@ -99,7 +99,7 @@ impl Spool {
     /// much at once, so free space alone would flicker while the disk is in fact the limit.
     fn set_disk_full(&self, limited_now: bool, free: u64) {
         let i = &self.inner;
-        let now = super::now_ms();
+        let now = crate::time::now_ms();
         if limited_now {
             i.disk_limited_ms.store(now, Ordering::Relaxed);
         }
@@ -118,7 +118,12 @@ impl Spool {
 
     /// Applies the size cap and the free-space floor before `incoming` stored bytes
     /// (`incoming_events` events) are committed. The caller holds the commit lock.
-    pub(super) fn make_room(&self, incoming: u64, incoming_events: u64) -> Result<(), SpoolError> {
+    pub(super) fn make_room(
+        &self,
+        commits: &CommitGuard<'_>,
+        incoming: u64,
+        incoming_events: u64,
+    ) -> Result<(), SpoolError> {
         let i = &self.inner;
         let (max, min_free) = (i.settings.max_bytes, i.settings.min_free_bytes);
         let free = if min_free > 0 {
@@ -205,14 +210,11 @@ impl Spool {
             .get_or_create(&label("reason", limit.dropped_reason()))
             .inc_by(dropped_events);
         self.log_limit(limit, true, dropped_events, total, free);
-        let persisted = i
-            .meta
-            .insert(META_DROPPED, &key(total))
-            .and_then(|_| i.meta.insert(META_FLOOR, &key(floor)));
-        persisted.map_err(|e| self.db_err(e))?;
-        self.sync_state(false)?;
+        self.record_floor(floor, Some(total))?;
         super::crash::point("drop:counts_synced");
-        self.remove_blocks(&removed, true)
+        self.remove_blocks(&removed)?;
+        self.retire_generations(commits);
+        Ok(())
     }
 
     /// The error line of a limit reached (at most one per 10 s, with the number held back):
@@ -222,10 +224,7 @@ impl Spool {
         let Some(held_back) = i.full_log.allow() else {
             return;
         };
-        let policy = match i.settings.full_policy {
-            FullPolicy::DropOldest => "drop-oldest",
-            FullPolicy::RejectNew => "reject-new",
-        };
+        let policy = i.settings.full_policy.name();
         let (what, fix) = match limit {
             Limit::Cap => (
                 format!("spool full (RELAY_SPOOL_FULL_POLICY={policy})"),

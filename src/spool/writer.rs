@@ -155,16 +155,13 @@ fn commit_group(spool: &Spool, group: Vec<Append>) {
             }
         }
         Err(e) => {
-            let (err, reason) = match &e {
-                // Counted and logged by the spool already.
-                SpoolError::Full { .. } | SpoolError::DiskFull { .. } => {
-                    (AppendError::Full, "spool_full_rejected")
-                }
-                other => (AppendError::Storage(other.to_string()), "spool_error"),
+            let err = match &e {
+                SpoolError::Full { .. } | SpoolError::DiskFull { .. } => AppendError::Full,
+                other => AppendError::Storage(other.to_string()),
             };
             let unacknowledged = replies.iter().filter(|r| r.is_none()).count() as u64;
-            if reason == "spool_error" {
-                // `Full` was already counted and logged by the spool.
+            // A full spool or disk was counted and logged by the spool already.
+            if matches!(err, AppendError::Storage(_)) {
                 spool
                     .inner
                     .metrics

@@ -274,7 +274,7 @@ pub async fn post_signed(
     secret: &str,
     body: bytes::Bytes,
 ) -> (u16, Duration) {
-    let ts = (qss_relay::spool::now_ms() / 1000).to_string();
+    let ts = (qss_relay::time::now_ms() / 1000).to_string();
     let req = hyper::Request::post(format!("http://{addr}/zoom/webhook"))
         .header("content-type", "application/json")
         .header("connection", "close")

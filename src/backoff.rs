@@ -1,4 +1,5 @@
-//! Backoff: exponential with full jitter (AWS's "full jitter": a uniform draw between zero
+//! Backoff, shared by the sources (reconnects, token renewal) and the destinations
+//! (retries): exponential with full jitter (AWS's "full jitter": a uniform draw between zero
 //! and the exponential bound), capped; a server's `Retry-After` wins when present.
 
 use std::time::Duration;
