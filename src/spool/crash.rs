@@ -18,11 +18,7 @@ pub fn arm(point: &str) {
 /// A crash point: the process dies here if this point is armed.
 #[cfg(test)]
 pub fn point(name: &'static str) {
-    let hit = ARMED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_deref()
-        == Some(name);
+    let hit = ARMED.lock().unwrap_or_else(|p| p.into_inner()).as_deref() == Some(name);
     if hit {
         // SAFETY: kill(2) on our own pid; nothing is borrowed.
         unsafe {
