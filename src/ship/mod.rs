@@ -4,7 +4,8 @@
 //!   contiguous delivered prefix.
 //! - [`client`]: one HEC request and what its answer means.
 //! - [`hec`], [`transform`], [`json`]: records become HEC events in the old script's shape.
-//! - [`batch`], [`retry`], [`status`]: batches, backoff, and the state `spool inspect` shows.
+//! - [`batch`], [`status`]: batches and the state `spool inspect` shows; backoff is
+//!   [`crate::backoff`], shared with the sources.
 
 pub mod batch;
 pub mod client;
