@@ -168,6 +168,15 @@ async fn a_short_lived_token_is_renewed_before_it_expires() {
             i + 1
         );
     }
+    // The closes above were short sessions, so the relay now backs off (up to its 30 s
+    // cap) before it dials again: wait for that, then events flow.
+    assert!(
+        s.zoom
+            .wait_until(Duration::from_secs(60), |z| z.open_connections == 1)
+            .await,
+        "reconnected after the backoff: {:?}",
+        s.zoom.stats()
+    );
     s.zoom.send(10);
     assert!(s.sink.wait_for_distinct(10, T).await);
     s.stop().await;
