@@ -26,6 +26,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod pipeline;
+pub mod secret;
 pub mod ship;
 pub mod sim;
 pub mod source;

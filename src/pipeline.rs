@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
 use crate::net::proxy::Proxy;
 use crate::net::tls;
-use crate::ship::{Encoder, HecClient, HecSettings, Limits, ShipStatus, Shipper, ShipperSettings};
+use crate::ship::{Encoder, HecClient, ShipStatus, Shipper};
 use crate::source::webhook::WebhookSource;
 use crate::source::zoom_token::TokenSource;
 use crate::source::zoom_ws::{WsState, ZoomWsSource};
@@ -186,28 +186,16 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         &logscale.base_url,
         &logscale.token,
         logscale.compression,
-        config.ship.timeout,
+        config.ship.request_timeout,
     )
     .map_err(StartError::Other)?;
-    let hec = HecSettings {
-        host: config.hostname.clone(),
-        index: logscale.repository.clone(),
-        spool_id: spool.id().to_string(),
-        webhook_sourcetype: logscale.webhook_sourcetype.clone(),
-    };
+    let hec = logscale.hec(&config.hostname, spool.id());
     let ship_status = Arc::new(ShipStatus::new(spool.clone()));
     let shipper = Shipper::new(
         spool.clone(),
         client,
         Encoder::new(hec.clone()),
-        ShipperSettings {
-            limits: Limits {
-                max_events: config.ship.batch_max_events,
-                max_bytes: config.ship.batch_max_bytes,
-            },
-            linger: config.ship.batch_timeout,
-            concurrency: config.ship.concurrency,
-        },
+        config.ship,
         ship_status.clone(),
         metrics.clone(),
     );

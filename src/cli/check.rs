@@ -41,15 +41,19 @@ impl Checklist {
 
 pub async fn check(global: &Global) -> ExitCode {
     let mut c = Checklist { failed: 0 };
-    let (_, config) = match load(global) {
+    let (env, config) = match load(global) {
         Ok(v) => v,
         Err(code) => {
             println!("✗ configuration: see the problems above");
             return code;
         }
     };
+    let set = crate::config::settings::report(env.iter());
     match config.require_for_run() {
-        Ok(()) => c.pass("configuration", "all variables valid"),
+        Ok(()) => c.pass(
+            "configuration",
+            &format!("all variables valid; {} set, the rest default", set.len()),
+        ),
         Err(p) => {
             for problem in &p.0 {
                 c.fail(
@@ -59,6 +63,10 @@ pub async fn check(global: &Global) -> ExitCode {
                 );
             }
         }
+    }
+
+    for line in &set {
+        println!("    {line}");
     }
 
     // Spool directory, and the disk it is on (asked of the running relay if it holds it).
@@ -154,7 +162,7 @@ pub async fn check(global: &Global) -> ExitCode {
             &ls.base_url,
             &ls.token,
             ls.compression,
-            config.ship.timeout,
+            config.ship.request_timeout,
         ) {
             Err(e) => c.fail("LogScale", &e, "fix LOGSCALE_HOST / LOGSCALE_INGEST_TOKEN"),
             Ok(client) => {

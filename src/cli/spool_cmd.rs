@@ -113,15 +113,7 @@ async fn open(global: &Global, args: &SpoolArgs) -> Result<Access, ExitCode> {
     }
     match Spool::open(&config.spool, Arc::new(Metrics::new())) {
         Ok(spool) => {
-            let hec = HecSettings {
-                host: config.hostname.clone(),
-                index: config.logscale.as_ref().and_then(|l| l.repository.clone()),
-                spool_id: spool.id().to_string(),
-                webhook_sourcetype: config.logscale.as_ref().map_or_else(
-                    || "zoom_webhook".to_string(),
-                    |l| l.webhook_sourcetype.clone(),
-                ),
-            };
+            let hec = config.hec(spool.id());
             Ok(Access::Local { spool, hec })
         }
         // Not allowed to open the files: a running relay may still answer (root, or a

@@ -11,7 +11,6 @@
 //! Proxy credentials never reach logs: [`Route`] prints the proxy as
 //! `http://***@host:port`.
 
-use crate::config::ProxyConfig;
 use hyper::Uri;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,6 +23,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::net::TcpStream;
 use tower_service::Service;
+
+/// The proxy variables, as set (validated by `config`: `http://` proxy URLs only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxySettings {
+    pub http: Option<String>,
+    pub https: Option<String>,
+    pub all: Option<String>,
+    pub no: Option<String>,
+}
 
 /// The proxy rules of the relay's environment.
 #[derive(Clone, Default)]
@@ -67,7 +75,7 @@ impl Proxy {
     }
 
     /// The rules of `cfg` (the variables as read by `config`).
-    pub fn new(cfg: &ProxyConfig) -> Proxy {
+    pub fn new(cfg: &ProxySettings) -> Proxy {
         if cfg.http.is_none() && cfg.https.is_none() && cfg.all.is_none() {
             return Proxy::none();
         }
@@ -204,8 +212,8 @@ impl Service<Uri> for ProxyConnector {
 mod tests {
     use super::*;
 
-    fn cfg(https: Option<&str>, no: Option<&str>) -> ProxyConfig {
-        ProxyConfig {
+    fn cfg(https: Option<&str>, no: Option<&str>) -> ProxySettings {
+        ProxySettings {
             http: None,
             https: https.map(str::to_string),
             all: None,

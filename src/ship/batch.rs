@@ -13,7 +13,7 @@ use crate::spool::Record;
 pub const LINE_OVERHEAD: usize = 200;
 
 /// Size limits of a request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_events: usize,
     pub max_bytes: usize,

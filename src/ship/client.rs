@@ -10,8 +10,9 @@
 //! | 400, other 4xx                  | refused: bisect down to the refused events   |
 
 use crate::backoff::parse_retry_after;
-use crate::config::{Compression, Secret};
 use crate::net::http::{Body, HttpClient, HttpError};
+use crate::secret::Secret;
+use crate::ship::Compression;
 use bytes::Bytes;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request, Uri};

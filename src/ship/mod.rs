@@ -4,6 +4,7 @@
 //!   contiguous delivered prefix.
 //! - [`client`]: one HEC request and what its answer means.
 //! - [`hec`], [`transform`], [`json`]: records become HEC events in the old script's shape.
+//! - [`settings`]: what a shipper is configured with.
 //! - [`batch`], [`status`]: batches and the state `spool inspect` shows; backoff is
 //!   [`crate::backoff`], shared with the sources.
 
@@ -12,6 +13,7 @@ pub mod client;
 pub mod gzip;
 pub mod hec;
 pub mod json;
+pub mod settings;
 pub mod shipper;
 pub mod status;
 pub mod transform;
@@ -19,5 +21,6 @@ pub mod transform;
 pub use batch::Limits;
 pub use client::HecClient;
 pub use hec::{Encoder, HecSettings};
-pub use shipper::{Shipper, ShipperSettings};
+pub use settings::{Compression, LogscaleSettings, ShipSettings};
+pub use shipper::Shipper;
 pub use status::{ShipState, ShipStatus};

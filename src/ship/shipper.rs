@@ -16,6 +16,7 @@
 use super::batch::{Batch, Encoded, Limits};
 use super::client::{Attempt, HecClient, Outcome};
 use super::hec::Encoder;
+use super::settings::ShipSettings;
 use super::status::{ShipError, ShipStatus};
 use crate::backoff::Backoff;
 use crate::metrics::{label, Metrics};
@@ -28,20 +29,12 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Batching and concurrency settings.
-#[derive(Debug, Clone, Copy)]
-pub struct ShipperSettings {
-    pub limits: Limits,
-    pub linger: Duration,
-    pub concurrency: usize,
-}
-
 /// Drains one spool to one HEC endpoint.
 pub struct Shipper {
     spool: Spool,
     client: HecClient,
     encoder: Encoder,
-    settings: ShipperSettings,
+    settings: ShipSettings,
     status: Arc<ShipStatus>,
     metrics: Arc<Metrics>,
 }
@@ -179,7 +172,7 @@ impl Shipper {
         spool: Spool,
         client: HecClient,
         encoder: Encoder,
-        settings: ShipperSettings,
+        settings: ShipSettings,
         status: Arc<ShipStatus>,
         metrics: Arc<Metrics>,
     ) -> Shipper {

@@ -4,8 +4,10 @@
 //! - [`zoom_ws`]: the Zoom QSS WebSocket (the main source), with [`zoom_token`] for OAuth
 //!   and [`frame`] to tell events from control frames.
 //! - [`webhook`]: the Zoom webhook endpoint, with [`signature`] for HMAC checks.
+//! - [`settings`]: what each source is configured with.
 
 pub mod frame;
+pub mod settings;
 pub mod signature;
 pub mod webhook;
 pub mod zoom_token;

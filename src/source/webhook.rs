@@ -14,9 +14,9 @@
 //! reloaded on SIGHUP. Otherwise plain HTTP, meant to sit behind a reverse proxy.
 
 use super::signature;
-use crate::config::WebhookConfig;
 use crate::metrics::{label, Metrics};
 use crate::net::server::{self, ConnLimits, ConnStats, RespBody, SharedTls};
+use crate::source::settings::WebhookSettings;
 use crate::spool::{flags, AppendError, Appender, NewRecord, SourceKind};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -43,7 +43,7 @@ struct ProbePayload {
 }
 
 struct Ctx {
-    cfg: WebhookConfig,
+    cfg: WebhookSettings,
     appender: Appender,
     metrics: Arc<Metrics>,
     /// Bodies being read at once (`RELAY_WEBHOOK_MAX_BODIES`).
@@ -69,7 +69,7 @@ pub enum WebhookStartError {
 impl WebhookSource {
     /// Binds the listener and loads the TLS pair, so that mistakes show at startup.
     pub async fn bind(
-        cfg: WebhookConfig,
+        cfg: WebhookSettings,
         appender: Appender,
         metrics: Arc<Metrics>,
     ) -> Result<WebhookSource, WebhookStartError> {
@@ -392,9 +392,10 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<RespBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{FullPolicy, Secret, SpoolSettings};
     use crate::net::http::{Body, HttpClient};
+    use crate::secret::Secret;
     use crate::spool::Spool;
+    use crate::spool::{FullPolicy, SpoolSettings};
     use std::time::Duration;
 
     const SECRET: &str = "unit-secret";
@@ -440,7 +441,7 @@ mod tests {
         )
         .unwrap();
         let (appender, writer) = spool.start_writer(64);
-        let cfg = WebhookConfig {
+        let cfg = WebhookSettings {
             secret_token: Secret::new(SECRET),
             addr: "127.0.0.1:0".parse().unwrap(),
             tls: None,

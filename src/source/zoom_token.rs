@@ -9,9 +9,10 @@
 //! (the spool keeps shipping meanwhile).
 
 use crate::backoff::Backoff;
-use crate::config::{Secret, ZoomWsConfig};
 use crate::metrics::{label, Metrics};
 use crate::net::http::{Body, HttpClient};
+use crate::secret::Secret;
+use crate::source::settings::ZoomWsSettings;
 use base64::Engine;
 use bytes::Bytes;
 use hyper::{Method, Request};
@@ -65,7 +66,7 @@ pub enum TokenError {
 /// Holds and renews the token.
 pub struct TokenSource {
     http: HttpClient,
-    cfg: ZoomWsConfig,
+    cfg: ZoomWsSettings,
     metrics: Arc<Metrics>,
     current: Mutex<Option<Token>>,
     /// Serializes requests so that concurrent callers share one.
@@ -74,7 +75,7 @@ pub struct TokenSource {
 }
 
 impl TokenSource {
-    pub fn new(http: HttpClient, cfg: ZoomWsConfig, metrics: Arc<Metrics>) -> Arc<TokenSource> {
+    pub fn new(http: HttpClient, cfg: ZoomWsSettings, metrics: Arc<Metrics>) -> Arc<TokenSource> {
         Arc::new(TokenSource {
             http,
             cfg,

@@ -23,10 +23,11 @@
 use super::frame::{classify, FrameKind};
 use super::zoom_token::{urlencode, TokenSource};
 use crate::backoff::Backoff;
-use crate::config::{Secret, ZoomWsConfig};
 use crate::metrics::{label, Metrics};
 use crate::net::proxy::Proxy;
 use crate::net::redact_url;
+use crate::secret::Secret;
+use crate::source::settings::ZoomWsSettings;
 use crate::spool::{flags, AppendError, Appender, NewRecord, SourceKind};
 use crate::time::now_ms;
 use bytes::Bytes;
@@ -201,7 +202,7 @@ impl WsState {
 
 /// Opens WebSocket connections to Zoom (TCP, TLS for `wss://`, the HTTP upgrade).
 pub struct Dialer {
-    cfg: ZoomWsConfig,
+    cfg: ZoomWsSettings,
     tls: Arc<rustls::ClientConfig>,
     proxy: Proxy,
 }
@@ -232,7 +233,7 @@ trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
 
 impl Dialer {
-    pub fn new(cfg: ZoomWsConfig, tls: Arc<rustls::ClientConfig>, proxy: Proxy) -> Dialer {
+    pub fn new(cfg: ZoomWsSettings, tls: Arc<rustls::ClientConfig>, proxy: Proxy) -> Dialer {
         Dialer { cfg, tls, proxy }
     }
 
@@ -393,7 +394,7 @@ impl Dialer {
 
 impl ZoomWsSource {
     pub fn new(
-        cfg: ZoomWsConfig,
+        cfg: ZoomWsSettings,
         tokens: Arc<TokenSource>,
         appender: Appender,
         metrics: Arc<Metrics>,

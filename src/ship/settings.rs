@@ -1,0 +1,63 @@
+//! The shipper's settings: where LogScale is and how to batch and deliver. The shipper
+//! owns these types; [`crate::config`] builds them from the environment.
+
+use super::batch::Limits;
+use super::hec::HecSettings;
+use crate::secret::Secret;
+use std::time::Duration;
+
+/// Request compression towards LogScale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    None,
+}
+
+impl Compression {
+    /// The configuration's spelling: `gzip`, `zstd`, `none`.
+    pub fn parse(s: &str) -> Option<Compression> {
+        match s {
+            "gzip" => Some(Compression::Gzip),
+            "zstd" => Some(Compression::Zstd),
+            "none" => Some(Compression::None),
+            _ => None,
+        }
+    }
+}
+
+/// Where and how the shipper delivers to LogScale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogscaleSettings {
+    /// Base URL without a trailing slash, e.g. `https://cloud.example.com`.
+    pub base_url: String,
+    pub token: Secret,
+    pub repository: Option<String>,
+    pub compression: Compression,
+    pub webhook_sourcetype: String,
+}
+
+impl LogscaleSettings {
+    /// What every HEC event from the spool `spool_id`, relayed by `host`, carries.
+    pub fn hec(&self, host: &str, spool_id: &str) -> HecSettings {
+        HecSettings {
+            host: host.to_string(),
+            index: self.repository.clone(),
+            spool_id: spool_id.to_string(),
+            webhook_sourcetype: self.webhook_sourcetype.clone(),
+        }
+    }
+}
+
+/// Batching, concurrency and the request timeout of a shipper.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShipSettings {
+    pub limits: Limits,
+    /// A batch that is not full is sent this long after its first event.
+    pub linger: Duration,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// Timeout of one request; a timeout is retried.
+    pub request_timeout: Duration,
+}
