@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use qss_relay::ship::status::ShipPhase;
 use qss_relay::sim::logscale::{FakeLogScale, Mode, SinkOptions};
 use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
 use std::time::Duration;
@@ -244,7 +245,7 @@ async fn a_refused_token_drops_nothing_and_is_shown() {
             r.spool.pending_events == 500
                 && r.shipper
                     .as_ref()
-                    .is_some_and(|s| s.state == "token_refused")
+                    .is_some_and(|s| s.state == ShipPhase::TokenRefused)
         })
         .await
     );

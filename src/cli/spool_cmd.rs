@@ -9,8 +9,9 @@ use super::{load, Global};
 use crate::admin::{self, ClientError, DeadDetail, InspectReport, OperatorClient, PeekRecord};
 use crate::metrics::Metrics;
 use crate::ship::hec::{Encoder, HecSettings};
+use crate::ship::status::ShipPhase;
 use crate::ship::status::ShipStatus;
-use crate::spool::{DeadId, DeadSummary, Spool, SpoolError};
+use crate::spool::{DeadId, DeadSummary, FullPolicy, Spool, SpoolError};
 use clap::{Args, Subcommand};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -210,7 +211,7 @@ pub fn render_inspect(r: &InspectReport) -> String {
         format::bytes(s.pending_bytes),
         format::bytes(s.stored_bytes),
         format::bytes(s.max_bytes),
-        s.full_policy
+        s.full_policy.name()
     ));
     if let (Some(o), Some(n)) = (s.oldest_pending_received_ms, s.newest_pending_received_ms) {
         out.push_str(&format!("  oldest        {}\n", format::when(o)));
@@ -235,7 +236,7 @@ pub fn render_inspect(r: &InspectReport) -> String {
     if s.disk_full {
         out.push_str(&format!(
             "  DISK FULL     free space is below RELAY_SPOOL_MIN_FREE_BYTES: {}\n",
-            if s.full_policy == "reject-new" {
+            if s.full_policy == FullPolicy::RejectNew {
                 "new events are refused (webhooks get 503)"
             } else {
                 "the oldest pending events are dropped to make room"
@@ -260,7 +261,10 @@ pub fn render_inspect(r: &InspectReport) -> String {
         format::count(s.dropped_events)
     ));
     if let Some(ship) = &r.shipper {
-        out.push_str(&format!("Shipper: {}", ship.state.replace('_', " ")));
+        out.push_str(&format!(
+            "Shipper: {}",
+            ship.state.label().replace('_', " ")
+        ));
         if let Some(until) = ship.backoff_until_ms.filter(|u| *u > crate::time::now_ms()) {
             out.push_str(&format!(
                 ", next attempt at {} (in {})",
@@ -323,7 +327,7 @@ fn why(r: &InspectReport) -> String {
             "the disk holding the spool is full ({} free, RELAY_SPOOL_MIN_FREE_BYTES is {}): {}. Free space on it (the relay resumes by itself), move RELAY_SPOOL_DIR to a larger disk, or set RELAY_SPOOL_MAX_BYTES below what it can hold. Meanwhile: {shipping}",
             format::bytes(s.disk_free_bytes.unwrap_or(0)),
             format::bytes(s.min_free_bytes),
-            if s.full_policy == "reject-new" {
+            if s.full_policy == FullPolicy::RejectNew {
                 "new events are refused and counted"
             } else {
                 "the oldest events are dropped and counted"
@@ -346,9 +350,9 @@ fn why_shipping(r: &InspectReport) -> String {
         return "unknown shipper state.".into();
     };
     let last = ship.last_error.as_ref();
-    match ship.state.as_str() {
-        "token_refused" => "LogScale refuses the ingest token (HTTP 401/403). Fix LOGSCALE_INGEST_TOKEN and restart the relay; the backlog is kept and drains then.".into(),
-        "backing_off" => match last.and_then(|e| e.status) {
+    match ship.state {
+        ShipPhase::TokenRefused => "LogScale refuses the ingest token (HTTP 401/403). Fix LOGSCALE_INGEST_TOKEN and restart the relay; the backlog is kept and drains then.".into(),
+        ShipPhase::BackingOff => match last.and_then(|e| e.status) {
             Some(code) => format!("LogScale answers HTTP {code}; the relay retries with backoff and loses nothing. The backlog drains when LogScale accepts again."),
             None => format!(
                 "LogScale cannot be reached ({}); the relay retries with backoff and loses nothing.",

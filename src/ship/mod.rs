@@ -23,4 +23,4 @@ pub use client::HecClient;
 pub use hec::{Encoder, HecSettings};
 pub use settings::{Compression, LogscaleSettings, ShipSettings};
 pub use shipper::Shipper;
-pub use status::{ShipState, ShipStatus};
+pub use status::{ShipPhase, ShipState, ShipStatus};

@@ -23,11 +23,48 @@ pub struct ShipError {
     pub body_excerpt: Option<String>,
 }
 
+/// What the shipper is doing, as `inspect` shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShipPhase {
+    /// The last request was delivered.
+    Healthy,
+    /// The last request failed; the next one waits for the backoff.
+    BackingOff,
+    /// LogScale refused the token (401/403): nothing moves until it is fixed.
+    TokenRefused,
+    /// Read from a spool whose daemon is not running.
+    Stopped,
+    /// No request yet since the daemon started (also what an unknown persisted word reads
+    /// as, so an old note never hides its last error).
+    #[default]
+    #[serde(other)]
+    Idle,
+}
+
+impl ShipPhase {
+    /// The word in `inspect --json` and the spool's note: `healthy`, `backing_off`, ...
+    pub fn label(self) -> &'static str {
+        match self {
+            ShipPhase::Idle => "idle",
+            ShipPhase::Healthy => "healthy",
+            ShipPhase::BackingOff => "backing_off",
+            ShipPhase::TokenRefused => "token_refused",
+            ShipPhase::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for ShipPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 /// A snapshot of the shipper's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShipState {
-    /// `healthy`, `backing_off`, `token_refused`, or `idle` before the first request.
-    pub state: String,
+    pub state: ShipPhase,
     pub backoff_until_ms: Option<u64>,
     pub consecutive_failures: u64,
     pub last_error: Option<ShipError>,
@@ -50,7 +87,7 @@ impl ShipStatus {
             .note(NOTE)
             .and_then(|b| serde_json::from_slice::<ShipState>(&b).ok())
             .unwrap_or_default();
-        state.state = "idle".into();
+        state.state = ShipPhase::Idle;
         state.backoff_until_ms = None;
         state.delivered_events = 0;
         state.in_flight_requests = 0;
@@ -81,7 +118,7 @@ impl ShipStatus {
         let persist = {
             let mut s = self.lock();
             let was_failing = s.consecutive_failures > 0;
-            s.state = "healthy".into();
+            s.state = ShipPhase::Healthy;
             s.backoff_until_ms = None;
             s.consecutive_failures = 0;
             s.last_success_ms = Some(now_ms());
@@ -97,11 +134,10 @@ impl ShipStatus {
         let s = {
             let mut s = self.lock();
             s.state = if token_refused {
-                "token_refused"
+                ShipPhase::TokenRefused
             } else {
-                "backing_off"
-            }
-            .into();
+                ShipPhase::BackingOff
+            };
             s.backoff_until_ms = Some(now_ms() + backoff_ms);
             s.consecutive_failures += 1;
             s.last_error = Some(error);
@@ -119,8 +155,29 @@ impl ShipStatus {
     /// The persisted state of a spool whose daemon is not running.
     pub fn from_spool(spool: &Spool) -> Option<ShipState> {
         let mut s: ShipState = serde_json::from_slice(&spool.note(NOTE)?).ok()?;
-        s.state = "stopped".into();
+        s.state = ShipPhase::Stopped;
         s.in_flight_requests = 0;
         Some(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ShipPhase;
+
+    #[test]
+    fn the_json_word_is_the_label_and_unknown_words_read_as_idle() {
+        use ShipPhase::*;
+        for p in [Healthy, BackingOff, TokenRefused, Stopped, Idle] {
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{p}\""));
+            assert_eq!(
+                serde_json::from_str::<ShipPhase>(&format!("\"{p}\"")).unwrap(),
+                p
+            );
+        }
+        assert_eq!(
+            serde_json::from_str::<ShipPhase>("\"later\"").unwrap(),
+            Idle
+        );
     }
 }

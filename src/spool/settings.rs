@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// What the spool does when it reaches `RELAY_SPOOL_MAX_BYTES`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FullPolicy {
+    #[default]
     DropOldest,
     RejectNew,
 }
@@ -43,4 +44,20 @@ pub struct SpoolSettings {
     /// Size at which a block database generation is rotated (not a setting: tests
     /// lower it; see [`ROTATE_BYTES`](super::ROTATE_BYTES)).
     pub rotate_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FullPolicy;
+
+    #[test]
+    fn the_json_word_is_the_setting_word() {
+        for p in [FullPolicy::DropOldest, FullPolicy::RejectNew] {
+            assert_eq!(
+                serde_json::to_string(&p).unwrap(),
+                format!("\"{}\"", p.name())
+            );
+            assert_eq!(FullPolicy::parse(p.name()), Some(p));
+        }
+    }
 }

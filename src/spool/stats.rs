@@ -2,7 +2,7 @@
 //! gauges ([`SpoolStats`]), pending records for `peek` and `export`, and small notes kept
 //! in the state database (the shipper's last error, readable while the daemon is down).
 
-use super::{Record, Spool, SpoolError};
+use super::{FullPolicy, Record, Spool, SpoolError};
 use crate::time::now_ms;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
@@ -20,7 +20,7 @@ pub struct SpoolStats {
     /// Bytes the spool's sled databases take on disk.
     pub disk_bytes: u64,
     pub max_bytes: u64,
-    pub full_policy: String,
+    pub full_policy: FullPolicy,
     pub oldest_pending_received_ms: Option<u64>,
     pub newest_pending_received_ms: Option<u64>,
     /// 0 when nothing is pending.
@@ -103,7 +103,7 @@ impl Spool {
             stored_bytes: st.stored_bytes,
             disk_bytes,
             max_bytes: self.inner.settings.max_bytes,
-            full_policy: self.inner.settings.full_policy.name().into(),
+            full_policy: self.inner.settings.full_policy,
             oldest_pending_received_ms: oldest,
             newest_pending_received_ms: newest,
             oldest_pending_age_secs: oldest.map_or(0.0, |o| now.saturating_sub(o) as f64 / 1000.0),
