@@ -211,7 +211,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
     let admin_state = AdminState {
         spool: spool.clone(),
         metrics: metrics.clone(),
-        ship_status: ship_status.clone(),
+        ship_status: Some(ship_status.clone()),
         ready: ready.clone(),
         hec: hec.clone(),
         ws: ws_state.clone(),

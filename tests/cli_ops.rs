@@ -207,7 +207,7 @@ async fn peek_and_export_with_the_daemon_running_and_stopped() {
     assert!(ok);
     check(false, env.clone()).await;
     let report = inspect(&env);
-    assert_eq!(report.read_from, "disk");
+    assert_eq!(report.read_from, qss_relay::admin::ReadFrom::Disk);
     assert_eq!(
         report.spool.pending_events, 300,
         "the commands changed nothing"

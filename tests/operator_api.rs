@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use qss_relay::admin::ReadFrom;
 use qss_relay::net::http::{Body, HttpClient};
 use qss_relay::sim::logscale::Mode;
 use std::os::unix::fs::PermissionsExt;
@@ -123,7 +124,11 @@ async fn the_spool_commands_use_the_operator_socket_which_only_the_relays_user_m
         inspect(&env)
     );
     let report = inspect(&env);
-    assert_eq!(report.read_from, "daemon", "asked the running relay");
+    assert_eq!(
+        report.read_from,
+        ReadFrom::Daemon,
+        "asked the running relay"
+    );
 
     let out = command(&env)
         .args(["spool", "peek", "-n", "2", "--json"])

@@ -62,7 +62,7 @@ async fn outage_then_kill9_then_restart_loses_nothing() {
         relay.inspect()
     );
     let report = relay.inspect();
-    assert_eq!(report.read_from, "daemon");
+    assert_eq!(report.read_from, qss_relay::admin::ReadFrom::Daemon);
     let ws = report
         .websocket
         .as_ref()

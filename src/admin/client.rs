@@ -1,6 +1,7 @@
 //! Clients of the admin surfaces: [`OperatorClient`] speaks HTTP/1.1 over the operator
-//! socket (the `relay spool ...` commands while the daemon runs), [`ready`] asks the TCP
-//! endpoint's `/readyz` (`relay health`, container health checks).
+//! socket (the `relay spool ...` commands while the daemon runs; it is a
+//! [`super::SpoolView`]), [`ready`] asks the TCP endpoint's `/readyz` (`relay health`,
+//! container health checks).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -9,19 +10,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Why a call to the daemon did not give an answer to use.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ClientError {
-    /// The socket cannot be reached (missing, refused, permission denied, timed out).
-    #[error("{0}")]
-    Unreachable(String),
-    /// The daemon answered 404: the thing asked for does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// The daemon answered with another error, or something unreadable.
-    #[error("the relay answered: {0}")]
-    Server(String),
-}
+use super::view::{ExportSink, OperatorError};
 
 /// The operator API of a running relay, through its socket.
 pub struct OperatorClient {
@@ -44,7 +33,7 @@ impl OperatorClient {
         &self,
         method: Method,
         path_and_query: &str,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+    ) -> Result<hyper::Response<hyper::body::Incoming>, OperatorError> {
         let unreachable = |e: std::io::Error| {
             let hint = match e.kind() {
                 std::io::ErrorKind::PermissionDenied => {
@@ -55,7 +44,7 @@ impl OperatorClient {
                 }
                 _ => "",
             };
-            ClientError::Unreachable(format!(
+            OperatorError::Unreachable(format!(
                 "cannot reach the relay's operator socket {}: {e}{hint}",
                 self.socket.display()
             ))
@@ -70,16 +59,16 @@ impl OperatorClient {
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
-                .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+                .map_err(|e| OperatorError::Unreachable(e.to_string()))?;
         tokio::spawn(conn);
         let req = Request::builder()
             .method(method)
             .uri(path_and_query)
             .header("host", "relay")
             .body(Empty::<Bytes>::new())
-            .map_err(|e| ClientError::Server(e.to_string()))?;
+            .map_err(|e| OperatorError::Server(e.to_string()))?;
         let resp = sender.send_request(req).await.map_err(|e| {
-            ClientError::Unreachable(format!("the relay closed the connection: {e}"))
+            OperatorError::Unreachable(format!("the relay closed the connection: {e}"))
         })?;
         match resp.status() {
             s if s.is_success() => Ok(resp),
@@ -95,9 +84,11 @@ impl OperatorClient {
                     .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
                     .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
                 Err(if s == StatusCode::NOT_FOUND {
-                    ClientError::NotFound(message)
+                    OperatorError::NotFound(message)
+                } else if s == StatusCode::BAD_REQUEST {
+                    OperatorError::BadRequest(message)
                 } else {
-                    ClientError::Server(format!("HTTP {}: {message}", s.as_u16()))
+                    OperatorError::Server(format!("HTTP {}: {message}", s.as_u16()))
                 })
             }
         }
@@ -108,47 +99,49 @@ impl OperatorClient {
         method: Method,
         path_and_query: &str,
         timeout: Duration,
-    ) -> Result<T, ClientError> {
+    ) -> Result<T, OperatorError> {
         let call = async {
             let resp = self.request(method, path_and_query).await?;
-            let body =
-                resp.into_body().collect().await.map_err(|e| {
-                    ClientError::Unreachable(format!("the answer was cut short: {e}"))
-                })?;
+            let body = resp.into_body().collect().await.map_err(|e| {
+                OperatorError::Unreachable(format!("the answer was cut short: {e}"))
+            })?;
             serde_json::from_slice(&body.to_bytes())
-                .map_err(|e| ClientError::Server(format!("unexpected answer: {e}")))
+                .map_err(|e| OperatorError::Server(format!("unexpected answer: {e}")))
         };
         tokio::time::timeout(timeout, call)
             .await
-            .map_err(|_| ClientError::Unreachable(format!("no answer within {timeout:?}")))?
+            .map_err(|_| OperatorError::Unreachable(format!("no answer within {timeout:?}")))?
     }
 
     /// GET a JSON document.
-    pub async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, ClientError> {
+    pub async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, OperatorError> {
         self.json(Method::GET, path, Duration::from_secs(30)).await
     }
 
     /// POST, expecting JSON back.
-    pub async fn post<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, ClientError> {
+    pub async fn post<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, OperatorError> {
         self.json(Method::POST, path, Duration::from_secs(300))
             .await
     }
 
-    /// Streams `/spool/export` into `out`; returns the lines written.
-    pub async fn export(
+    /// Streams an NDJSON answer (`/spool/export`) into `sink`; returns the lines written.
+    pub async fn stream(
         &self,
         path: &str,
-        out: &mut (dyn std::io::Write + Send),
-    ) -> Result<u64, ClientError> {
+        sink: &mut ExportSink<'_>,
+    ) -> Result<u64, OperatorError> {
         let mut body = self.request(Method::GET, path).await?.into_body();
         let mut lines = 0u64;
         while let Some(frame) = body.frame().await {
-            let frame = frame
-                .map_err(|e| ClientError::Unreachable(format!("the export was cut short: {e}")))?;
+            let frame = frame.map_err(|e| {
+                OperatorError::Unreachable(format!("the export was cut short: {e}"))
+            })?;
             if let Ok(data) = frame.into_data() {
-                lines += data.iter().filter(|&&b| b == b'\n').count() as u64;
-                out.write_all(&data)
-                    .map_err(|e| ClientError::Server(format!("writing the export failed: {e}")))?;
+                let n = data.iter().filter(|&&b| b == b'\n').count() as u64;
+                lines += n;
+                if !sink(&data, n) {
+                    break;
+                }
             }
         }
         Ok(lines)

@@ -11,18 +11,22 @@
 //!
 //! While the daemon runs, sled's lock keeps every other process out of the spool, so
 //! `relay spool ...` asks the daemon through the socket ([`client`]); when the daemon is
-//! stopped the commands open the spool themselves. Both paths produce the same
-//! [`report`] types.
+//! stopped the commands open the spool themselves. Both are a [`view::SpoolView`], so
+//! each command is written once, and both produce the same [`report`] types. The
+//! socket's routes are in [`routes`].
 
 pub mod client;
 pub mod endpoint;
 pub mod operator;
 pub mod report;
+pub mod routes;
+pub mod view;
 
-pub use client::{ClientError, OperatorClient};
+pub use client::OperatorClient;
 pub use report::{
-    export, parse_ids, peek_record, rfc3339_ms, DeadDetail, InspectReport, PeekRecord,
+    export, peek_record, rfc3339_ms, DeadDetail, InspectReport, PeekRecord, ReadFrom,
 };
+pub use view::{DeadAction, ExportRange, OperatorError, SpoolView};
 
 use crate::metrics::Metrics;
 use crate::ship::hec::HecSettings;
@@ -32,18 +36,32 @@ use crate::spool::{Spool, SpoolStats};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-/// What the admin surfaces serve from.
+/// What the admin surfaces serve from: the running daemon's state, or (for `relay spool`
+/// on a stopped spool) the spool alone.
 #[derive(Clone)]
 pub struct AdminState {
     pub spool: Spool,
     pub metrics: Arc<Metrics>,
-    pub ship_status: Arc<ShipStatus>,
+    /// The live shipper; `None` when the spool was opened from disk.
+    pub ship_status: Option<Arc<ShipStatus>>,
     pub ready: Arc<AtomicBool>,
     pub hec: HecSettings,
     pub ws: Option<Arc<WsState>>,
 }
 
 impl AdminState {
+    /// The state of a spool opened from disk while no relay runs.
+    pub fn from_disk(spool: Spool, hec: HecSettings) -> AdminState {
+        AdminState {
+            spool,
+            metrics: Arc::new(Metrics::new()),
+            ship_status: None,
+            ready: Arc::new(AtomicBool::new(false)),
+            hec,
+            ws: None,
+        }
+    }
+
     /// Refreshes the spool gauges from the spool's figures.
     pub fn refresh_gauges(&self) -> SpoolStats {
         let s = self.spool.stats();
@@ -56,13 +74,23 @@ impl AdminState {
         s
     }
 
-    pub fn inspect(&self) -> InspectReport {
-        let mut r = InspectReport::new(
-            self.refresh_gauges(),
-            Some(self.ship_status.snapshot()),
-            "daemon",
-        );
-        r.websocket = self.ws.as_ref().map(|w| w.snapshot());
-        r
+    /// The inspect report (blocks on the spool's figures).
+    pub fn report(&self) -> InspectReport {
+        match &self.ship_status {
+            Some(ship) => {
+                let mut r = InspectReport::new(
+                    self.refresh_gauges(),
+                    Some(ship.snapshot()),
+                    ReadFrom::Daemon,
+                );
+                r.websocket = self.ws.as_ref().map(|w| w.snapshot());
+                r
+            }
+            None => InspectReport::new(
+                self.spool.stats(),
+                ShipStatus::from_spool(&self.spool),
+                ReadFrom::Disk,
+            ),
+        }
     }
 }

@@ -3,23 +3,13 @@
 //! relay's own user id and root are served, anyone else is refused. `relay spool ...`
 //! finds it next to the spool it was pointed at.
 //!
-//! | route                                    | what                                   |
-//! |------------------------------------------|----------------------------------------|
-//! | `GET /spool/inspect`                     | [`InspectReport`] as JSON              |
-//! | `GET /spool/peek?n=&from=`               | pending records as [`PeekRecord`]s     |
-//! | `GET /spool/export?from=&to=&raw=`       | pending records as NDJSON (streamed)   |
-//! | `GET /spool/dead`                        | the dead-letter list                   |
-//! | `GET /spool/dead/show?id=`               | one dead letter as [`DeadDetail`]      |
-//! | `POST /spool/dead/retry?ids=`, `.../purge?ids=` | `ids=all` or a comma list       |
-//!
-//! [`InspectReport`]: super::InspectReport
-//! [`PeekRecord`]: super::PeekRecord
-//! [`DeadDetail`]: super::DeadDetail
+//! The routes are in [`super::routes`]; each is answered by [`AdminState`]'s
+//! [`SpoolView`] implementation, the same code `relay spool` runs on a stopped spool.
 
-use super::report::{export, parse_ids, peek_record, DeadDetail};
+use super::routes;
+use super::view::{DeadAction, ExportRange, OperatorError, SpoolView};
 use super::AdminState;
 use crate::net::server::{self, RespBody};
-use crate::ship::hec::Encoder;
 use crate::spool::DeadId;
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -85,54 +75,41 @@ fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response<RespBody> 
     server::json(status, &serde_json::json!({"error": msg.to_string()}))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    tokio::task::spawn_blocking(f).await.ok()
-}
-
-/// A blocking spool call's result as a JSON response.
-fn answer<T: serde::Serialize, E: std::fmt::Display>(
-    result: Option<Result<T, E>>,
-) -> Response<RespBody> {
+/// The HTTP answer of an operation's result.
+fn answer<T: serde::Serialize>(result: Result<T, OperatorError>) -> Response<RespBody> {
     match result {
-        Some(Ok(v)) => server::json(StatusCode::OK, &v),
-        Some(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        None => error(StatusCode::INTERNAL_SERVER_ERROR, "the operation panicked"),
+        Ok(v) => server::json(StatusCode::OK, &v),
+        Err(e @ OperatorError::NotFound(_)) => error(StatusCode::NOT_FOUND, e),
+        Err(e @ OperatorError::BadRequest(_)) => error(StatusCode::BAD_REQUEST, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
 async fn handle(st: AdminState, req: Request<Incoming>) -> Response<RespBody> {
     let q = query(&req);
     let num = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
-    let spool = st.spool.clone();
     match (req.method().clone(), req.uri().path()) {
-        (Method::GET, "/spool/inspect") => match blocking(move || st.inspect()).await {
-            Some(r) => server::json(StatusCode::OK, &r),
-            None => error(StatusCode::INTERNAL_SERVER_ERROR, "inspect failed"),
-        },
-        (Method::GET, "/spool/peek") => {
+        (Method::GET, routes::INSPECT) => answer(st.inspect().await),
+        (Method::GET, routes::PEEK) => {
             let n = num("n").unwrap_or(10) as usize;
-            let from = num("from").unwrap_or(0);
-            answer(
-                blocking(move || {
-                    spool
-                        .pending(from, n, None)
-                        .map(|recs| recs.iter().map(peek_record).collect::<Vec<_>>())
-                })
-                .await,
-            )
+            answer(st.peek(num("from").unwrap_or(0), n).await)
         }
-        (Method::GET, "/spool/export") => {
-            let (from, to) = (num("from").unwrap_or(0), num("to"));
-            let raw = q.get("raw").is_some_and(|v| v == "1" || v == "true");
+        (Method::GET, routes::EXPORT) => {
+            let range = ExportRange {
+                from: num("from").unwrap_or(0),
+                to: num("to"),
+                raw: q.get("raw").is_some_and(|v| v == "1" || v == "true"),
+            };
             let (mut tx, body) =
                 http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(4);
-            let hec = st.hec.clone();
             tokio::task::spawn_blocking(move || {
-                let mut encoder = (!raw).then(|| Encoder::new(hec));
                 let handle = tokio::runtime::Handle::current();
-                let _ = export(&spool, encoder.as_mut(), from, to, |chunk, _| {
-                    handle.block_on(tx.send_data(Bytes::from(chunk))).is_ok()
-                });
+                let mut sink = |chunk: &[u8], _| {
+                    handle
+                        .block_on(tx.send_data(Bytes::copy_from_slice(chunk)))
+                        .is_ok()
+                };
+                let _ = st.export_blocking(range, &mut sink);
             });
             Response::builder()
                 .status(StatusCode::OK)
@@ -140,36 +117,23 @@ async fn handle(st: AdminState, req: Request<Incoming>) -> Response<RespBody> {
                 .body(body.boxed())
                 .expect("valid response")
         }
-        (Method::GET, "/spool/dead") => answer(blocking(move || spool.dead_list()).await),
-        (Method::GET, "/spool/dead/show") => {
-            let id: DeadId = match q.get("id").map(|s| s.parse()) {
-                Some(Ok(id)) => id,
-                Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
-                None => return error(StatusCode::BAD_REQUEST, "id= is required"),
-            };
-            match blocking(move || spool.dead_get(id)).await {
-                Some(Ok(Some(d))) => server::json(StatusCode::OK, &DeadDetail::from(&d)),
-                Some(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
-                Some(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-                None => error(StatusCode::INTERNAL_SERVER_ERROR, "lookup failed"),
-            }
-        }
-        (Method::POST, path @ ("/spool/dead/retry" | "/spool/dead/purge")) => {
-            let ids = match parse_ids(q.get("ids").map(String::as_str).unwrap_or("")) {
+        (Method::GET, routes::DEAD_LIST) => answer(st.dead_list().await),
+        (Method::GET, routes::DEAD_SHOW) => match q.get("id").map(|s| s.parse::<DeadId>()) {
+            Some(Ok(id)) => answer(st.dead_show(id).await),
+            Some(Err(e)) => error(StatusCode::BAD_REQUEST, e),
+            None => error(StatusCode::BAD_REQUEST, "id= is required"),
+        },
+        (Method::POST, path @ (routes::DEAD_RETRY | routes::DEAD_PURGE)) => {
+            let ids = match routes::parse_ids(q.get("ids").map(String::as_str).unwrap_or("")) {
                 Ok(ids) => ids,
                 Err(e) => return error(StatusCode::BAD_REQUEST, e),
             };
-            let retry = path.ends_with("retry");
-            answer(
-                blocking(move || {
-                    if retry {
-                        spool.dead_retry(ids.as_deref())
-                    } else {
-                        spool.dead_purge(ids.as_deref())
-                    }
-                })
-                .await,
-            )
+            let action = if path == routes::DEAD_RETRY {
+                DeadAction::Retry
+            } else {
+                DeadAction::Purge
+            };
+            answer(st.dead_act(action, ids).await)
         }
         _ => error(StatusCode::NOT_FOUND, "no such operator route"),
     }

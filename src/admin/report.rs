@@ -5,9 +5,19 @@
 use crate::ship::hec::Encoder;
 use crate::ship::status::{ShipError, ShipState};
 use crate::source::zoom_ws::WsSnapshot;
-use crate::spool::{DeadId, DeadLetter, DeadSummary, Record, SourceKind, Spool, SpoolStats};
+use crate::spool::{DeadLetter, DeadSummary, Record, SourceKind, Spool, SpoolStats};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, UNIX_EPOCH};
+
+/// Where an [`InspectReport`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    /// Asked the running relay.
+    Daemon,
+    /// Opened the spool of a relay that is not running.
+    Disk,
+}
 
 /// What `relay spool inspect --json` prints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -15,7 +25,7 @@ pub struct InspectReport {
     #[serde(flatten)]
     pub spool: SpoolStats,
     /// `daemon` (asked the running relay) or `disk` (opened the stopped spool).
-    pub read_from: String,
+    pub read_from: ReadFrom,
     pub shipper: Option<ShipState>,
     pub last_ship_error: Option<ShipError>,
     pub last_ship_success_ms: Option<u64>,
@@ -25,12 +35,16 @@ pub struct InspectReport {
 }
 
 impl InspectReport {
-    pub fn new(stats: SpoolStats, shipper: Option<ShipState>, read_from: &str) -> InspectReport {
+    pub fn new(
+        stats: SpoolStats,
+        shipper: Option<ShipState>,
+        read_from: ReadFrom,
+    ) -> InspectReport {
         InspectReport {
             last_ship_error: shipper.as_ref().and_then(|s| s.last_error.clone()),
             last_ship_success_ms: shipper.as_ref().and_then(|s| s.last_success_ms),
             spool: stats,
-            read_from: read_from.into(),
+            read_from,
             shipper,
             websocket: None,
         }
@@ -118,18 +132,6 @@ impl From<&DeadLetter> for DeadDetail {
             json,
         }
     }
-}
-
-/// Parses `ids=all` or `ids=event:1,block:2`.
-pub fn parse_ids(s: &str) -> Result<Option<Vec<DeadId>>, String> {
-    if s == "all" {
-        return Ok(None);
-    }
-    s.split(',')
-        .filter(|p| !p.is_empty())
-        .map(str::parse)
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
 }
 
 /// Writes pending records from `from` to `to` as NDJSON: HEC events (what would be sent)

@@ -4,6 +4,7 @@
 mod check;
 mod demo;
 mod format;
+mod inspect_text;
 mod run;
 mod spool_cmd;
 

@@ -1,0 +1,98 @@
+//! The operator socket's routes, written once: the server in [`super::operator`] matches
+//! these paths and the client in [`super::client`] builds its requests from them.
+//!
+//! | route                                    | what                                   |
+//! |------------------------------------------|----------------------------------------|
+//! | `GET /spool/inspect`                     | [`InspectReport`] as JSON              |
+//! | `GET /spool/peek?n=&from=`               | pending records as [`PeekRecord`]s     |
+//! | `GET /spool/export?from=&to=&raw=`       | pending records as NDJSON (streamed)   |
+//! | `GET /spool/dead`                        | the dead-letter list                   |
+//! | `GET /spool/dead/show?id=`               | one dead letter as [`DeadDetail`]      |
+//! | `POST /spool/dead/retry?ids=`, `.../purge?ids=` | `ids=all` or a comma list       |
+//!
+//! [`InspectReport`]: super::InspectReport
+//! [`PeekRecord`]: super::PeekRecord
+//! [`DeadDetail`]: super::DeadDetail
+
+use super::view::{DeadAction, ExportRange};
+use crate::spool::DeadId;
+
+pub const INSPECT: &str = "/spool/inspect";
+pub const PEEK: &str = "/spool/peek";
+pub const EXPORT: &str = "/spool/export";
+pub const DEAD_LIST: &str = "/spool/dead";
+pub const DEAD_SHOW: &str = "/spool/dead/show";
+pub const DEAD_RETRY: &str = "/spool/dead/retry";
+pub const DEAD_PURGE: &str = "/spool/dead/purge";
+
+pub fn peek(from: u64, n: usize) -> String {
+    format!("{PEEK}?n={n}&from={from}")
+}
+
+pub fn export(range: ExportRange) -> String {
+    let mut path = format!("{EXPORT}?from={}&raw={}", range.from, range.raw);
+    if let Some(t) = range.to {
+        path.push_str(&format!("&to={t}"));
+    }
+    path
+}
+
+pub fn dead_show(id: DeadId) -> String {
+    format!("{DEAD_SHOW}?id={id}")
+}
+
+pub fn dead_act_path(action: DeadAction) -> &'static str {
+    match action {
+        DeadAction::Retry => DEAD_RETRY,
+        DeadAction::Purge => DEAD_PURGE,
+    }
+}
+
+/// `ids=all` for every dead letter, or the ids separated by commas.
+pub fn dead_act(action: DeadAction, ids: Option<&[DeadId]>) -> String {
+    let list = match ids {
+        None => "all".to_string(),
+        Some(ids) => ids
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    format!("{}?ids={list}", dead_act_path(action))
+}
+
+/// Parses `ids=all` or `ids=event:1,block:2`.
+pub fn parse_ids(s: &str) -> Result<Option<Vec<DeadId>>, String> {
+    if s == "all" {
+        return Ok(None);
+    }
+    s.split(',')
+        .filter(|p| !p.is_empty())
+        .map(str::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_client_builds_the_server_parses() {
+        let ids: Vec<DeadId> = vec!["event:7".parse().unwrap(), "block:3".parse().unwrap()];
+        let path = dead_act(DeadAction::Purge, Some(&ids));
+        let (route, query) = path.split_once('?').unwrap();
+        assert_eq!(route, DEAD_PURGE);
+        let list = query.strip_prefix("ids=").unwrap();
+        assert_eq!(parse_ids(list).unwrap(), Some(ids));
+        assert_eq!(parse_ids("all").unwrap(), None);
+        assert_eq!(
+            export(ExportRange {
+                from: 5,
+                to: Some(9),
+                raw: true
+            }),
+            "/spool/export?from=5&raw=true&to=9"
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! [`SpoolView`]: the operator's questions about a spool, answered in one of two ways.
+//!
+//! - [`AdminState`] answers from the spool itself: the running daemon does (behind the
+//!   operator socket), and so does `relay spool ...` when it opened a stopped spool.
+//! - [`OperatorClient`] asks the running daemon over its socket.
+//!
+//! The `relay spool` commands are written once, against the trait. Every answer is one of
+//! the [`super::report`] types, and every failure an [`OperatorError`] that says what to do.
+
+use super::client::OperatorClient;
+use super::report::{self, DeadDetail, InspectReport, PeekRecord};
+use super::routes;
+use super::AdminState;
+use crate::ship::hec::Encoder;
+use crate::spool::{DeadId, DeadSummary, SpoolError};
+
+/// Why an operation gave no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OperatorError {
+    /// The running relay cannot be reached (socket missing, refused, permission denied,
+    /// timed out); the message says which and what to try.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The thing asked for does not exist (a dead-letter id).
+    #[error("{0}")]
+    NotFound(String),
+    /// The running relay answered with an error, or with something unreadable.
+    #[error("the relay answered: {0}")]
+    Server(String),
+    /// The spool itself failed (reading a block, the disk).
+    #[error("{0}")]
+    Spool(String),
+    /// The request was malformed (an id that does not parse).
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl From<SpoolError> for OperatorError {
+    fn from(e: SpoolError) -> Self {
+        OperatorError::Spool(e.to_string())
+    }
+}
+
+/// What `dead retry` and `dead purge` do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadAction {
+    /// Put the events back into the spool to be shipped again.
+    Retry,
+    /// Delete them for good.
+    Purge,
+}
+
+impl DeadAction {
+    pub fn label(self) -> &'static str {
+        match self {
+            DeadAction::Retry => "retry",
+            DeadAction::Purge => "purge",
+        }
+    }
+}
+
+/// Which pending records an export covers, and in what form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportRange {
+    pub from: u64,
+    /// Stop before this sequence number.
+    pub to: Option<u64>,
+    /// The records as spooled instead of HEC events.
+    pub raw: bool,
+}
+
+/// Receives an export: a chunk of NDJSON and the number of lines in it. Returning
+/// `false` stops the export (the reader went away).
+pub type ExportSink<'a> = dyn FnMut(&[u8], u64) -> bool + Send + 'a;
+
+/// The operator's questions about one spool. Each `relay spool` command is written once
+/// against this trait.
+#[allow(async_fn_in_trait)] // used in-crate, awaited in place; no Send bound needed
+pub trait SpoolView {
+    /// What is waiting, how old it is, and why it is not moving.
+    async fn inspect(&self) -> Result<InspectReport, OperatorError>;
+    /// Up to `n` pending records from sequence `from`.
+    async fn peek(&self, from: u64, n: usize) -> Result<Vec<PeekRecord>, OperatorError>;
+    /// Streams pending records into `sink`; returns how many were written.
+    async fn export(
+        &self,
+        range: ExportRange,
+        sink: &mut ExportSink<'_>,
+    ) -> Result<u64, OperatorError>;
+    async fn dead_list(&self) -> Result<Vec<DeadSummary>, OperatorError>;
+    /// One dead letter; [`OperatorError::NotFound`] when there is none by that id.
+    async fn dead_show(&self, id: DeadId) -> Result<DeadDetail, OperatorError>;
+    /// Retries or purges the dead letters `ids` (all of them when `None`); returns the ids
+    /// acted on.
+    async fn dead_act(
+        &self,
+        action: DeadAction,
+        ids: Option<Vec<DeadId>>,
+    ) -> Result<Vec<DeadId>, OperatorError>;
+}
+
+/// Runs a spool operation off the async threads (sled reads block).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, OperatorError> + Send + 'static,
+) -> Result<T, OperatorError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(OperatorError::Spool(format!("the operation failed: {e}"))))
+}
+
+impl AdminState {
+    /// [`SpoolView::export`], synchronously: it reads blocks from disk as it goes, so the
+    /// daemon's socket server runs it on a blocking thread.
+    pub fn export_blocking(
+        &self,
+        range: ExportRange,
+        sink: &mut ExportSink<'_>,
+    ) -> Result<u64, OperatorError> {
+        let mut encoder = (!range.raw).then(|| Encoder::new(self.hec.clone()));
+        let n = report::export(
+            &self.spool,
+            encoder.as_mut(),
+            range.from,
+            range.to,
+            |chunk, n| sink(&chunk, n),
+        )?;
+        Ok(n)
+    }
+}
+
+impl SpoolView for AdminState {
+    async fn inspect(&self) -> Result<InspectReport, OperatorError> {
+        let st = self.clone();
+        blocking(move || Ok(st.report())).await
+    }
+
+    async fn peek(&self, from: u64, n: usize) -> Result<Vec<PeekRecord>, OperatorError> {
+        let spool = self.spool.clone();
+        blocking(move || {
+            let records = spool.pending(from, n, None)?;
+            Ok(records.iter().map(report::peek_record).collect())
+        })
+        .await
+    }
+
+    async fn export(
+        &self,
+        range: ExportRange,
+        sink: &mut ExportSink<'_>,
+    ) -> Result<u64, OperatorError> {
+        // On the calling thread: the sink borrows the caller's state.
+        self.export_blocking(range, sink)
+    }
+
+    async fn dead_list(&self) -> Result<Vec<DeadSummary>, OperatorError> {
+        let spool = self.spool.clone();
+        blocking(move || Ok(spool.dead_list()?)).await
+    }
+
+    async fn dead_show(&self, id: DeadId) -> Result<DeadDetail, OperatorError> {
+        let spool = self.spool.clone();
+        blocking(move || match spool.dead_get(id)? {
+            Some(d) => Ok(DeadDetail::from(&d)),
+            None => Err(OperatorError::NotFound(format!(
+                "no dead letter {id} (see `relay spool dead list`)"
+            ))),
+        })
+        .await
+    }
+
+    async fn dead_act(
+        &self,
+        action: DeadAction,
+        ids: Option<Vec<DeadId>>,
+    ) -> Result<Vec<DeadId>, OperatorError> {
+        let spool = self.spool.clone();
+        blocking(move || {
+            Ok(match action {
+                DeadAction::Retry => spool.dead_retry(ids.as_deref())?,
+                DeadAction::Purge => spool.dead_purge(ids.as_deref())?,
+            })
+        })
+        .await
+    }
+}
+
+impl SpoolView for OperatorClient {
+    async fn inspect(&self) -> Result<InspectReport, OperatorError> {
+        self.get(routes::INSPECT).await
+    }
+
+    async fn peek(&self, from: u64, n: usize) -> Result<Vec<PeekRecord>, OperatorError> {
+        self.get(&routes::peek(from, n)).await
+    }
+
+    async fn export(
+        &self,
+        range: ExportRange,
+        sink: &mut ExportSink<'_>,
+    ) -> Result<u64, OperatorError> {
+        self.stream(&routes::export(range), sink).await
+    }
+
+    async fn dead_list(&self) -> Result<Vec<DeadSummary>, OperatorError> {
+        self.get(routes::DEAD_LIST).await
+    }
+
+    async fn dead_show(&self, id: DeadId) -> Result<DeadDetail, OperatorError> {
+        self.get(&routes::dead_show(id)).await
+    }
+
+    async fn dead_act(
+        &self,
+        action: DeadAction,
+        ids: Option<Vec<DeadId>>,
+    ) -> Result<Vec<DeadId>, OperatorError> {
+        self.post(&routes::dead_act(action, ids.as_deref())).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A daemon that cannot be asked is never mistaken for "no such dead letter".
+    #[tokio::test]
+    async fn an_unreachable_daemon_is_not_a_missing_dead_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = OperatorClient::new(&dir.path().join("relay.sock"));
+        let id: DeadId = "event:1".parse().unwrap();
+        match client.dead_show(id).await {
+            Err(OperatorError::Unreachable(m)) => assert!(m.contains("relay.sock"), "{m}"),
+            other => panic!("expected Unreachable, got {other:?}"),
+        }
+    }
+}

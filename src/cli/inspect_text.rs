@@ -1,0 +1,179 @@
+//! The text of `relay spool inspect`: the figures, the shipper's and the WebSocket's
+//! state, and the "Why" line that says why the backlog is (not) moving and what to do.
+
+use super::format;
+use crate::admin::{self, InspectReport, ReadFrom};
+use crate::ship::status::ShipPhase;
+use crate::spool::FullPolicy;
+
+/// The human summary of `spool inspect`.
+pub fn render_inspect(r: &InspectReport) -> String {
+    let s = &r.spool;
+    let mut out = String::new();
+    let from = if r.read_from == ReadFrom::Daemon {
+        "asked the running relay"
+    } else {
+        "read from disk; the relay is not running"
+    };
+    out.push_str(&format!(
+        "Spool {} (id {}, {from})\n",
+        s.spool_dir, s.spool_id
+    ));
+    out.push_str(&format!(
+        "  pending       {} events ({} uncompressed, {} stored of {} cap, {})\n",
+        format::count(s.pending_events),
+        format::bytes(s.pending_bytes),
+        format::bytes(s.stored_bytes),
+        format::bytes(s.max_bytes),
+        s.full_policy.name()
+    ));
+    if let (Some(o), Some(n)) = (s.oldest_pending_received_ms, s.newest_pending_received_ms) {
+        out.push_str(&format!("  oldest        {}\n", format::when(o)));
+        out.push_str(&format!("  newest        {}\n", format::when(n)));
+    }
+    out.push_str(&format!(
+        "  delivered     every event below sequence {} (next sequence {})\n",
+        format::count(s.delivered_position),
+        format::count(s.next_seq)
+    ));
+    let free = s.disk_free_bytes.map_or_else(String::new, |f| {
+        format!(
+            ", {} free on its file system (floor {})",
+            format::bytes(f),
+            format::bytes(s.min_free_bytes)
+        )
+    });
+    out.push_str(&format!(
+        "  on disk       {}{free}\n",
+        format::bytes(s.disk_bytes)
+    ));
+    if s.disk_full {
+        out.push_str(&format!(
+            "  DISK FULL     free space is below RELAY_SPOOL_MIN_FREE_BYTES: {}\n",
+            if s.full_policy == FullPolicy::RejectNew {
+                "new events are refused (webhooks get 503)"
+            } else {
+                "the oldest pending events are dropped to make room"
+            }
+        ));
+    }
+    if let Some(f) = &s.failure {
+        out.push_str(&format!("  FAILED        {f}\n"));
+    }
+    out.push_str(&format!(
+        "  dead letters  {} events, {} corrupt blocks{}\n",
+        format::count(s.dead_letter_events),
+        s.dead_letter_blocks,
+        if s.dead_letter_events + s.dead_letter_blocks > 0 {
+            "  (relay spool dead list)"
+        } else {
+            ""
+        }
+    ));
+    out.push_str(&format!(
+        "  dropped       {} events (size cap or full disk)\n",
+        format::count(s.dropped_events)
+    ));
+    if let Some(ship) = &r.shipper {
+        out.push_str(&format!(
+            "Shipper: {}",
+            ship.state.label().replace('_', " ")
+        ));
+        if let Some(until) = ship.backoff_until_ms.filter(|u| *u > crate::time::now_ms()) {
+            out.push_str(&format!(
+                ", next attempt at {} (in {})",
+                admin::rfc3339_ms(until),
+                format::age((until - crate::time::now_ms()) as f64 / 1000.0)
+            ));
+        }
+        if ship.consecutive_failures > 0 {
+            out.push_str(&format!(
+                ", {} failed attempts in a row",
+                ship.consecutive_failures
+            ));
+        }
+        out.push('\n');
+        if let Some(e) = &ship.last_error {
+            let status = e
+                .status
+                .map_or_else(|| "no answer".to_string(), |c| format!("HTTP {c}"));
+            out.push_str(&format!(
+                "  last error    {}: {status}: {}\n",
+                format::when(e.at_ms),
+                e.message
+            ));
+            if let Some(body) = &e.body_excerpt {
+                out.push_str(&format!("                response: {body}\n"));
+            }
+        }
+        match ship.last_success_ms {
+            Some(ms) => out.push_str(&format!("  last success  {}\n", format::when(ms))),
+            None => out.push_str("  last success  none recorded\n"),
+        }
+    }
+    if let Some(ws) = &r.websocket {
+        let last = ws.last_frame_ms.map_or_else(
+            || "no frame yet".to_string(),
+            |ms| format!("last frame {}", format::when(ms)),
+        );
+        out.push_str(&format!(
+            "Zoom WebSocket: {}, {last}, {} events since start\n",
+            if ws.connected {
+                "connected"
+            } else {
+                "DISCONNECTED (reconnecting)"
+            },
+            format::count(ws.events_received)
+        ));
+    }
+    out.push_str(&format!("Why: {}\n", why(r)));
+    out
+}
+
+fn why(r: &InspectReport) -> String {
+    let s = &r.spool;
+    if let Some(f) = &s.failure {
+        return format!("the spool stopped taking writes after a storage failure ({f}); the relay exits and its service manager restarts it. Check the disk (dmesg, SMART) if it happens again.");
+    }
+    let shipping = why_shipping(r);
+    if s.disk_full {
+        return format!(
+            "the disk holding the spool is full ({} free, RELAY_SPOOL_MIN_FREE_BYTES is {}): {}. Free space on it (the relay resumes by itself), move RELAY_SPOOL_DIR to a larger disk, or set RELAY_SPOOL_MAX_BYTES below what it can hold. Meanwhile: {shipping}",
+            format::bytes(s.disk_free_bytes.unwrap_or(0)),
+            format::bytes(s.min_free_bytes),
+            if s.full_policy == FullPolicy::RejectNew {
+                "new events are refused and counted"
+            } else {
+                "the oldest events are dropped and counted"
+            }
+        );
+    }
+    shipping
+}
+
+/// Why the backlog is (not) moving, from the shipper's side.
+fn why_shipping(r: &InspectReport) -> String {
+    let s = &r.spool;
+    if s.pending_events == 0 {
+        return "nothing is waiting: every received event has been delivered.".into();
+    }
+    if r.read_from != ReadFrom::Daemon {
+        return "the relay is not running; start it (systemctl start qss2logscale) and the backlog drains. Nothing is lost meanwhile.".into();
+    }
+    let Some(ship) = &r.shipper else {
+        return "unknown shipper state.".into();
+    };
+    let last = ship.last_error.as_ref();
+    match ship.state {
+        ShipPhase::TokenRefused => "LogScale refuses the ingest token (HTTP 401/403). Fix LOGSCALE_INGEST_TOKEN and restart the relay; the backlog is kept and drains then.".into(),
+        ShipPhase::BackingOff => match last.and_then(|e| e.status) {
+            Some(code) => format!("LogScale answers HTTP {code}; the relay retries with backoff and loses nothing. The backlog drains when LogScale accepts again."),
+            None => format!(
+                "LogScale cannot be reached ({}); the relay retries with backoff and loses nothing.",
+                last.map_or("no answer", |e| e.message.as_str())
+            ),
+        },
+        _ if s.oldest_pending_age_secs < 5.0 => "shipping normally: these events arrived in the last seconds.".into(),
+        _ => "shipping: the backlog is draining.".into(),
+    }
+}
