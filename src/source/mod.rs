@@ -1,8 +1,8 @@
 //! Sources: where events come from. Each hands what it receives, as `Bytes`, to the spool
 //! through an [`crate::spool::Appender`], and never parses more than it must.
 //!
-//! - [`zoom_ws`]: the Zoom QSS WebSocket (the main source), with [`zoom_token`] for OAuth
-//!   and [`frame`] to tell events from control frames.
+//! - [`zoom_ws`]: the Zoom QSS WebSocket (the main source), with [`zoom_token`] for OAuth,
+//!   [`zoom_dial`] to open a connection, and [`frame`] to tell events from control frames.
 //! - [`webhook`]: the Zoom webhook endpoint, with [`signature`] for HMAC checks.
 //! - [`settings`]: what each source is configured with.
 
@@ -10,5 +10,6 @@ pub mod frame;
 pub mod settings;
 pub mod signature;
 pub mod webhook;
+pub mod zoom_dial;
 pub mod zoom_token;
 pub mod zoom_ws;

@@ -21,7 +21,9 @@
 //! replay what it sent while nobody listened.
 
 use super::frame::{classify, FrameKind};
-use super::zoom_token::{urlencode, TokenSource};
+use super::zoom_dial::Dialer;
+use super::zoom_dial::BUILD_CONNECTION_TIMEOUT;
+use super::zoom_token::TokenSource;
 use crate::backoff::Backoff;
 use crate::metrics::{label, Metrics};
 use crate::net::proxy::Proxy;
@@ -32,8 +34,6 @@ use crate::spool::{flags, AppendError, Appender, NewRecord, SourceKind};
 use crate::time::now_ms;
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload};
-use http_body_util::Empty;
-use hyper::Request;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,8 +41,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const BUILD_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 const RECONNECT: Backoff = Backoff {
     base: Duration::from_millis(500),
     cap: Duration::from_secs(30),
@@ -88,7 +86,7 @@ enum Control {
 
 /// Why a session ended: the `reason` label of `relay_ws_disconnects_total` and the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EndReason {
+pub(super) enum EndReason {
     ConnectFailed,
     TlsFailed,
     HandshakeFailed,
@@ -117,19 +115,6 @@ impl EndReason {
             EndReason::Silent => "silent",
             EndReason::Shutdown => "shutdown",
         }
-    }
-}
-
-/// A dial (TCP, TLS, upgrade) that failed.
-#[derive(Debug)]
-struct DialError {
-    reason: EndReason,
-    detail: String,
-}
-
-impl From<(EndReason, String)> for DialError {
-    fn from((reason, detail): (EndReason, String)) -> DialError {
-        DialError { reason, detail }
     }
 }
 
@@ -200,13 +185,6 @@ impl WsState {
     }
 }
 
-/// Opens WebSocket connections to Zoom (TCP, TLS for `wss://`, the HTTP upgrade).
-pub struct Dialer {
-    cfg: ZoomWsSettings,
-    tls: Arc<rustls::ClientConfig>,
-    proxy: Proxy,
-}
-
 /// The source.
 pub struct ZoomWsSource {
     dialer: Dialer,
@@ -214,182 +192,6 @@ pub struct ZoomWsSource {
     appender: Appender,
     metrics: Arc<Metrics>,
     state: Arc<WsState>,
-}
-
-/// A client executor for the upgrade handshake.
-struct SpawnExecutor;
-
-impl<Fut> hyper::rt::Executor<Fut> for SpawnExecutor
-where
-    Fut: std::future::Future + Send + 'static,
-    Fut::Output: Send + 'static,
-{
-    fn execute(&self, fut: Fut) {
-        tokio::spawn(fut);
-    }
-}
-
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
-
-impl Dialer {
-    pub fn new(cfg: ZoomWsSettings, tls: Arc<rustls::ClientConfig>, proxy: Proxy) -> Dialer {
-        Dialer { cfg, tls, proxy }
-    }
-
-    /// How the WebSocket endpoint is reached (`relay check` says it).
-    pub fn route(&self) -> String {
-        self.cfg
-            .wss_url
-            .parse::<hyper::Uri>()
-            .map(|u| self.proxy.route(&u).to_string())
-            .unwrap_or_else(|_| "direct".into())
-    }
-
-    fn url_with_token(&self, token: &Secret) -> String {
-        let sep = if self.cfg.wss_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        format!(
-            "{}{sep}access_token={}",
-            self.cfg.wss_url,
-            urlencode(token.expose())
-        )
-    }
-
-    async fn connect(&self, url: &str) -> Result<Box<dyn Stream>, DialError> {
-        let uri: hyper::Uri = url
-            .parse()
-            .map_err(|e| (EndReason::ConnectFailed, format!("invalid URL: {e}")))?;
-        let host = uri
-            .host()
-            .unwrap_or_default()
-            .trim_matches(['[', ']'])
-            .to_string();
-        let tls = uri.scheme_str() == Some("wss");
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, self.proxy.connect(&uri))
-            .await
-            .map_err(|_| {
-                (
-                    EndReason::ConnectFailed,
-                    format!(
-                        "no TCP connection to {host}:{port} within {CONNECT_TIMEOUT:?} ({})",
-                        self.proxy.route(&uri)
-                    ),
-                )
-            })?
-            .map_err(|e| (EndReason::ConnectFailed, e))?;
-        let _ = tcp.set_nodelay(true);
-        if !tls {
-            return Ok(Box::new(tcp));
-        }
-        let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| {
-            (
-                EndReason::ConnectFailed,
-                format!("bad host name {host}: {e}"),
-            )
-        })?;
-        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
-            .await
-            .map_err(|_| {
-                (
-                    EndReason::TlsFailed,
-                    format!("TLS handshake with {host} timed out"),
-                )
-            })?
-            .map_err(|e| {
-                (
-                    EndReason::TlsFailed,
-                    format!("TLS handshake with {host}: {e}"),
-                )
-            })?;
-        Ok(Box::new(stream))
-    }
-
-    /// Connects, waits for `build_connection`, and closes (`relay check`). Spools nothing.
-    pub async fn probe(&self, token: &Secret) -> Result<String, String> {
-        let url = self.url_with_token(token);
-        let stream = self.connect(&url).await.map_err(|e| e.detail)?;
-        let ws = self.upgrade(&url, stream).await.map_err(|e| e.detail)?;
-        let mut ws = fastwebsockets::FragmentCollector::new(ws);
-        let frame = tokio::time::timeout(BUILD_CONNECTION_TIMEOUT, ws.read_frame())
-            .await
-            .map_err(|_| format!("no build_connection within {BUILD_CONNECTION_TIMEOUT:?}"))?
-            .map_err(|e| format!("reading the first frame: {e}"))?;
-        let kind = classify(&frame.payload);
-        let _ = ws
-            .write_frame(Frame::close(1000, b"relay check done"))
-            .await;
-        match kind {
-            FrameKind::BuildConnection { success: true, .. } => Ok(redact_url(&url)),
-            FrameKind::BuildConnection {
-                success: false,
-                content,
-            }
-            | FrameKind::TokenRejected { content } => {
-                Err(format!("Zoom refused the connection: {content}"))
-            }
-            other => Err(format!("unexpected first frame: {other:?}")),
-        }
-    }
-
-    async fn upgrade(
-        &self,
-        url: &str,
-        stream: Box<dyn Stream>,
-    ) -> Result<
-        fastwebsockets::WebSocket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
-        DialError,
-    > {
-        let uri: hyper::Uri = url
-            .parse()
-            .map_err(|e| (EndReason::ConnectFailed, format!("invalid URL: {e}")))?;
-        let host_header = match uri.port() {
-            Some(p) => format!("{}:{}", uri.host().unwrap_or_default(), p),
-            None => uri.host().unwrap_or_default().to_string(),
-        };
-        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let req = Request::builder()
-            .method("GET")
-            .uri(path)
-            .header("host", host_header)
-            .header("upgrade", "websocket")
-            .header("connection", "upgrade")
-            .header(
-                "sec-websocket-key",
-                fastwebsockets::handshake::generate_key(),
-            )
-            .header("sec-websocket-version", "13")
-            .header(
-                "user-agent",
-                concat!("qss-relay/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::<Bytes>::new())
-            .expect("valid request");
-        match tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            fastwebsockets::handshake::client(&SpawnExecutor, req, stream),
-        )
-        .await
-        {
-            Ok(Ok((ws, _resp))) => Ok(ws),
-            // The error text never contains the URL, so no token can leak from it.
-            Ok(Err(e)) => Err((
-                EndReason::HandshakeFailed,
-                format!("WebSocket upgrade refused: {e}"),
-            )
-                .into()),
-            Err(_) => Err((
-                EndReason::HandshakeFailed,
-                "WebSocket upgrade timed out".to_string(),
-            )
-                .into()),
-        }
-    }
 }
 
 impl ZoomWsSource {
@@ -403,7 +205,7 @@ impl ZoomWsSource {
         state: Arc<WsState>,
     ) -> ZoomWsSource {
         ZoomWsSource {
-            dialer: Dialer { cfg, tls, proxy },
+            dialer: Dialer::new(cfg, tls, proxy),
             tokens,
             appender,
             metrics,

@@ -565,4 +565,6 @@ impl Spool {
 #[cfg(test)]
 mod ack_crash_tests;
 #[cfg(test)]
+mod room_tests;
+#[cfg(test)]
 mod tests;

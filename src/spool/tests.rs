@@ -2,14 +2,12 @@
 
 use super::*;
 use super::{FullPolicy, SpoolSettings};
-use crate::metrics::label;
 use bytes::Bytes;
 use proptest::prelude::*;
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-fn settings(dir: &Path) -> SpoolSettings {
+pub(super) fn settings(dir: &Path) -> SpoolSettings {
     SpoolSettings {
         dir: dir.to_path_buf(),
         min_free_bytes: 0,
@@ -21,11 +19,11 @@ fn settings(dir: &Path) -> SpoolSettings {
     }
 }
 
-fn open(s: &SpoolSettings) -> Spool {
+pub(super) fn open(s: &SpoolSettings) -> Spool {
     Spool::open(s, Arc::new(Metrics::new())).expect("open spool")
 }
 
-fn rec(text: &str) -> NewRecord {
+pub(super) fn rec(text: &str) -> NewRecord {
     NewRecord {
         received_ms: 1_000,
         kind: SourceKind::WebSocket,
@@ -34,11 +32,11 @@ fn rec(text: &str) -> NewRecord {
     }
 }
 
-fn recs(prefix: &str, n: usize) -> Vec<NewRecord> {
+pub(super) fn recs(prefix: &str, n: usize) -> Vec<NewRecord> {
     (0..n).map(|i| rec(&format!("{prefix}-{i}"))).collect()
 }
 
-fn all_pending(s: &Spool) -> Vec<(u64, String)> {
+pub(super) fn all_pending(s: &Spool) -> Vec<(u64, String)> {
     s.pending(0, usize::MAX, None)
         .unwrap()
         .into_iter()
@@ -161,53 +159,6 @@ fn refused_events_can_be_dead_lettered_retried_and_purged() {
         .unwrap();
     assert_eq!(spool.dead_purge(None).unwrap().len(), 1);
     assert!(spool.dead_list().unwrap().is_empty());
-}
-
-#[test]
-fn size_cap_drop_oldest_counts_what_it_drops() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path());
-    let one_block = block::encode(0, &recs("x", 1)).len() as u64;
-    s.max_bytes = one_block * 3;
-    let spool = open(&s);
-    for i in 0..5 {
-        spool.commit(&recs(&format!("x{i}"), 1)).unwrap();
-    }
-    let st = spool.stats();
-    assert!(st.stored_bytes <= s.max_bytes);
-    assert_eq!(st.dropped_events + st.pending_events, 5);
-    assert!(st.dropped_events >= 2);
-    let first = all_pending(&spool)[0].0;
-    assert_eq!(first, st.dropped_events);
-    // The metric operators alert on says the same, under its reason.
-    let metric = spool
-        .inner
-        .metrics
-        .events_dropped
-        .get_or_create(&label("reason", "spool_full_oldest"))
-        .get();
-    assert_eq!(metric, st.dropped_events);
-    // Persisted: a restart keeps the count.
-    drop(spool);
-    assert_eq!(open(&s).stats().dropped_events, st.dropped_events);
-}
-
-#[test]
-fn size_cap_reject_new_refuses_and_counts() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path());
-    let one_block = block::encode(0, &recs("x", 1)).len() as u64;
-    s.max_bytes = one_block * 2 + 8;
-    s.full_policy = FullPolicy::RejectNew;
-    let spool = open(&s);
-    spool.commit(&recs("x0", 1)).unwrap();
-    spool.commit(&recs("x1", 1)).unwrap();
-    assert!(matches!(
-        spool.commit(&recs("x2", 1)),
-        Err(SpoolError::Full { .. })
-    ));
-    assert_eq!(spool.stats().dropped_events, 1);
-    assert_eq!(all_pending(&spool).len(), 2);
 }
 
 #[test]
@@ -362,7 +313,7 @@ fn reopen_after_drop() {
 }
 
 /// Random (incompressible) records, so that a test fills disk quickly.
-fn noisy(n: usize, size: usize, seed: u64) -> Vec<NewRecord> {
+pub(super) fn noisy(n: usize, size: usize, seed: u64) -> Vec<NewRecord> {
     let mut rng = fastrand::Rng::with_seed(seed);
     (0..n)
         .map(|_| rec(&(0..size).map(|_| rng.alphanumeric()).collect::<String>()))
@@ -474,146 +425,6 @@ fn concurrent_commits_rotations_and_acks_lose_nothing() {
     let ids = generation::Gen::list(dir.path()).unwrap();
     assert!(ids.last().copied().unwrap_or(0) >= 4, "rotated: {ids:?}");
     assert!(spool.stats().generations <= 2, "retired: {ids:?}");
-}
-
-#[test]
-fn the_size_cap_drops_what_is_not_in_flight_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path());
-    let one_block = block::encode(0, &recs("x", 1)).len() as u64;
-    s.max_bytes = one_block * 3 + 8;
-    let spool = open(&s);
-    for i in 0..3 {
-        spool.commit(&recs(&format!("x{i}"), 1)).unwrap();
-    }
-    // The shipper has read block 0: it is in flight.
-    assert_eq!(spool.read_for_shipping(0).unwrap().unwrap().end, 1);
-    spool.commit(&recs("x3", 1)).unwrap();
-    // Block 1 (the oldest not in flight) made room, not block 0.
-    assert_eq!(spool.block_starts(), vec![0, 2, 3]);
-    assert_eq!(spool.stats().dropped_events, 1);
-    // Acknowledging past the gap works as usual.
-    spool.ack(4).unwrap();
-    assert!(spool.block_starts().is_empty());
-}
-
-/// PostgreSQL's "fsyncgate" lesson: a failed sync is not retried as if the data were safe.
-/// The producers waiting on that commit hear an error (webhooks answer 503), the spool
-/// refuses every later commit and acknowledgement, says why, and signals the daemon to exit
-/// so that it restarts on what is really on disk.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_sync_acknowledges_nothing_and_fails_the_spool() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = settings(dir.path());
-    let spool = open(&s);
-    let (appender, writer) = spool.start_writer(64);
-    let first = appender.send_durable(rec("safe")).await.unwrap();
-    assert_eq!(first, 0);
-    assert!(spool.failure().is_none());
-
-    spool.inner.fail_syncs.store(true, Ordering::Relaxed);
-    let err = appender.send_durable(rec("lost-sync")).await.unwrap_err();
-    assert!(matches!(err, AppendError::Storage(_)), "{err:?}");
-    assert_eq!(spool.durable_end(), 1, "the failed commit is not durable");
-    let reason = spool.failure().expect("the spool says why it failed");
-    assert!(reason.contains("I/O error"), "{reason}");
-    tokio::time::timeout(Duration::from_secs(1), spool.failed())
-        .await
-        .expect("the daemon is told");
-
-    // Even once syncing would work again, nothing more is taken or acknowledged.
-    spool.inner.fail_syncs.store(false, Ordering::Relaxed);
-    let err = appender.send_durable(rec("after")).await.unwrap_err();
-    assert!(matches!(err, AppendError::Storage(_)), "{err:?}");
-    assert!(matches!(spool.ack(1), Err(SpoolError::Failed(_))));
-    assert_eq!(spool.stats().failure, Some(reason));
-    assert_eq!(spool.inner.metrics.spool_failed.get(), 1);
-    drop(appender);
-    writer.await.unwrap();
-    drop(spool);
-
-    // A restart starts from the disk: the acknowledged record is there.
-    let spool = open(&s);
-    assert!(spool.failure().is_none());
-    let pending = all_pending(&spool);
-    assert_eq!(pending.first(), Some(&(0, "safe".to_string())));
-    assert!(!pending.iter().any(|(_, p)| p == "after"));
-}
-
-/// The free-space floor behaves like the size cap: `reject-new` refuses (counted), and
-/// `drop-oldest` drops the oldest generation whole, which gives its space back at once.
-#[test]
-fn below_the_free_space_floor_the_full_policy_applies() {
-    let dir = tempfile::tempdir().unwrap();
-    let free = free_bytes(dir.path()).expect("this file system reports its size");
-
-    // A floor above what is free: the disk counts as full from the first commit.
-    let mut s = settings(dir.path());
-    s.full_policy = FullPolicy::RejectNew;
-    s.min_free_bytes = free.saturating_mul(4);
-    {
-        let spool = open(&s);
-        let err = spool.commit(&recs("refused", 10)).unwrap_err();
-        assert!(matches!(err, SpoolError::DiskFull { .. }), "{err:?}");
-        let st = spool.stats();
-        assert!(st.disk_full && st.disk_free_bytes.is_some());
-        assert_eq!((st.pending_events, st.dropped_events), (0, 10));
-        assert_eq!(
-            spool
-                .inner
-                .metrics
-                .events_dropped
-                .get_or_create(&label("reason", "disk_full_rejected"))
-                .get(),
-            10
-        );
-        // Nothing to drop with drop-oldest either: refused the same way, never written.
-        assert!(
-            !dir.path().join(BALLAST_FILE).exists(),
-            "no room for the reserve"
-        );
-    }
-
-    // drop-oldest with two generations: the older one goes, whole.
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path());
-    s.rotate_bytes = 1; // every 16th commit starts a new generation
-    let spool = open(&s);
-    for i in 0..20 {
-        spool.commit(&recs(&format!("g{i}"), 5)).unwrap();
-    }
-    let before = spool.stats();
-    assert!(before.generations >= 2, "{before:?}");
-    let oldest_gen = spool.state().blocks.values().next().unwrap().gen;
-    let first_gen_events = spool
-        .state()
-        .blocks
-        .values()
-        .filter(|m| m.gen == oldest_gen)
-        .map(|m| u64::from(m.count))
-        .sum::<u64>();
-    assert!(first_gen_events > 0 && first_gen_events < before.pending_events);
-    drop(spool);
-    s.min_free_bytes = free.saturating_mul(4);
-    let spool = open(&s);
-    spool.commit(&recs("new", 5)).unwrap();
-    let after = spool.stats();
-    assert_eq!(after.dropped_events, first_gen_events, "{after:?}");
-    assert_eq!(
-        after.pending_events,
-        before.pending_events - first_gen_events + 5
-    );
-    assert!(
-        !dir.path().join(format!("blocks-{oldest_gen:08}")).exists(),
-        "the dropped generation's directory is deleted"
-    );
-    assert!(after.disk_full);
-    // Back above the floor: the next commit goes through without dropping anything.
-    drop(spool);
-    s.min_free_bytes = 0;
-    let spool = open(&s);
-    spool.commit(&recs("later", 5)).unwrap();
-    assert_eq!(spool.stats().dropped_events, first_gen_events);
 }
 
 /// The stored-bytes figure (what the size cap counts) follows commits and acks exactly:
@@ -738,52 +549,6 @@ fn an_indexed_block_missing_from_its_database_is_skipped_and_uncounted() {
     let got: Vec<String> = all_pending(&spool).into_iter().map(|(_, p)| p).collect();
     assert_eq!(got, ["b-0", "b-1", "b-2"]);
     assert_eq!(spool.stats().stored_bytes, both - a);
-}
-
-/// The cap is inclusive: a commit that brings the stored bytes exactly to
-/// `RELAY_SPOOL_MAX_BYTES` drops nothing; one byte less and the oldest block goes.
-#[test]
-fn a_commit_that_fills_the_cap_exactly_drops_nothing() {
-    let both = {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = open(&settings(dir.path()));
-        spool.commit(&noisy(5, 300, 1)).unwrap();
-        spool.commit(&noisy(5, 300, 2)).unwrap();
-        spool.stats().stored_bytes
-    };
-    for (max, dropped) in [(both, 0), (both - 1, 5)] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = settings(dir.path());
-        s.max_bytes = max;
-        let spool = open(&s);
-        spool.commit(&noisy(5, 300, 1)).unwrap();
-        spool.commit(&noisy(5, 300, 2)).unwrap();
-        assert_eq!(spool.stats().dropped_events, dropped, "cap {max} of {both}");
-    }
-}
-
-/// Below the free-space floor with a single generation, drop-oldest drops about twice
-/// what comes in (sled reuses the space), not the whole generation.
-#[test]
-fn below_the_floor_with_one_generation_twice_the_incoming_size_is_dropped() {
-    let dir = tempfile::tempdir().unwrap();
-    let free = free_bytes(dir.path()).expect("this file system reports its size");
-    let mut s = settings(dir.path());
-    {
-        let spool = open(&s);
-        for c in 0..10 {
-            spool.commit(&noisy(10, 2000, c)).unwrap();
-        }
-        assert_eq!(spool.stats().generations, 1);
-    }
-    s.min_free_bytes = free.saturating_mul(4);
-    let spool = open(&s);
-    // Each stored block is ~15 KB; the new one ~11 KB: the two oldest (~30 KB) go.
-    spool.commit(&noisy(10, 1500, 99)).unwrap();
-    let st = spool.stats();
-    assert_eq!(st.dropped_events, 20, "{st:?}");
-    assert_eq!(st.pending_events, 90);
-    assert_eq!(all_pending(&spool)[0].0, 20, "the oldest were dropped");
 }
 
 /// Invariant 8 end to end: 32 MiB of incompressible events leave sled's blob
