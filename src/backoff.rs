@@ -6,32 +6,32 @@ use std::time::Duration;
 
 /// Backoff parameters.
 #[derive(Debug, Clone, Copy)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     pub base: Duration,
     pub cap: Duration,
 }
 
 impl Backoff {
     /// The shipper's: 500 ms doubling, capped at 60 s.
-    pub const SHIP: Backoff = Backoff {
+    pub(crate) const SHIP: Backoff = Backoff {
         base: Duration::from_millis(500),
         cap: Duration::from_secs(60),
     };
 
     /// The bound for retry number `attempt` (0-based).
-    pub fn bound(&self, attempt: u32) -> Duration {
+    pub(crate) fn bound(&self, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
         self.base.saturating_mul(factor).min(self.cap)
     }
 
     /// A full-jitter delay for retry number `attempt`.
-    pub fn delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
         let bound = self.bound(attempt).as_millis() as u64;
         Duration::from_millis(fastrand::u64(0..=bound))
     }
 
     /// `Retry-After` (capped at 10 minutes) if the server sent one, else a jittered delay.
-    pub fn delay_with_hint(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    pub(crate) fn delay_with_hint(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         match retry_after {
             Some(d) => d.min(Duration::from_secs(600)),
             None => self.delay(attempt),
@@ -40,7 +40,7 @@ impl Backoff {
 }
 
 /// Parses `Retry-After`: seconds, or an HTTP date.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));

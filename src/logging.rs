@@ -12,7 +12,7 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing).
-pub fn init(format: LogFormat) {
+pub(crate) fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
@@ -31,7 +31,7 @@ pub fn init(format: LogFormat) {
 /// Rate limit for a log line that a persistent condition would otherwise repeat at every
 /// commit or request (a full disk, a full spool): at most one line per interval, carrying
 /// how many were held back since the last one.
-pub struct LogThrottle {
+pub(crate) struct LogThrottle {
     interval_ms: u64,
     /// Milliseconds since the epoch of the last line let through (0: none yet).
     last_ms: std::sync::atomic::AtomicU64,
@@ -39,7 +39,7 @@ pub struct LogThrottle {
 }
 
 impl LogThrottle {
-    pub const fn new(interval: std::time::Duration) -> LogThrottle {
+    pub(crate) const fn new(interval: std::time::Duration) -> LogThrottle {
         LogThrottle {
             interval_ms: interval.as_millis() as u64,
             last_ms: std::sync::atomic::AtomicU64::new(0),
@@ -49,7 +49,7 @@ impl LogThrottle {
 
     /// `Some(n)` if a line may be written now, `n` being the lines held back since the
     /// last one; `None` to stay quiet.
-    pub fn allow(&self) -> Option<u64> {
+    pub(crate) fn allow(&self) -> Option<u64> {
         use std::sync::atomic::Ordering::Relaxed;
         let now = crate::time::now_ms();
         let last = self.last_ms.load(Relaxed);

@@ -149,7 +149,7 @@ impl OperatorClient {
 }
 
 /// Whether the relay at `addr` says ready on `/readyz`.
-pub async fn ready(addr: std::net::SocketAddr) -> Result<bool, String> {
+pub(crate) async fn ready(addr: std::net::SocketAddr) -> Result<bool, String> {
     let http = crate::net::http::HttpClient::new(None).map_err(|e| e.to_string())?;
     let req = Request::builder()
         .uri(format!("http://{addr}/readyz"))

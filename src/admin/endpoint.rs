@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Serves the endpoint until `shutdown`. `allowed_hosts`: host names accepted in `Host`
 /// besides IP addresses and `localhost`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     state: AdminState,
     allowed_hosts: Vec<String>,
@@ -33,7 +33,7 @@ pub async fn serve(
 
 /// Whether `host` (a `Host` header: name or address, with or without a port) names this
 /// machine by address, as `localhost`, or as one of `allowed`.
-pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+pub(crate) fn host_allowed(host: &str, allowed: &[String]) -> bool {
     let name = match host.parse::<hyper::http::uri::Authority>() {
         Ok(a) => a.host().to_string(),
         Err(_) => return false,

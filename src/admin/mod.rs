@@ -15,12 +15,12 @@
 //! each command is written once, and both produce the same [`report`] types. The
 //! socket's routes are in [`routes`].
 
-pub mod client;
-pub mod endpoint;
+pub(crate) mod client;
+pub(crate) mod endpoint;
 pub mod operator;
-pub mod report;
-pub mod routes;
-pub mod view;
+pub(crate) mod report;
+pub(crate) mod routes;
+pub(crate) mod view;
 
 pub use client::OperatorClient;
 pub use report::{

@@ -17,19 +17,19 @@
 use super::view::{DeadAction, ExportRange};
 use crate::spool::DeadId;
 
-pub const INSPECT: &str = "/spool/inspect";
-pub const PEEK: &str = "/spool/peek";
-pub const EXPORT: &str = "/spool/export";
-pub const DEAD_LIST: &str = "/spool/dead";
-pub const DEAD_SHOW: &str = "/spool/dead/show";
-pub const DEAD_RETRY: &str = "/spool/dead/retry";
-pub const DEAD_PURGE: &str = "/spool/dead/purge";
+pub(crate) const INSPECT: &str = "/spool/inspect";
+pub(crate) const PEEK: &str = "/spool/peek";
+pub(crate) const EXPORT: &str = "/spool/export";
+pub(crate) const DEAD_LIST: &str = "/spool/dead";
+pub(crate) const DEAD_SHOW: &str = "/spool/dead/show";
+pub(crate) const DEAD_RETRY: &str = "/spool/dead/retry";
+pub(crate) const DEAD_PURGE: &str = "/spool/dead/purge";
 
-pub fn peek(from: u64, n: usize) -> String {
+pub(crate) fn peek(from: u64, n: usize) -> String {
     format!("{PEEK}?n={n}&from={from}")
 }
 
-pub fn export(range: ExportRange) -> String {
+pub(crate) fn export(range: ExportRange) -> String {
     let mut path = format!("{EXPORT}?from={}&raw={}", range.from, range.raw);
     if let Some(t) = range.to {
         path.push_str(&format!("&to={t}"));
@@ -37,11 +37,11 @@ pub fn export(range: ExportRange) -> String {
     path
 }
 
-pub fn dead_show(id: DeadId) -> String {
+pub(crate) fn dead_show(id: DeadId) -> String {
     format!("{DEAD_SHOW}?id={id}")
 }
 
-pub fn dead_act_path(action: DeadAction) -> &'static str {
+pub(crate) fn dead_act_path(action: DeadAction) -> &'static str {
     match action {
         DeadAction::Retry => DEAD_RETRY,
         DeadAction::Purge => DEAD_PURGE,
@@ -49,7 +49,7 @@ pub fn dead_act_path(action: DeadAction) -> &'static str {
 }
 
 /// `ids=all` for every dead letter, or the ids separated by commas.
-pub fn dead_act(action: DeadAction, ids: Option<&[DeadId]>) -> String {
+pub(crate) fn dead_act(action: DeadAction, ids: Option<&[DeadId]>) -> String {
     let list = match ids {
         None => "all".to_string(),
         Some(ids) => ids
@@ -62,7 +62,7 @@ pub fn dead_act(action: DeadAction, ids: Option<&[DeadId]>) -> String {
 }
 
 /// Parses `ids=all` or `ids=event:1,block:2`.
-pub fn parse_ids(s: &str) -> Result<Option<Vec<DeadId>>, String> {
+pub(crate) fn parse_ids(s: &str) -> Result<Option<Vec<DeadId>>, String> {
     if s == "all" {
         return Ok(None);
     }

@@ -71,7 +71,7 @@ pub struct ExportRange {
 
 /// Receives an export: a chunk of NDJSON and the number of lines in it. Returning
 /// `false` stops the export (the reader went away).
-pub type ExportSink<'a> = dyn FnMut(&[u8], u64) -> bool + Send + 'a;
+pub(crate) type ExportSink<'a> = dyn FnMut(&[u8], u64) -> bool + Send + 'a;
 
 /// The operator's questions about one spool. Each `relay spool` command is written once
 /// against this trait.

@@ -39,7 +39,7 @@ impl Checklist {
     }
 }
 
-pub async fn check(global: &Global) -> ExitCode {
+pub(super) async fn check(global: &Global) -> ExitCode {
     let mut c = Checklist { failed: 0 };
     let (env, config) = match load(global) {
         Ok(v) => v,

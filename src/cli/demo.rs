@@ -32,7 +32,7 @@ pub struct DemoArgs {
     pub spool_dir: Option<PathBuf>,
 }
 
-pub async fn demo(args: DemoArgs) -> ExitCode {
+pub(super) async fn demo(args: DemoArgs) -> ExitCode {
     // Quiet by default: the progress display is the show. RUST_LOG=info shows the relay's logs.
     if std::env::var_os("RUST_LOG").is_none() {
         // SAFETY: single-threaded at this point of the demo's start (nothing else reads env).

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// `1536` → `1.5 KiB`.
-pub fn bytes(n: u64) -> String {
+pub(super) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -19,7 +19,7 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// `1234567` → `1,234,567`.
-pub fn count(n: u64) -> String {
+pub(super) fn count(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
@@ -32,7 +32,7 @@ pub fn count(n: u64) -> String {
 }
 
 /// `7384` seconds → `2h 3m 4s`.
-pub fn age(secs: f64) -> String {
+pub(super) fn age(secs: f64) -> String {
     let d = Duration::from_secs(secs.max(0.0) as u64);
     if d.is_zero() {
         return "0s".into();
@@ -41,7 +41,7 @@ pub fn age(secs: f64) -> String {
 }
 
 /// A millisecond timestamp as RFC 3339 with its age: `2026-11-23T10:00:00.000Z (2h 3m ago)`.
-pub fn when(ms: u64) -> String {
+pub(super) fn when(ms: u64) -> String {
     let now = crate::time::now_ms();
     let ago = now.saturating_sub(ms) as f64 / 1000.0;
     format!("{} ({} ago)", crate::admin::rfc3339_ms(ms), age(ago))

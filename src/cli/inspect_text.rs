@@ -7,7 +7,7 @@ use crate::ship::status::ShipPhase;
 use crate::spool::FullPolicy;
 
 /// The human summary of `spool inspect`.
-pub fn render_inspect(r: &InspectReport) -> String {
+pub(super) fn render_inspect(r: &InspectReport) -> String {
     let s = &r.spool;
     let mut out = String::new();
     let from = if r.read_from == ReadFrom::Daemon {

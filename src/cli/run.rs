@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
-pub async fn run(global: &Global) -> ExitCode {
+pub(super) async fn run(global: &Global) -> ExitCode {
     let (env, config) = match load(global) {
         Ok(v) => v,
         Err(code) => return code,
@@ -137,7 +137,7 @@ pub enum DebugCommand {
     },
 }
 
-pub async fn debug(args: DebugArgs) -> ExitCode {
+pub(super) async fn debug(args: DebugArgs) -> ExitCode {
     match args.command {
         DebugCommand::SpoolAppend {
             spool_dir,

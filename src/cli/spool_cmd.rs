@@ -167,7 +167,7 @@ async fn open(global: &Global, args: &SpoolArgs) -> Result<Access, ExitCode> {
     }
 }
 
-pub async fn spool(global: &Global, args: SpoolArgs) -> ExitCode {
+pub(super) async fn spool(global: &Global, args: SpoolArgs) -> ExitCode {
     match open(global, &args).await {
         Ok(Access::Local(state)) => run(&state, args.command).await,
         Ok(Access::Remote(client)) => run(&client, args.command).await,

@@ -24,7 +24,7 @@
 //! least one source ([`Config::require_for_run`]); `relay spool ...` needs only the spool.
 
 pub mod env;
-pub mod read;
+mod read;
 pub mod settings;
 
 pub use crate::logging::LogFormat;

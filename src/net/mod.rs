@@ -2,8 +2,8 @@
 //! simulator: TLS configuration, the HTTP client, and a small HTTP server loop.
 
 pub mod http;
-pub mod proxy;
-pub mod server;
+pub(crate) mod proxy;
+pub(crate) mod server;
 pub mod tls;
 
 /// Raises the soft limit on open files to the hard limit (as Go's runtime does at start:

@@ -164,13 +164,13 @@ fn tunnel(i: &Intercept) -> Tunnel<HttpConnector> {
 /// The connector under the HTTP client's TLS layer: a plain TCP connection, or a
 /// `CONNECT` tunnel through the proxy the rules choose for the destination.
 #[derive(Clone)]
-pub struct ProxyConnector {
+pub(crate) struct ProxyConnector {
     http: HttpConnector,
     proxy: Proxy,
 }
 
 impl ProxyConnector {
-    pub fn new(proxy: Proxy) -> ProxyConnector {
+    pub(crate) fn new(proxy: Proxy) -> ProxyConnector {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);

@@ -29,10 +29,14 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 
 /// Response body type of every server here.
-pub type RespBody = BoxBody<Bytes, Infallible>;
+pub(crate) type RespBody = BoxBody<Bytes, Infallible>;
 
 /// A response with a fixed body.
-pub fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<RespBody> {
+pub(crate) fn full(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<RespBody> {
     Response::builder()
         .status(status)
         .header("content-type", content_type)
@@ -41,12 +45,12 @@ pub fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> R
 }
 
 /// A plain-text response.
-pub fn text(status: StatusCode, body: impl Into<String>) -> Response<RespBody> {
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response<RespBody> {
     full(status, "text/plain; charset=utf-8", body.into())
 }
 
 /// A JSON response.
-pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<RespBody> {
+pub(crate) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<RespBody> {
     full(
         status,
         "application/json",
@@ -55,13 +59,13 @@ pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Resp
 }
 
 /// A TLS configuration that can be swapped while serving (certificate reload).
-pub type SharedTls = Arc<RwLock<Arc<rustls::ServerConfig>>>;
+pub(crate) type SharedTls = Arc<RwLock<Arc<rustls::ServerConfig>>>;
 
 /// What a listener facing untrusted clients bounds: connections at once, time to send the
 /// request head, and time a connection may stay silent. Over the connection cap a new
 /// connection is closed at once, before any byte is read.
 #[derive(Debug, Clone, Default)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     pub max_connections: Option<usize>,
     /// Whole request head within this (slowloris); also bounds a TLS handshake.
     pub header_timeout: Option<Duration>,
@@ -72,7 +76,7 @@ pub struct ConnLimits {
 
 impl ConnLimits {
     /// No limits: the simulator's fakes.
-    pub const NONE: ConnLimits = ConnLimits {
+    pub(crate) const NONE: ConnLimits = ConnLimits {
         max_connections: None,
         header_timeout: None,
         idle_timeout: None,
@@ -81,14 +85,14 @@ impl ConnLimits {
 
 /// What the limits did, as metrics (clones of registered metrics share their values).
 #[derive(Debug, Default, Clone)]
-pub struct ConnStats {
+pub(crate) struct ConnStats {
     pub refused_at_cap: Counter,
     pub closed_idle: Counter,
     pub open: Gauge,
 }
 
 /// Serves `handler` on `listener` until `shutdown` is cancelled.
-pub async fn serve<F, Fut>(
+pub(crate) async fn serve<F, Fut>(
     listener: TcpListener,
     tls: Option<SharedTls>,
     shutdown: CancellationToken,
@@ -109,7 +113,7 @@ pub async fn serve<F, Fut>(
 }
 
 /// [`serve`] with [`ConnLimits`]; `stats` counts what the limits did.
-pub async fn serve_limited<F, Fut>(
+pub(crate) async fn serve_limited<F, Fut>(
     listener: TcpListener,
     tls: Option<SharedTls>,
     limits: ConnLimits,
@@ -189,7 +193,7 @@ pub async fn serve_limited<F, Fut>(
 /// Serves `handler` on a Unix socket until `shutdown`, to peers whose user id `allow`
 /// accepts (checked with SO_PEERCRED on every connection; the socket file's mode is the
 /// first gate, this the second).
-pub async fn serve_unix<F, Fut>(
+pub(crate) async fn serve_unix<F, Fut>(
     listener: UnixListener,
     allow: impl Fn(u32) -> bool + Send + 'static,
     shutdown: CancellationToken,

@@ -10,7 +10,7 @@ use super::hec::Encoder;
 use crate::spool::Record;
 
 /// Bytes an event's HEC line adds to its payload, about (time, source, host, relay_id).
-pub const LINE_OVERHEAD: usize = 200;
+pub(crate) const LINE_OVERHEAD: usize = 200;
 
 /// Size limits of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct Limits {
 /// with no record (acknowledged earlier, dead-lettered blocks); they are acknowledged
 /// with it.
 #[derive(Debug)]
-pub struct Batch {
+pub(crate) struct Batch {
     pub start: u64,
     pub end: u64,
     pub records: Vec<Record>,
@@ -32,7 +32,7 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new(start: u64) -> Batch {
+    pub(crate) fn new(start: u64) -> Batch {
         Batch {
             start,
             end: start,
@@ -41,18 +41,18 @@ impl Batch {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
 
     /// Whether `next` should start a new batch instead.
-    pub fn is_full_for(&self, next: &Record, limits: Limits) -> bool {
+    pub(crate) fn is_full_for(&self, next: &Record, limits: Limits) -> bool {
         !self.records.is_empty()
             && (self.records.len() >= limits.max_events
                 || self.estimated_bytes + next.payload.len() + LINE_OVERHEAD > limits.max_bytes)
     }
 
-    pub fn push(&mut self, record: Record) {
+    pub(crate) fn push(&mut self, record: Record) {
         self.estimated_bytes += record.payload.len() + LINE_OVERHEAD;
         self.end = self.end.max(record.seq + 1);
         self.records.push(record);
@@ -61,7 +61,7 @@ impl Batch {
 
 /// A batch encoded into HEC lines.
 #[derive(Debug)]
-pub struct Encoded {
+pub(crate) struct Encoded {
     pub body: Vec<u8>,
     /// `(start, end)` of each event's line in `body`.
     pub spans: Vec<(usize, usize)>,
@@ -71,7 +71,11 @@ pub struct Encoded {
 
 impl Encoded {
     /// Encodes `records` into `body` (a reused buffer; cleared first).
-    pub fn encode(records: Vec<Record>, encoder: &mut Encoder, mut body: Vec<u8>) -> Encoded {
+    pub(crate) fn encode(
+        records: Vec<Record>,
+        encoder: &mut Encoder,
+        mut body: Vec<u8>,
+    ) -> Encoded {
         let estimate: usize = records
             .iter()
             .map(|r| r.payload.len() + LINE_OVERHEAD)
@@ -91,21 +95,13 @@ impl Encoded {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
-    }
-
     /// The body bytes of events `[a, b)`: contiguous, since events are laid out in order.
-    pub fn slice(&self, a: usize, b: usize) -> &[u8] {
+    pub(crate) fn slice(&self, a: usize, b: usize) -> &[u8] {
         &self.body[self.spans[a].0..self.spans[b - 1].1]
     }
 
     /// Consecutive runs of events, each at most `max_bytes` (or a single larger event).
-    pub fn runs(&self, max_bytes: usize) -> Vec<(usize, usize)> {
+    pub(crate) fn runs(&self, max_bytes: usize) -> Vec<(usize, usize)> {
         let mut runs = Vec::new();
         let mut a = 0;
         for (i, &(_, end)) in self.spans.iter().enumerate() {

@@ -20,11 +20,11 @@ use std::time::Duration;
 
 /// gzip level: 1 keeps a core free for the rest of the pipeline; QSS JSON still
 /// compresses about 8:1.
-pub const GZIP_LEVEL: u32 = 1;
+pub(crate) const GZIP_LEVEL: u32 = 1;
 /// zstd level for `LOGSCALE_COMPRESSION=zstd`.
-pub const ZSTD_LEVEL: i32 = 1;
+pub(crate) const ZSTD_LEVEL: i32 = 1;
 /// How much of an error body is kept for logs and `spool inspect`.
-pub const EXCERPT_CHARS: usize = 300;
+pub(crate) const EXCERPT_CHARS: usize = 300;
 
 /// What LogScale's answer means for the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +60,7 @@ impl Attempt {
 
 /// What an HTTP status from LogScale means (the table in the module docs), with the
 /// line logged when it is not a success.
-pub fn outcome_of(code: u16, retry_after: Option<Duration>) -> (Outcome, String) {
+pub(crate) fn outcome_of(code: u16, retry_after: Option<Duration>) -> (Outcome, String) {
     match code {
         200..=299 => (Outcome::Accepted, String::new()),
         401 | 403 => (

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
 /// Compresses `raw` into a gzip member.
-pub fn encode(raw: &[u8], level: u32) -> Vec<u8> {
+pub(crate) fn encode(raw: &[u8], level: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() / 5 + 64);
     out.extend_from_slice(&HEADER);
     let mut enc = flate2::write::DeflateEncoder::new(out, flate2::Compression::new(level));
@@ -21,7 +21,7 @@ pub fn encode(raw: &[u8], level: u32) -> Vec<u8> {
 }
 
 /// Decompresses one or more gzip members, checking each member's CRC-32 and length.
-pub fn decode(mut data: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn decode(mut data: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(data.len() * 6);
     while !data.is_empty() {
         let body = skip_header(data)?;

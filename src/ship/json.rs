@@ -27,7 +27,7 @@ const ESCAPE: [u8; 256] = {
 };
 
 /// Writes `s` as a JSON string (with quotes).
-pub fn write_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
@@ -57,7 +57,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Writes a scalar.
-pub fn write_static(out: &mut Vec<u8>, v: &StaticNode) {
+pub(crate) fn write_static(out: &mut Vec<u8>, v: &StaticNode) {
     match v {
         StaticNode::I64(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
         StaticNode::U64(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
@@ -71,7 +71,7 @@ pub fn write_static(out: &mut Vec<u8>, v: &StaticNode) {
 }
 
 /// The index just past the value starting at `i`.
-pub fn skip(nodes: &[Node<'_>], i: usize) -> usize {
+pub(crate) fn skip(nodes: &[Node<'_>], i: usize) -> usize {
     match nodes[i] {
         Node::Object { count, .. } | Node::Array { count, .. } => i + count + 1,
         _ => i + 1,
@@ -79,7 +79,7 @@ pub fn skip(nodes: &[Node<'_>], i: usize) -> usize {
 }
 
 /// Writes the value starting at `i`; returns the index just past it.
-pub fn write_value(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize) -> usize {
+pub(crate) fn write_value(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize) -> usize {
     match nodes[i] {
         Node::String(s) => {
             write_str(out, s);
@@ -118,7 +118,7 @@ pub fn write_value(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize) -> usize {
 }
 
 /// Writes the object key at `i` followed by `:`; returns `i + 1`.
-pub fn write_key(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize) -> usize {
+pub(crate) fn write_key(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize) -> usize {
     if let Node::String(k) = nodes[i] {
         write_str(out, k);
     } else {
@@ -130,7 +130,7 @@ pub fn write_key(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize) -> usize {
 }
 
 /// The string key at `i`, if it is one.
-pub fn key_at<'a>(nodes: &[Node<'a>], i: usize) -> &'a str {
+pub(crate) fn key_at<'a>(nodes: &[Node<'a>], i: usize) -> &'a str {
     match nodes[i] {
         Node::String(k) => k,
         _ => "",
@@ -138,7 +138,7 @@ pub fn key_at<'a>(nodes: &[Node<'a>], i: usize) -> &'a str {
 }
 
 /// Looks up `key` in the object starting at `i`; returns the value's index.
-pub fn get(nodes: &[Node<'_>], i: usize, key: &str) -> Option<usize> {
+pub(crate) fn get(nodes: &[Node<'_>], i: usize, key: &str) -> Option<usize> {
     let Node::Object { len, .. } = nodes[i] else {
         return None;
     };
@@ -155,7 +155,7 @@ pub fn get(nodes: &[Node<'_>], i: usize, key: &str) -> Option<usize> {
 }
 
 /// The string at `i`, if it is one.
-pub fn str_at<'a>(nodes: &[Node<'a>], i: usize) -> Option<&'a str> {
+pub(crate) fn str_at<'a>(nodes: &[Node<'a>], i: usize) -> Option<&'a str> {
     match nodes[i] {
         Node::String(s) => Some(s),
         _ => None,

@@ -8,15 +8,15 @@
 //! - [`batch`], [`status`]: batches and the state `spool inspect` shows; backoff is
 //!   [`crate::backoff`], shared with the sources.
 
-pub mod batch;
-pub mod client;
-pub mod gzip;
+pub(crate) mod batch;
+pub(crate) mod client;
+pub(crate) mod gzip;
 pub mod hec;
-pub mod json;
-pub mod settings;
-pub mod shipper;
+pub(crate) mod json;
+pub(crate) mod settings;
+pub(crate) mod shipper;
 pub mod status;
-pub mod transform;
+pub(crate) mod transform;
 
 pub use batch::Limits;
 pub use client::HecClient;

@@ -21,13 +21,13 @@ const PATH: [&str; 3] = ["payload", "object", "participant"];
 
 /// Which transforms an event name asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Transforms {
+pub(crate) struct Transforms {
     pub qos: bool,
     pub data: bool,
 }
 
 impl Transforms {
-    pub fn for_event(name: &str) -> Transforms {
+    pub(crate) fn for_event(name: &str) -> Transforms {
         Transforms {
             qos: name.contains("_qos"),
             data: name.contains("_data"),
@@ -37,7 +37,7 @@ impl Transforms {
 
 /// A value the transforms replace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rewrite {
+pub(crate) enum Rewrite {
     /// `qos` array → object keyed by type.
     Qos,
     /// `data` array → its first element.
@@ -46,7 +46,7 @@ pub enum Rewrite {
 
 /// The values of the content at node 0 that the transforms replace: the node index of
 /// each value, and how. At most one of each kind.
-pub fn rewrites(nodes: &[Node<'_>], t: Transforms) -> Vec<(usize, Rewrite)> {
+pub(crate) fn rewrites(nodes: &[Node<'_>], t: Transforms) -> Vec<(usize, Rewrite)> {
     let mut out = Vec::new();
     if t == Transforms::default() {
         return out;
@@ -71,7 +71,7 @@ pub fn rewrites(nodes: &[Node<'_>], t: Transforms) -> Vec<(usize, Rewrite)> {
 }
 
 /// Writes the replacement of the value at `i`.
-pub fn write_rewrite(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize, how: Rewrite) {
+pub(crate) fn write_rewrite(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize, how: Rewrite) {
     match how {
         Rewrite::Qos => {
             write_qos_object(out, nodes, i);
@@ -83,7 +83,12 @@ pub fn write_rewrite(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize, how: Rewri
 }
 
 /// Writes the content value at `i` with the transforms applied; returns the index past it.
-pub fn write_content(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize, t: Transforms) -> usize {
+pub(crate) fn write_content(
+    out: &mut Vec<u8>,
+    nodes: &[Node<'_>],
+    i: usize,
+    t: Transforms,
+) -> usize {
     if t == Transforms::default() {
         return write_value(out, nodes, i);
     }

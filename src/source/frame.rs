@@ -17,7 +17,7 @@ const EVENT_PREFIX: &[u8] = br#"{"module":"message","success":true,"content":""#
 
 /// What a frame is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FrameKind {
+pub(crate) enum FrameKind {
     /// An event: spool it as it is.
     Event,
     /// The answer to our heartbeat.
@@ -40,7 +40,7 @@ struct Probe {
 }
 
 /// Does this text say the token is the problem?
-pub fn mentions_token(content: &str) -> bool {
+pub(crate) fn mentions_token(content: &str) -> bool {
     content.to_ascii_lowercase().contains("token")
 }
 
@@ -53,7 +53,7 @@ fn content_text(v: &Option<serde_json::Value>) -> String {
 }
 
 /// Classifies one frame payload.
-pub fn classify(payload: &[u8]) -> FrameKind {
+pub(crate) fn classify(payload: &[u8]) -> FrameKind {
     if payload.starts_with(EVENT_PREFIX) {
         return FrameKind::Event;
     }

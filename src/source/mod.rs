@@ -6,10 +6,10 @@
 //! - [`webhook`]: the Zoom webhook endpoint, with [`signature`] for HMAC checks.
 //! - [`settings`]: what each source is configured with.
 
-pub mod frame;
-pub mod settings;
+pub(crate) mod frame;
+pub(crate) mod settings;
 pub mod signature;
-pub mod webhook;
-pub mod zoom_dial;
-pub mod zoom_token;
-pub mod zoom_ws;
+pub(crate) mod webhook;
+pub(crate) mod zoom_dial;
+pub(crate) mod zoom_token;
+pub(crate) mod zoom_ws;

@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// The path Zoom posts to.
-pub const PATH: &str = "/zoom/webhook";
+pub(crate) const PATH: &str = "/zoom/webhook";
 
 #[derive(Deserialize)]
 struct Probe {
@@ -51,7 +51,7 @@ struct Ctx {
 }
 
 /// A bound, not yet serving, webhook endpoint.
-pub struct WebhookSource {
+pub(crate) struct WebhookSource {
     listener: TcpListener,
     tls: Option<SharedTls>,
     ctx: Arc<Ctx>,
@@ -68,7 +68,7 @@ pub enum WebhookStartError {
 
 impl WebhookSource {
     /// Binds the listener and loads the TLS pair, so that mistakes show at startup.
-    pub async fn bind(
+    pub(crate) async fn bind(
         cfg: WebhookSettings,
         appender: Appender,
         metrics: Arc<Metrics>,
@@ -111,14 +111,14 @@ impl WebhookSource {
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
     }
 
     /// A function that reloads the certificate and key from their files (SIGHUP).
-    pub fn tls_reloader(&self) -> Option<Box<dyn Fn() -> Result<(), String> + Send + Sync>> {
+    pub(crate) fn tls_reloader(&self) -> Option<Box<dyn Fn() -> Result<(), String> + Send + Sync>> {
         let shared = self.tls.clone()?;
         let (cert, key) = self.ctx.cfg.tls.clone()?;
         Some(Box::new(move || {
@@ -130,7 +130,7 @@ impl WebhookSource {
     }
 
     /// Serves until `shutdown`; requests in progress finish (and get their answer).
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
         let ctx = self.ctx;
         let cfg = &ctx.cfg;
         // Half the descriptors at most, so that a flood never starves the spool, the

@@ -38,7 +38,7 @@ impl From<(EndReason, String)> for DialError {
 }
 
 /// Opens WebSocket connections to Zoom (TCP, TLS for `wss://`, the HTTP upgrade).
-pub struct Dialer {
+pub(crate) struct Dialer {
     pub(super) cfg: ZoomWsSettings,
     tls: Arc<rustls::ClientConfig>,
     proxy: Proxy,
@@ -61,12 +61,12 @@ pub(super) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
 
 impl Dialer {
-    pub fn new(cfg: ZoomWsSettings, tls: Arc<rustls::ClientConfig>, proxy: Proxy) -> Dialer {
+    pub(crate) fn new(cfg: ZoomWsSettings, tls: Arc<rustls::ClientConfig>, proxy: Proxy) -> Dialer {
         Dialer { cfg, tls, proxy }
     }
 
     /// How the WebSocket endpoint is reached (`relay check` says it).
-    pub fn route(&self) -> String {
+    pub(crate) fn route(&self) -> String {
         self.cfg
             .wss_url
             .parse::<hyper::Uri>()
@@ -139,7 +139,7 @@ impl Dialer {
     }
 
     /// Connects, waits for `build_connection`, and closes (`relay check`). Spools nothing.
-    pub async fn probe(&self, token: &Secret) -> Result<String, String> {
+    pub(crate) async fn probe(&self, token: &Secret) -> Result<String, String> {
         let url = self.url_with_token(token);
         let stream = self.connect(&url).await.map_err(|e| e.detail)?;
         let ws = self.upgrade(&url, stream).await.map_err(|e| e.detail)?;

@@ -56,7 +56,7 @@ struct TokenAnswer {
 
 /// Why a token request failed.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     #[error("Zoom refused the client credentials (HTTP {status}: {body}): check ZOOM_ACCOUNT_ID, ZOOM_CLIENT_ID and ZOOM_CLIENT_SECRET (the app must be a Server-to-Server OAuth app, activated)")]
     Refused { status: u16, body: String },
     #[error("the token request to {url} failed: {message}")]
@@ -64,7 +64,7 @@ pub enum TokenError {
 }
 
 /// Holds and renews the token.
-pub struct TokenSource {
+pub(crate) struct TokenSource {
     http: HttpClient,
     cfg: ZoomWsSettings,
     metrics: Arc<Metrics>,
@@ -75,7 +75,11 @@ pub struct TokenSource {
 }
 
 impl TokenSource {
-    pub fn new(http: HttpClient, cfg: ZoomWsSettings, metrics: Arc<Metrics>) -> Arc<TokenSource> {
+    pub(crate) fn new(
+        http: HttpClient,
+        cfg: ZoomWsSettings,
+        metrics: Arc<Metrics>,
+    ) -> Arc<TokenSource> {
         Arc::new(TokenSource {
             http,
             cfg,
@@ -97,7 +101,7 @@ impl TokenSource {
 
     /// A valid token, requesting one if needed. Retries with backoff until it gets one;
     /// `None` only on shutdown.
-    pub async fn get(&self, shutdown: &CancellationToken) -> Option<Secret> {
+    pub(crate) async fn get(&self, shutdown: &CancellationToken) -> Option<Secret> {
         let mut attempt = 0u32;
         loop {
             if let Some(t) = self.valid_current() {
@@ -131,14 +135,14 @@ impl TokenSource {
     }
 
     /// One token request, no retries (`relay check`).
-    pub async fn fetch_once(&self) -> Result<Secret, TokenError> {
+    pub(crate) async fn fetch_once(&self) -> Result<Secret, TokenError> {
         let never = CancellationToken::new();
         let _guard = self.fetching.lock().await;
         self.fetch(&never).await.map(|t| t.expect("not cancelled"))
     }
 
     /// Zoom rejected `token`: forget it, so the next [`get`](Self::get) fetches a new one.
-    pub fn reject(&self, token: &Secret) {
+    pub(crate) fn reject(&self, token: &Secret) {
         let mut cur = self.current.lock().expect("not poisoned");
         if cur.as_ref().is_some_and(|t| &t.value == token) {
             *cur = None;
@@ -146,7 +150,7 @@ impl TokenSource {
     }
 
     /// Renews the token at 90% of its life, until shutdown.
-    pub async fn refresh_loop(self: Arc<Self>, shutdown: CancellationToken) {
+    pub(crate) async fn refresh_loop(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             let renew_at = self
                 .current
@@ -283,7 +287,7 @@ impl TokenSource {
 }
 
 /// Percent-encodes a query parameter value.
-pub fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {

@@ -186,7 +186,7 @@ impl WsState {
 }
 
 /// The source.
-pub struct ZoomWsSource {
+pub(crate) struct ZoomWsSource {
     dialer: Dialer,
     tokens: Arc<TokenSource>,
     appender: Appender,
@@ -195,7 +195,7 @@ pub struct ZoomWsSource {
 }
 
 impl ZoomWsSource {
-    pub fn new(
+    pub(crate) fn new(
         cfg: ZoomWsSettings,
         tokens: Arc<TokenSource>,
         appender: Appender,
@@ -214,7 +214,7 @@ impl ZoomWsSource {
     }
 
     /// Connects and reconnects until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
         let mut reconnect = ReconnectPolicy::default();
         loop {
             if shutdown.is_cancelled() {

@@ -27,19 +27,19 @@ use super::{BLOCK_RAW_TARGET, MAX_BLOCK_STORED};
 use bytes::Bytes;
 use std::io::Write;
 
-pub const MAGIC: &[u8; 3] = b"QSB";
-pub const VERSION: u8 = 1;
-pub const HEADER_LEN: usize = 40;
+pub(super) const MAGIC: &[u8; 3] = b"QSB";
+pub(super) const VERSION: u8 = 1;
+pub(super) const HEADER_LEN: usize = 40;
 const RECORD_HEADER_LEN: usize = 14;
 /// A block claiming a larger body is corrupt (the writer caps groups far below this).
-pub const MAX_RAW_LEN: usize = 512 << 20;
+pub(super) const MAX_RAW_LEN: usize = 512 << 20;
 /// zstd level: level 1 compresses QSS JSON about 6x at several hundred MB/s per core.
-pub const ZSTD_LEVEL: i32 = 1;
+pub(super) const ZSTD_LEVEL: i32 = 1;
 /// zstd's window: 2 MiB, more than a block's raw size (about
 /// [`super::BLOCK_RAW_TARGET`], 1 MiB), so that the encoder never wraps its window
 /// (level 1 alone would pick 512 KiB): 10% fewer instructions per block (callgrind,
 /// 675 and 1,000 simulated frames), and readers need no more memory than the block.
-pub const WINDOW_LOG: u32 = 21;
+pub(super) const WINDOW_LOG: u32 = 21;
 
 /// The fixed-size header, readable without decompressing the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +187,7 @@ fn checksum(block: &[u8]) -> u32 {
 }
 
 /// Reads and checks the header (magic, version, checksum). Cheap: no decompression.
-pub fn decode_header(block: &[u8]) -> Result<BlockHeader, BlockError> {
+pub(super) fn decode_header(block: &[u8]) -> Result<BlockHeader, BlockError> {
     if block.len() < HEADER_LEN {
         return Err(BlockError::Truncated(block.len()));
     }

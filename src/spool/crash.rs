@@ -11,13 +11,13 @@ static ARMED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 /// Kill this process with SIGKILL when execution reaches `point`.
 #[cfg(test)]
-pub fn arm(point: &str) {
+pub(super) fn arm(point: &str) {
     *ARMED.lock().unwrap_or_else(|p| p.into_inner()) = Some(point.to_string());
 }
 
 /// A crash point: the process dies here if this point is armed.
 #[cfg(test)]
-pub fn point(name: &'static str) {
+pub(super) fn point(name: &'static str) {
     let hit = ARMED.lock().unwrap_or_else(|p| p.into_inner()).as_deref() == Some(name);
     if hit {
         // SAFETY: kill(2) on our own pid; nothing is borrowed.
@@ -30,4 +30,4 @@ pub fn point(name: &'static str) {
 /// A crash point: nothing outside the unit-test build.
 #[cfg(not(test))]
 #[inline(always)]
-pub fn point(_name: &'static str) {}
+pub(super) fn point(_name: &'static str) {}

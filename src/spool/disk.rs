@@ -34,7 +34,7 @@ pub(super) struct SyncedFile {
 impl SyncedFile {
     /// Opens the log file of the sled database in `sled_dir` (sled 0.34 keeps everything
     /// but snapshots and blobs in `db`). Call after sled has opened the database.
-    pub fn open(sled_dir: &Path) -> io::Result<SyncedFile> {
+    pub(super) fn open(sled_dir: &Path) -> io::Result<SyncedFile> {
         Ok(SyncedFile {
             file: File::open(sled_dir.join("db"))?,
             dir: sled_dir.to_path_buf(),
@@ -42,13 +42,13 @@ impl SyncedFile {
     }
 
     /// `fdatasync` of the log: what sled flushed is on stable storage when this returns.
-    pub fn sync(&self) -> io::Result<()> {
+    pub(super) fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 
     /// Also syncs sled's blob files (values too large for a page: only a large dead
     /// letter gets there) and the blob directory, which sled writes without syncing.
-    pub fn sync_with_blobs(&self) -> io::Result<()> {
+    pub(super) fn sync_with_blobs(&self) -> io::Result<()> {
         self.sync()?;
         let blobs = self.dir.join("blobs");
         let entries = match std::fs::read_dir(&blobs) {
@@ -109,7 +109,7 @@ pub(super) struct Ballast {
 }
 
 impl Ballast {
-    pub fn new(spool_dir: &Path) -> Ballast {
+    pub(super) fn new(spool_dir: &Path) -> Ballast {
         let path = spool_dir.join(BALLAST_FILE);
         let present = std::fs::metadata(&path).is_ok_and(|m| m.len() >= BALLAST_BYTES);
         Ballast {
@@ -118,14 +118,14 @@ impl Ballast {
         }
     }
 
-    pub fn is_present(&self) -> bool {
+    pub(super) fn is_present(&self) -> bool {
         self.present.load(Ordering::Relaxed)
     }
 
     /// The one rule for the reserve, given `free` bytes on the file system: released when
     /// less than its size is left (something filled the disk: recording deliveries needs
     /// the room), re-created once it fits above `keep_free` with as much to spare.
-    pub fn adjust(&self, free: u64, keep_free: u64) -> Reserve {
+    pub(super) fn adjust(&self, free: u64, keep_free: u64) -> Reserve {
         if free < BALLAST_BYTES {
             if self.release() {
                 return Reserve::Released;
@@ -138,7 +138,7 @@ impl Ballast {
 
     /// Creates the reserve if it is missing and `free` leaves room for it above
     /// `keep_free`. Returns whether it was created now.
-    pub fn ensure(&self, free: u64, keep_free: u64) -> bool {
+    pub(super) fn ensure(&self, free: u64, keep_free: u64) -> bool {
         if self.is_present() || free < keep_free.saturating_add(2 * BALLAST_BYTES) {
             return false;
         }
@@ -156,7 +156,7 @@ impl Ballast {
     }
 
     /// Deletes the reserve, giving its space to the spool. Returns whether there was one.
-    pub fn release(&self) -> bool {
+    pub(super) fn release(&self) -> bool {
         if !self.present.swap(false, Ordering::Relaxed) {
             return false;
         }

@@ -51,7 +51,7 @@ impl BlockMeta {
         })
     }
 
-    pub fn from_header(gen: u64, h: &BlockHeader, stored_len: usize) -> BlockMeta {
+    pub(super) fn from_header(gen: u64, h: &BlockHeader, stored_len: usize) -> BlockMeta {
         BlockMeta {
             gen,
             count: h.count,
@@ -62,7 +62,7 @@ impl BlockMeta {
         }
     }
 
-    pub fn end(&self, first: u64) -> u64 {
+    pub(super) fn end(&self, first: u64) -> u64 {
         first + u64::from(self.count)
     }
 }
@@ -103,12 +103,12 @@ pub(super) struct Loaded {
 }
 
 impl Gen {
-    pub fn dir_name(id: u64) -> String {
+    pub(super) fn dir_name(id: u64) -> String {
         format!("blocks-{id:08}")
     }
 
     /// Generation ids present under `root`, oldest first.
-    pub fn list(root: &Path) -> std::io::Result<Vec<u64>> {
+    pub(super) fn list(root: &Path) -> std::io::Result<Vec<u64>> {
         let mut ids = Vec::new();
         for entry in std::fs::read_dir(root)? {
             let name = entry?.file_name();
@@ -126,7 +126,7 @@ impl Gen {
 
     /// A handle to generation `id` under `root`, opened (created if new) at once so that
     /// errors show here.
-    pub fn open(root: &Path, id: u64, cache_bytes: u64) -> sled::Result<Gen> {
+    pub(super) fn open(root: &Path, id: u64, cache_bytes: u64) -> sled::Result<Gen> {
         let gen = Gen {
             id,
             dir: root.join(Self::dir_name(id)),
@@ -170,12 +170,12 @@ impl Gen {
         Ok(db)
     }
 
-    pub fn is_open(&self) -> bool {
+    pub(super) fn is_open(&self) -> bool {
         self.db.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
     /// Flushes and closes the database (it reopens on the next use).
-    pub fn close(&self) {
+    pub(super) fn close(&self) {
         let db = self.db.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(db) = db {
             if let Err(e) = db.db.flush() {
@@ -189,7 +189,7 @@ impl Gen {
     /// these two exist): a block stored without its index entry (crash in a commit), and a
     /// block whose index entry is gone but not the block (crash while removing). Blocks
     /// entirely below `floor` are removed.
-    pub fn load(&self, floor: u64) -> sled::Result<Loaded> {
+    pub(super) fn load(&self, floor: u64) -> sled::Result<Loaded> {
         let g = self.db()?;
         let mut blocks = Vec::new();
         for item in g.index.iter() {
@@ -248,31 +248,31 @@ impl Gen {
     }
 
     /// Stores a block and its index entry (not flushed).
-    pub fn insert(&self, seq: u64, block: &[u8], meta: &BlockMeta) -> sled::Result<()> {
+    pub(super) fn insert(&self, seq: u64, block: &[u8], meta: &BlockMeta) -> sled::Result<()> {
         let g = self.db()?;
         g.blocks.insert(key(seq), block)?;
         g.index.insert(key(seq), &meta.encode())?;
         Ok(())
     }
 
-    pub fn get(&self, seq: u64) -> sled::Result<Option<sled::IVec>> {
+    pub(super) fn get(&self, seq: u64) -> sled::Result<Option<sled::IVec>> {
         self.db()?.blocks.get(key(seq))
     }
 
     /// Overwrites a block's bytes (tests simulate corruption with it).
     #[cfg(test)]
-    pub fn overwrite(&self, seq: u64, bytes: &[u8]) -> sled::Result<()> {
+    pub(super) fn overwrite(&self, seq: u64, bytes: &[u8]) -> sled::Result<()> {
         self.db()?.blocks.insert(key(seq), bytes)?;
         Ok(())
     }
 
     /// Removes a block: the index entry first, so that a crash in between leaves a block
     /// that [`load`](Self::load) puts back in the index (or removes, below the floor).
-    pub fn remove(&self, seq: u64) -> sled::Result<()> {
+    pub(super) fn remove(&self, seq: u64) -> sled::Result<()> {
         self.remove_raw(&key(seq))
     }
 
-    pub fn remove_raw(&self, k: &[u8]) -> sled::Result<()> {
+    pub(super) fn remove_raw(&self, k: &[u8]) -> sled::Result<()> {
         let g = self.db()?;
         g.index.remove(k)?;
         g.blocks.remove(k)?;
@@ -280,7 +280,7 @@ impl Gen {
     }
 
     /// Flushes and `fdatasync`s: what was inserted or removed is on stable storage.
-    pub fn sync(&self) -> sled::Result<()> {
+    pub(super) fn sync(&self) -> sled::Result<()> {
         let db = self.db.lock().unwrap_or_else(|p| p.into_inner()).clone();
         match db {
             Some(g) => {
@@ -293,7 +293,7 @@ impl Gen {
     }
 
     /// Bytes of the generation's files (open or not).
-    pub fn size_on_disk(&self) -> u64 {
+    pub(super) fn size_on_disk(&self) -> u64 {
         dir_size(&self.dir)
     }
 }
