@@ -13,7 +13,7 @@
 //! held in [`Secret`], whose `Debug` and `Display` print `***`.
 //!
 //! - [`settings`]: every variable, declared once (name, default, parser, doc, secret).
-//! - [`env`]: the env file and the process environment, merged.
+//! - [`env`](mod@env): the env file and the process environment, merged.
 //! - [`read`]: typed values from declared settings, and the multi-variable sections.
 //!
 //! Each component owns its settings type ([`SpoolSettings`], [`ShipSettings`],

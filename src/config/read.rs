@@ -116,6 +116,27 @@ impl<'a> Reader<'a> {
         self.parsed(setting, |v| if words.contains(&v) { map(v) } else { None })
     }
 
+    /// Two variables that only work together: both values, or `None` when neither is set;
+    /// one without the other is a problem that names the missing one and what it holds.
+    pub(super) fn together<A, B>(
+        &mut self,
+        (a, a_value, a_what): (&Setting, Option<A>, &str),
+        (b, b_value, b_what): (&Setting, Option<B>, &str),
+    ) -> Option<(A, B)> {
+        match (a_value, b_value) {
+            (Some(x), Some(y)) => Some((x, y)),
+            (None, None) => None,
+            (Some(_), None) => {
+                self.problem(b.name, format!("required with {}: {b_what}", a.name));
+                None
+            }
+            (None, Some(_)) => {
+                self.problem(a.name, format!("required with {}: {a_what}", b.name));
+                None
+            }
+        }
+    }
+
     /// A URL of one of the kind's schemes; a bad one is a problem and yields `None`.
     pub(super) fn url(&mut self, setting: &Setting) -> Option<String> {
         let Kind::Url(schemes) = setting.kind else {
@@ -137,23 +158,17 @@ pub(super) fn read_logscale(r: &mut Reader<'_>) -> Option<LogscaleSettings> {
         .string(&s::LOGSCALE_WEBHOOK_SOURCETYPE)
         .expect("declared default");
     let repository = r.string(&s::LOGSCALE_REPOSITORY);
-    match (host, token) {
-        (None, None) => None,
-        (Some(_), None) => {
-            r.problem(
-                s::LOGSCALE_INGEST_TOKEN.name,
-                "required with LOGSCALE_HOST: the repository's ingest token",
-            );
-            None
-        }
-        (None, Some(_)) => {
-            r.problem(
-                s::LOGSCALE_HOST.name,
-                "required with LOGSCALE_INGEST_TOKEN: `host[:port]` or `https://host`",
-            );
-            None
-        }
-        (Some(host), Some(token)) => match normalize_logscale_host(&host) {
+    let pair = r.together(
+        (&s::LOGSCALE_HOST, host, "`host[:port]` or `https://host`"),
+        (
+            &s::LOGSCALE_INGEST_TOKEN,
+            token,
+            "the repository's ingest token",
+        ),
+    );
+    match pair {
+        None => None,
+        Some((host, token)) => match normalize_logscale_host(&host) {
             Ok(base_url) => Some(LogscaleSettings {
                 base_url,
                 token,
@@ -280,24 +295,10 @@ fn check_url(raw: &str, schemes: &[&str]) -> Result<(), String> {
 pub(super) fn read_webhook(r: &mut Reader<'_>) -> Option<WebhookSettings> {
     let cert = r.path(&s::RELAY_WEBHOOK_TLS_CERT);
     let key = r.path(&s::RELAY_WEBHOOK_TLS_KEY);
-    let tls = match (cert, key) {
-        (Some(c), Some(k)) => Some((c, k)),
-        (None, None) => None,
-        (Some(_), None) => {
-            r.problem(
-                s::RELAY_WEBHOOK_TLS_KEY.name,
-                "required with RELAY_WEBHOOK_TLS_CERT (PEM private key)",
-            );
-            None
-        }
-        (None, Some(_)) => {
-            r.problem(
-                s::RELAY_WEBHOOK_TLS_CERT.name,
-                "required with RELAY_WEBHOOK_TLS_KEY (PEM certificate chain)",
-            );
-            None
-        }
-    };
+    let tls = r.together(
+        (&s::RELAY_WEBHOOK_TLS_CERT, cert, "PEM certificate chain"),
+        (&s::RELAY_WEBHOOK_TLS_KEY, key, "PEM private key"),
+    );
     let addr = match (tls.is_some(), r.raw(&s::RELAY_WEBHOOK_ADDR)) {
         (true, None) => s::parse_addr(s::WEBHOOK_TLS_ADDR).expect("valid constant"),
         _ => r.addr(&s::RELAY_WEBHOOK_ADDR),

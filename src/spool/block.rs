@@ -79,8 +79,8 @@ pub enum BlockError {
     KeyMismatch { key: u64, header: u64 },
 }
 
-/// Splits `records` (numbered from `first`) into blocks of about [`BLOCK_RAW_TARGET`](super::BLOCK_RAW_TARGET)
-/// uncompressed bytes, halving any whose compressed size exceeds [`MAX_BLOCK_STORED`](super::MAX_BLOCK_STORED).
+/// Splits `records` (numbered from `first`) into blocks of about [`BLOCK_RAW_TARGET`]
+/// uncompressed bytes, halving any whose compressed size exceeds [`MAX_BLOCK_STORED`].
 pub(super) fn encode_blocks(
     gen: u64,
     first: u64,
