@@ -19,6 +19,12 @@ use std::sync::atomic::AtomicU64;
 /// A label set with one label, e.g. `[("source", "websocket")]`.
 pub type Label = [(&'static str, &'static str); 1];
 
+/// A label set with two labels, e.g. `[("sink", "logscale"), ("class", "2xx")]`.
+pub type Labels2 = [(&'static str, &'static str); 2];
+
+/// A histogram family (one histogram per label set, all with the same buckets).
+pub type HistogramFamily = Family<Label, Histogram, fn() -> Histogram>;
+
 /// A float counter (seconds spent).
 pub type SecondsCounter = Counter<f64, AtomicU64>;
 
@@ -30,6 +36,14 @@ fn latency_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
 }
 
+fn batch_event_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 14))
+}
+
+fn batch_byte_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(1024.0, 2.0, 14))
+}
+
 /// All metric handles. Cloning a handle shares the underlying value.
 pub struct Metrics {
     registry: Registry,
@@ -38,7 +52,7 @@ pub struct Metrics {
 
     pub events_received: Family<Label, Counter>,
     pub events_spooled: Counter,
-    pub events_shipped: Counter,
+    pub events_shipped: Family<Label, Counter>,
     pub events_dropped: Family<Label, Counter>,
     pub events_dead_lettered: Family<Label, Counter>,
 
@@ -54,12 +68,12 @@ pub struct Metrics {
     pub spool_commit_duration: Histogram,
     pub spool_append_wait: Family<Label, SecondsCounter>,
 
-    pub ship_requests: Family<Label, Counter>,
-    pub ship_retries: Counter,
-    pub ship_request_duration: Histogram,
-    pub ship_batch_events: Histogram,
-    pub ship_batch_bytes: Histogram,
-    pub ship_receive_to_ack: Histogram,
+    pub ship_requests: Family<Labels2, Counter>,
+    pub ship_retries: Family<Label, Counter>,
+    pub ship_request_duration: HistogramFamily,
+    pub ship_batch_events: HistogramFamily,
+    pub ship_batch_bytes: HistogramFamily,
+    pub ship_receive_to_ack: HistogramFamily,
 
     pub ws_connects: Counter,
     pub ws_disconnects: Family<Label, Counter>,
@@ -94,7 +108,7 @@ impl Metrics {
         Metrics {
             events_received: reg!("events_received", "Events received, by source (websocket, webhook).", Family::default()),
             events_spooled: reg!("events_spooled", "Events made durable in the spool.", Counter::default()),
-            events_shipped: reg!("events_shipped", "Events acknowledged by LogScale (2xx).", Counter::default()),
+            events_shipped: reg!("events_shipped", "Events acknowledged by a destination (LogScale 2xx, Sentinel 204), by sink.", Family::default()),
             events_dropped: reg!("events_dropped", "Events dropped, by reason (spool_full_oldest, spool_full_rejected, disk_full_oldest, disk_full_rejected, spool_error).", Family::default()),
             events_dead_lettered: reg!("events_dead_lettered", "Events moved to the dead-letter area, by reason (rejected, corrupt_block).", Family::default()),
 
@@ -110,12 +124,12 @@ impl Metrics {
             spool_commit_duration: reg!("spool_commit_duration_seconds", "Time to compress, store and flush one block.", latency_buckets()),
             spool_append_wait: reg!("spool_append_wait_seconds", "Time producers waited for room in the spool writer's queue (backpressure), by source.", Family::default()),
 
-            ship_requests: reg!("ship_requests", "Ingest requests by outcome class (2xx, 4xx, 5xx, error).", Family::default()),
-            ship_retries: reg!("ship_retries", "Ingest requests retried.", Counter::default()),
-            ship_request_duration: reg!("ship_request_duration_seconds", "Duration of one ingest request.", latency_buckets()),
-            ship_batch_events: reg!("ship_batch_events", "Events per ingest request.", Histogram::new(exponential_buckets(1.0, 2.0, 14))),
-            ship_batch_bytes: reg!("ship_batch_bytes", "Uncompressed bytes per ingest request.", Histogram::new(exponential_buckets(1024.0, 2.0, 14))),
-            ship_receive_to_ack: reg!("ship_receive_to_ack_seconds", "From receipt of an event to LogScale's acknowledgement, for every delivered event.", latency_buckets()),
+            ship_requests: reg!("ship_requests", "Ingest requests by sink and outcome class (2xx, 4xx, 5xx, error).", Family::default()),
+            ship_retries: reg!("ship_retries", "Ingest requests retried, by sink.", Family::default()),
+            ship_request_duration: reg!("ship_request_duration_seconds", "Duration of one ingest request, by sink.", Family::new_with_constructor(latency_buckets as fn() -> Histogram)),
+            ship_batch_events: reg!("ship_batch_events", "Events per ingest request, by sink.", Family::new_with_constructor(batch_event_buckets as fn() -> Histogram)),
+            ship_batch_bytes: reg!("ship_batch_bytes", "Uncompressed bytes per ingest request, by sink.", Family::new_with_constructor(batch_byte_buckets as fn() -> Histogram)),
+            ship_receive_to_ack: reg!("ship_receive_to_ack_seconds", "From receipt of an event to the destination's acknowledgement, for every delivered event, by sink.", Family::new_with_constructor(latency_buckets as fn() -> Histogram)),
 
             ws_connects: reg!("ws_connects", "WebSocket connections to Zoom that completed build_connection.", Counter::default()),
             ws_disconnects: reg!("ws_disconnects", "WebSocket disconnects, by reason.", Family::default()),

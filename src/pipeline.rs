@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
 use crate::net::proxy::Proxy;
 use crate::net::tls;
-use crate::ship::{Encoder, HecClient, ShipStatus, Shipper};
+use crate::ship::{HecClient, LogScale, ShipStatus, Shipper};
 use crate::source::webhook::WebhookSource;
 use crate::source::zoom_token::TokenSource;
 use crate::source::zoom_ws::{WsState, ZoomWsSource};
@@ -193,8 +193,10 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
     let ship_status = Arc::new(ShipStatus::new(spool.clone()));
     let shipper = Shipper::new(
         spool.clone(),
-        client,
-        Encoder::new(hec.clone()),
+        LogScale {
+            client,
+            hec: hec.clone(),
+        },
         config.ship,
         ship_status.clone(),
         metrics.clone(),

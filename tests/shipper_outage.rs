@@ -80,9 +80,19 @@ async fn outage_then_kill9_then_restart_loses_nothing() {
         "{m}"
     );
     assert!(metric_value(&m, "relay_spool_oldest_pending_age_seconds") > 0.0);
-    assert!(metric_value(&m, "relay_ship_requests_total{class=\"5xx\"}") >= 1.0);
-    assert!(metric_value(&m, "relay_ship_requests_total{class=\"2xx\"}") >= 1.0);
-    assert!(metric_value(&m, "relay_ship_retries_total") >= 1.0);
+    assert!(
+        metric_value(
+            &m,
+            "relay_ship_requests_total{sink=\"logscale\",class=\"5xx\"}"
+        ) >= 1.0
+    );
+    assert!(
+        metric_value(
+            &m,
+            "relay_ship_requests_total{sink=\"logscale\",class=\"2xx\"}"
+        ) >= 1.0
+    );
+    assert!(metric_value(&m, "relay_ship_retries_total{sink=\"logscale\"}") >= 1.0);
 
     // kill -9 in the middle of the outage.
     relay.kill9();
@@ -165,8 +175,18 @@ async fn a_poisoned_event_is_dead_lettered_and_the_rest_delivered() {
         1.0,
         "{m}"
     );
-    assert!(metric_value(&m, "relay_ship_requests_total{class=\"4xx\"}") >= 1.0);
-    assert!(metric_value(&m, "relay_ship_requests_total{class=\"2xx\"}") >= 1.0);
+    assert!(
+        metric_value(
+            &m,
+            "relay_ship_requests_total{sink=\"logscale\",class=\"4xx\"}"
+        ) >= 1.0
+    );
+    assert!(
+        metric_value(
+            &m,
+            "relay_ship_requests_total{sink=\"logscale\",class=\"2xx\"}"
+        ) >= 1.0
+    );
 
     let out = command(&env)
         .args(["spool", "dead", "list", "--json"])
@@ -308,7 +328,7 @@ async fn retry_after_hangs_and_broken_connections_are_retried() {
     }
     let metrics = metrics_text(relay.admin_addr()).await;
     assert!(
-        metric_value(&metrics, "relay_ship_retries_total") > 0.0,
+        metric_value(&metrics, "relay_ship_retries_total{sink=\"logscale\"}") > 0.0,
         "{metrics}"
     );
 }

@@ -6,7 +6,6 @@
 //! batch, so that encoding, the heaviest step, runs on as many cores as batches are in
 //! flight.
 
-use super::hec::Encoder;
 use crate::spool::Record;
 
 /// Bytes an event's HEC line adds to its payload, about (time, source, host, relay_id).
@@ -59,7 +58,7 @@ impl Batch {
     }
 }
 
-/// A batch encoded into HEC lines.
+/// A batch encoded for a destination (HEC lines, Sentinel records).
 #[derive(Debug)]
 pub(crate) struct Encoded {
     pub body: Vec<u8>,
@@ -73,7 +72,7 @@ impl Encoded {
     /// Encodes `records` into `body` (a reused buffer; cleared first).
     pub(crate) fn encode(
         records: Vec<Record>,
-        encoder: &mut Encoder,
+        mut encode_one: impl FnMut(&Record, &mut Vec<u8>),
         mut body: Vec<u8>,
     ) -> Encoded {
         let estimate: usize = records
@@ -85,7 +84,7 @@ impl Encoded {
         let mut spans = Vec::with_capacity(records.len());
         for r in &records {
             let start = body.len();
-            encoder.encode(r, &mut body);
+            encode_one(r, &mut body);
             spans.push((start, body.len()));
         }
         Encoded {

@@ -10,6 +10,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod client;
+pub(crate) mod destination;
 pub(crate) mod gzip;
 pub mod hec;
 pub(crate) mod json;
@@ -20,7 +21,8 @@ pub(crate) mod transform;
 
 pub use batch::Limits;
 pub use client::HecClient;
+pub(crate) use destination::LogScale;
 pub use hec::{Encoder, HecSettings};
 pub use settings::{Compression, LogscaleSettings, ShipSettings};
-pub use shipper::Shipper;
+pub(crate) use shipper::Shipper;
 pub use status::{ShipPhase, ShipState, ShipStatus};

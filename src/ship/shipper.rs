@@ -1,6 +1,7 @@
 //! The shipping loop: read the spool in order, encode into batches, deliver up to
 //! `RELAY_SHIP_CONCURRENCY` batches at once, and acknowledge the contiguous delivered
-//! prefix back to the spool.
+//! prefix back to the spool, at this destination's own position. One [`Shipper`] runs per
+//! destination ([`Destination`]); an outage of one never slows another.
 //!
 //! ```text
 //!   spool.read_block(pos) ─▶ encode into Batch ─▶ (full, or linger expired) ─▶ deliver task ─┐
@@ -8,14 +9,14 @@
 //!        └──────────── spool.ack(delivered) ◀── AckTracker (contiguous prefix) ◀── range done ┘
 //! ```
 //!
-//! A delivery task owns its batch until every event in it is either accepted by LogScale
-//! or moved to the dead-letter area (refused with a 400-class answer, or alone and still
+//! A delivery task owns its batch until every event in it is either accepted by the
+//! destination or moved to the dead-letter area (for this destination) (refused with a 400-class answer, or alone and still
 //! too large). Retryable failures are retried forever with backoff; a shutdown stops the
 //! retrying, and what was not delivered stays in the spool for the next start.
 
 use super::batch::{Batch, Encoded, Limits};
-use super::client::{Attempt, HecClient, Outcome};
-use super::hec::Encoder;
+use super::client::{Attempt, Outcome};
+use super::destination::Destination;
 use super::settings::ShipSettings;
 use super::status::{ShipError, ShipStatus};
 use crate::backoff::Backoff;
@@ -29,23 +30,23 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Drains one spool to one HEC endpoint.
-pub struct Shipper {
+/// Drains one spool to one destination.
+pub(crate) struct Shipper<D: Destination> {
     spool: Spool,
-    client: HecClient,
-    encoder: Encoder,
+    dest: D,
     settings: ShipSettings,
     status: Arc<ShipStatus>,
     metrics: Arc<Metrics>,
 }
 
 /// What every delivery task shares.
-struct Ctx {
+struct Ctx<D: Destination> {
     spool: Spool,
-    client: HecClient,
+    dest: D,
+    sink: crate::metrics::Label,
     status: Arc<ShipStatus>,
     metrics: Arc<Metrics>,
-    encoders: EncoderPool,
+    encoders: EncoderPool<D>,
     max_bytes: usize,
     /// Cancelled on shutdown: no new attempts after it.
     stop_retrying: CancellationToken,
@@ -90,7 +91,8 @@ impl AckTracker {
 }
 
 /// The reading state, moved to a blocking thread for each block.
-struct Filler {
+struct Filler<D: Destination> {
+    dest: D,
     limits: Limits,
     /// Next sequence number to read.
     pos: u64,
@@ -98,7 +100,7 @@ struct Filler {
     batch_started: Option<Instant>,
 }
 
-impl Filler {
+impl<D: Destination> Filler<D> {
     /// Reads the next block into batches. Returns the batches it filled, and whether
     /// anything was read.
     fn fill(&mut self, spool: &Spool) -> Result<(Vec<Batch>, bool), SpoolError> {
@@ -107,6 +109,11 @@ impl Filler {
         };
         let mut full = Vec::new();
         for rec in block.records {
+            // Records this destination does not take stay in the range and are
+            // acknowledged with it.
+            if !self.dest.accepts(&rec) || !rec.is_for(self.dest.name()) {
+                continue;
+            }
             if self.batch.is_full_for(&rec, self.limits) {
                 full.push(self.cut(rec.seq));
             }
@@ -134,24 +141,24 @@ impl Filler {
 /// Encoders and request-body buffers for the delivery tasks, reused: bodies are several
 /// megabytes, and allocating them afresh for every batch costs page faults (and, with
 /// glibc's default settings, fragmentation).
-struct EncoderPool {
-    settings: super::hec::HecSettings,
-    free: std::sync::Mutex<(Vec<Encoder>, Vec<Vec<u8>>)>,
+/// Idle encoders and idle request-body buffers.
+type FreeLists<E> = (Vec<E>, Vec<Vec<u8>>);
+
+struct EncoderPool<D: Destination> {
+    dest: D,
+    free: std::sync::Mutex<FreeLists<D::Encoder>>,
     max_bodies: usize,
 }
 
-impl EncoderPool {
-    fn take(&self) -> (Encoder, Vec<u8>) {
+impl<D: Destination> EncoderPool<D> {
+    fn take(&self) -> (D::Encoder, Vec<u8>) {
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        let enc = free
-            .0
-            .pop()
-            .unwrap_or_else(|| Encoder::new(self.settings.clone()));
+        let enc = free.0.pop().unwrap_or_else(|| self.dest.new_encoder());
         let body = free.1.pop().unwrap_or_default();
         (enc, body)
     }
 
-    fn put_encoder(&self, e: Encoder) {
+    fn put_encoder(&self, e: D::Encoder) {
         self.free
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -167,19 +174,17 @@ impl EncoderPool {
     }
 }
 
-impl Shipper {
-    pub fn new(
+impl<D: Destination> Shipper<D> {
+    pub(crate) fn new(
         spool: Spool,
-        client: HecClient,
-        encoder: Encoder,
+        dest: D,
         settings: ShipSettings,
         status: Arc<ShipStatus>,
         metrics: Arc<Metrics>,
-    ) -> Shipper {
+    ) -> Shipper<D> {
         Shipper {
             spool,
-            client,
-            encoder,
+            dest,
             settings,
             status,
             metrics,
@@ -188,30 +193,31 @@ impl Shipper {
 
     /// Runs until `shutdown` is cancelled; then lets in-flight requests finish for at
     /// most `drain`, acknowledges what was delivered, and returns.
-    pub async fn run(self, shutdown: CancellationToken, drain: Duration) {
+    pub(crate) async fn run(self, shutdown: CancellationToken, drain: Duration) {
         let Shipper {
             spool,
-            client,
-            encoder,
+            dest,
             settings,
             status,
             metrics,
         } = self;
+        let sink = dest.name();
         let ctx = Arc::new(Ctx {
             spool: spool.clone(),
-            client,
+            dest: dest.clone(),
+            sink: label("sink", sink),
             status,
             metrics,
             encoders: EncoderPool {
-                settings: encoder.settings().clone(),
-                free: std::sync::Mutex::new((vec![encoder], Vec::new())),
+                dest: dest.clone(),
+                free: std::sync::Mutex::new((Vec::new(), Vec::new())),
                 max_bodies: settings.concurrency + 1,
             },
             max_bytes: settings.limits.max_bytes,
             stop_retrying: CancellationToken::new(),
             recovered: tokio::sync::Notify::new(),
         });
-        let start = spool.floor();
+        let start = spool.sink_floor(sink);
         let mut tracker = AckTracker::new(start);
         let mut acked = start;
         let sem = Arc::new(Semaphore::new(settings.concurrency));
@@ -219,6 +225,7 @@ impl Shipper {
         let mut tasks = JoinSet::new();
         let mut durable = spool.subscribe();
         let mut filler = Some(Filler {
+            dest: dest.clone(),
             limits: settings.limits,
             pos: start,
             batch: Batch::new(start),
@@ -229,7 +236,7 @@ impl Shipper {
             while let Ok((s, e)) = done_rx.try_recv() {
                 tracker.complete(s, e);
             }
-            acked = ack(&spool, acked, tracker.delivered).await;
+            acked = ack(&spool, sink, acked, tracker.delivered).await;
 
             // Read and encode one block on a blocking thread.
             let mut f = filler.take().expect("filler is always put back");
@@ -303,17 +310,18 @@ impl Shipper {
         while let Ok((s, e)) = done_rx.try_recv() {
             tracker.complete(s, e);
         }
-        ack(&spool, acked, tracker.delivered).await;
+        ack(&spool, sink, acked, tracker.delivered).await;
     }
 }
 
-/// Acknowledges up to `delivered` if that moved; returns the new acknowledged position.
-async fn ack(spool: &Spool, acked: u64, delivered: u64) -> u64 {
+/// Acknowledges up to `delivered` for `sink` if that moved; returns the new acknowledged
+/// position.
+async fn ack(spool: &Spool, sink: &'static str, acked: u64, delivered: u64) -> u64 {
     if delivered <= acked {
         return acked;
     }
     let sp = spool.clone();
-    match tokio::task::spawn_blocking(move || sp.ack(delivered)).await {
+    match tokio::task::spawn_blocking(move || sp.ack_for(sink, delivered)).await {
         Ok(Ok(())) => delivered,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot record the delivered position; events may be sent twice after a restart");
@@ -324,8 +332,8 @@ async fn ack(spool: &Spool, acked: u64, delivered: u64) -> u64 {
 }
 
 /// Starts a delivery task once a slot is free. Returns false if shutdown came first.
-async fn dispatch(
-    ctx: &Arc<Ctx>,
+async fn dispatch<D: Destination>(
+    ctx: &Arc<Ctx<D>>,
     batch: Batch,
     sem: &Arc<Semaphore>,
     done: &mpsc::UnboundedSender<(u64, u64)>,
@@ -355,7 +363,7 @@ async fn dispatch(
 
 /// Delivers every event of `batch` or dead-letters it. Returns false if shutdown stopped
 /// it first (the events stay in the spool).
-async fn deliver(ctx: &Arc<Ctx>, batch: Batch) -> bool {
+async fn deliver<D: Destination>(ctx: &Arc<Ctx<D>>, batch: Batch) -> bool {
     if batch.is_empty() {
         return true;
     }
@@ -365,7 +373,7 @@ async fn deliver(ctx: &Arc<Ctx>, batch: Batch) -> bool {
         let records = batch.records;
         match tokio::task::spawn_blocking(move || {
             let (mut enc, body) = c.encoders.take();
-            let e = Encoded::encode(records, &mut enc, body);
+            let e = Encoded::encode(records, |r, out| D::encode(&mut enc, r, out), body);
             c.encoders.put_encoder(enc);
             e
         })
@@ -383,42 +391,45 @@ async fn deliver(ctx: &Arc<Ctx>, batch: Batch) -> bool {
     let mut attempt: u32 = 0;
     while let Some((a, b)) = todo.pop() {
         let compressed = {
-            let (encoded, client) = (encoded.clone(), ctx.client.clone());
-            match tokio::task::spawn_blocking(move || client.compress(encoded.slice(a, b))).await {
+            let (encoded, dest) = (encoded.clone(), ctx.dest.clone());
+            match tokio::task::spawn_blocking(move || dest.compress(encoded.slice(a, b))).await {
                 Ok(c) => c,
                 Err(_) => return false,
             }
         };
         loop {
-            ctx.metrics.ship_batch_events.observe((b - a) as f64);
-            ctx.metrics
-                .ship_batch_bytes
+            let m = &ctx.metrics;
+            m.ship_batch_events
+                .get_or_create(&ctx.sink)
+                .observe((b - a) as f64);
+            m.ship_batch_bytes
+                .get_or_create(&ctx.sink)
                 .observe(encoded.slice(a, b).len() as f64);
             ctx.status.request_started();
             let started = Instant::now();
-            let result = ctx.client.post(compressed.clone()).await;
+            let result = ctx.dest.post(compressed.clone()).await;
             ctx.status.request_finished();
-            ctx.metrics
-                .ship_request_duration
+            m.ship_request_duration
+                .get_or_create(&ctx.sink)
                 .observe(started.elapsed().as_secs_f64());
-            ctx.metrics
-                .ship_requests
-                .get_or_create(&label("class", result.class()))
+            m.ship_requests
+                .get_or_create(&[ctx.sink[0], ("class", result.class())])
                 .inc();
             match result.outcome {
                 Outcome::Accepted => {
                     let events = (b - a) as u64;
-                    ctx.metrics.events_shipped.inc_by(events);
+                    m.events_shipped.get_or_create(&ctx.sink).inc_by(events);
                     let now = now_ms();
+                    let to_ack = m.ship_receive_to_ack.get_or_create(&ctx.sink);
                     for r in &encoded.records[a..b] {
-                        ctx.metrics
-                            .ship_receive_to_ack
-                            .observe(now.saturating_sub(r.received_ms) as f64 / 1000.0);
+                        to_ack.observe(now.saturating_sub(r.received_ms) as f64 / 1000.0);
                     }
                     if attempt > 0 {
                         tracing::info!(
+                            destination = ctx.dest.name(),
                             attempts = attempt + 1,
-                            "LogScale accepted the batch after retrying"
+                            "{} accepted the batch after retrying",
+                            ctx.dest.title()
                         );
                     }
                     ctx.status.success(events);
@@ -429,6 +440,7 @@ async fn deliver(ctx: &Arc<Ctx>, batch: Batch) -> bool {
                 Outcome::TooLarge | Outcome::Refused if b - a > 1 => {
                     let mid = a + (b - a) / 2;
                     tracing::warn!(
+                        destination = ctx.dest.name(),
                         status = result.status,
                         events = b - a,
                         body = result.body_excerpt.as_deref().unwrap_or(""),
@@ -451,10 +463,12 @@ async fn deliver(ctx: &Arc<Ctx>, batch: Batch) -> bool {
                             .unwrap_or("(no response body)")
                     );
                     tracing::error!(
+                        destination = ctx.dest.name(),
                         seq = r.seq,
                         status = result.status,
                         body = result.body_excerpt.as_deref().unwrap_or(""),
-                        "LogScale refused one event; moved it to the dead-letter area (see `relay spool dead list`)"
+                        "{} refused one event; moved it to the dead-letter area for this destination (see `relay spool dead list`)",
+                        ctx.dest.title()
                     );
                     dead.push((r.clone(), reason));
                     break;
@@ -484,7 +498,8 @@ async fn deliver(ctx: &Arc<Ctx>, batch: Batch) -> bool {
     if !dead.is_empty() {
         loop {
             let (sp, d) = (ctx.spool.clone(), dead.clone());
-            match tokio::task::spawn_blocking(move || sp.dead_letter_events(&d)).await {
+            let sink = ctx.dest.name();
+            match tokio::task::spawn_blocking(move || sp.dead_letter_events(sink, &d)).await {
                 Ok(Ok(())) => break,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "cannot write to the dead-letter area; retrying in 5 s");
@@ -501,14 +516,14 @@ async fn deliver(ctx: &Arc<Ctx>, batch: Batch) -> bool {
 }
 
 /// Records the failure, logs it, and sleeps. Returns false if shutdown interrupted.
-async fn backoff(
-    ctx: &Ctx,
+async fn backoff<D: Destination>(
+    ctx: &Ctx<D>,
     result: &Attempt,
     attempt: u32,
     delay: Duration,
     token_refused: bool,
 ) -> bool {
-    ctx.metrics.ship_retries.inc();
+    ctx.metrics.ship_retries.get_or_create(&ctx.sink).inc();
     ctx.status.failure(
         ShipError {
             at_ms: now_ms(),
@@ -522,6 +537,7 @@ async fn backoff(
     let body = result.body_excerpt.as_deref().unwrap_or("");
     if token_refused || attempt == 0 {
         tracing::error!(
+            destination = ctx.dest.name(),
             status = result.status,
             body,
             retry_in_ms = delay.as_millis() as u64,
@@ -531,6 +547,7 @@ async fn backoff(
         );
     } else {
         tracing::warn!(
+            destination = ctx.dest.name(),
             status = result.status,
             body,
             retry_in_ms = delay.as_millis() as u64,

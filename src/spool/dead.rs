@@ -145,6 +145,10 @@ pub struct DeadSummary {
     pub source: Option<SourceKind>,
     pub bytes: usize,
     pub reason: String,
+    /// The destinations that refused the event (for entries of one that names them; a
+    /// retry sends it to these only). Empty: every destination (and corrupt blocks).
+    #[serde(default)]
+    pub destinations: Vec<String>,
 }
 
 impl DeadLetter {
@@ -157,6 +161,11 @@ impl DeadLetter {
             source: self.source,
             bytes: self.payload.len(),
             reason: self.reason.clone(),
+            destinations: super::record::targets_of(self.flags)
+                .unwrap_or_default()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
         }
     }
 
@@ -201,6 +210,7 @@ impl DeadLetter {
 }
 
 use super::generation::{seq_of, Gen};
+use super::record::{flags, sink_bit};
 use super::{NewRecord, Record, Spool, SpoolError, MAX_GROUP_RECORDS};
 use crate::metrics::label;
 use crate::time::now_ms;
@@ -255,18 +265,26 @@ impl Spool {
         result
     }
 
-    /// Moves events LogScale refused to the dead-letter area. The caller acknowledges
-    /// them afterwards, like delivered ones.
-    pub fn dead_letter_events(&self, events: &[(Record, String)]) -> Result<(), SpoolError> {
+    /// Moves events the destination `sink` refused to the dead-letter area, marked as
+    /// that destination's (a retry sends them to it only; an event two destinations refused
+    /// is one entry marked for both). The caller acknowledges them for `sink` afterwards,
+    /// like delivered ones.
+    pub fn dead_letter_events(
+        &self,
+        sink: &str,
+        events: &[(Record, String)],
+    ) -> Result<(), SpoolError> {
         let i = &self.inner;
         for (r, reason) in events {
+            let id = DeadId::new(DeadKind::Event, r.seq);
+            let earlier = self.dead_get(id)?.map_or(0, |d| d.flags & flags::TARGETS);
             let entry = DeadLetter {
-                id: DeadId::new(DeadKind::Event, r.seq),
+                id,
                 kind: DeadKind::Event,
                 at_ms: now_ms(),
                 received_ms: r.received_ms,
                 source: Some(r.kind),
-                flags: r.flags,
+                flags: (r.flags & !flags::TARGETS) | earlier | sink_bit(sink),
                 reason: reason.clone(),
                 payload: r.payload.clone(),
             };

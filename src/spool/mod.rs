@@ -35,9 +35,9 @@ pub use block::{decode as decode_block, encode as encode_block, BlockError, Bloc
 pub use dead::{DeadId, DeadKind, DeadLetter, DeadSummary};
 pub use disk::{free_bytes, BALLAST_BYTES, BALLAST_FILE};
 pub use generation::dir_size;
-pub use record::{flags, NewRecord, Record, SourceKind};
+pub use record::{flags, sink_bit, targets_of, NewRecord, Record, SourceKind, SINKS};
 pub use settings::{FullPolicy, SpoolSettings};
-pub use stats::SpoolStats;
+pub use stats::{SinkStats, SpoolStats};
 pub use writer::{AppendError, Appender};
 
 use crate::logging::LogThrottle;
@@ -79,6 +79,12 @@ const META_SPOOL_ID: &[u8] = b"spool_id";
 const META_FLOOR: &[u8] = b"floor";
 const META_NEXT_SEQ: &[u8] = b"next_seq";
 const META_DROPPED: &[u8] = b"dropped_events";
+/// Prefix of a destination's delivered position (`floor:logscale`); `floor` is their minimum.
+const META_SINK_FLOOR: &str = "floor:";
+/// Prefix of a destination's count of events dropped before it had them.
+const META_SINK_DROPPED: &str = "dropped:";
+/// The destination of a spool made before there were several: its `floor` is LogScale's.
+pub const LEGACY_SINK: &str = "logscale";
 
 /// Why the spool could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +127,13 @@ impl SpoolError {
 struct State {
     /// Stored blocks by first sequence number.
     blocks: BTreeMap<u64, BlockMeta>,
+    /// Every record below it is done with for every destination: the minimum of
+    /// `sink_floors`. Blocks entirely below it are removed.
     floor: u64,
+    /// Each destination's delivered position (delivered or dead-lettered below it).
+    sink_floors: BTreeMap<String, u64>,
+    /// Per destination, events dropped (size cap, full disk) before it had them.
+    sink_dropped: BTreeMap<String, u64>,
     next_seq: u64,
     stored_bytes: u64,
     dropped_events: u64,
@@ -133,9 +145,14 @@ struct State {
 }
 
 impl State {
-    /// Events in the block at `first` that are still pending.
+    /// Events in the block at `first` that are still pending (for some destination).
     fn pending_in(&self, first: u64, m: &BlockMeta) -> u64 {
-        m.end(first).saturating_sub(self.floor.max(first))
+        pending_above(first, m, self.floor)
+    }
+
+    /// The minimum of the destinations' positions (the global floor's candidate).
+    fn min_sink_floor(&self) -> Option<u64> {
+        self.sink_floors.values().copied().min()
     }
 
     /// Advances the floor to `to` and takes every block now entirely below it.
@@ -153,6 +170,11 @@ impl State {
         }
         removed
     }
+}
+
+/// Events in the block at `first` at or above `floor`.
+fn pending_above(first: u64, m: &BlockMeta, floor: u64) -> u64 {
+    m.end(first).saturating_sub(floor.max(first))
 }
 
 struct Inner {
@@ -322,9 +344,81 @@ impl Spool {
         &self.inner.settings
     }
 
-    /// The delivered position: every record below it is done with.
+    /// The delivered position of every destination: every record below it is done with.
     pub fn floor(&self) -> u64 {
         self.state().floor
+    }
+
+    /// The delivered position of the destination `sink` (the global floor for one the
+    /// spool does not track).
+    pub fn sink_floor(&self, sink: &str) -> u64 {
+        let st = self.state();
+        st.sink_floors.get(sink).copied().unwrap_or(st.floor)
+    }
+
+    /// The destinations the spool keeps a delivered position for.
+    pub fn sinks(&self) -> Vec<String> {
+        self.state().sink_floors.keys().cloned().collect()
+    }
+
+    /// Events dropped (size cap, full disk) before the destination `sink` had them.
+    pub fn sink_dropped(&self, sink: &str) -> u64 {
+        self.state().sink_dropped.get(sink).copied().unwrap_or(0)
+    }
+
+    /// Makes `sinks` the spool's destinations (`relay run` calls it with the configured
+    /// ones). A destination new to the spool starts at the oldest pending event; one no
+    /// longer configured is forgotten, and what only it still held is released. Both are
+    /// logged.
+    pub fn set_destinations(&self, sinks: &[&str]) -> Result<(), SpoolError> {
+        if sinks.is_empty() {
+            return Ok(());
+        }
+        let (removed, changed) = {
+            let mut st = self.state();
+            let floor = st.floor;
+            let mut changed = false;
+            for &sink in sinks {
+                if !st.sink_floors.contains_key(sink) {
+                    tracing::info!(
+                        destination = sink,
+                        position = floor,
+                        "new destination: it starts at the oldest pending event in the spool (what was delivered elsewhere before it was added is not sent to it)"
+                    );
+                    st.sink_floors.insert(sink.to_string(), floor);
+                    changed = true;
+                }
+            }
+            let gone: Vec<String> = st
+                .sink_floors
+                .keys()
+                .filter(|k| !sinks.contains(&k.as_str()))
+                .cloned()
+                .collect();
+            for sink in gone {
+                let at = st.sink_floors.remove(&sink).unwrap_or(floor);
+                st.sink_dropped.remove(&sink);
+                tracing::warn!(
+                    destination = %sink,
+                    position = at,
+                    "destination no longer configured: its delivery position is forgotten, and events only it still waited for are released"
+                );
+                changed = true;
+            }
+            let min = st.min_sink_floor().unwrap_or(floor);
+            let removed = if min > st.floor {
+                st.advance_floor(min)
+            } else {
+                Vec::new()
+            };
+            (removed, changed)
+        };
+        if changed {
+            self.record_floor(None)?;
+            self.remove_blocks(&removed)?;
+            self.retire_generations(&self.lock_commits());
+        }
+        Ok(())
     }
 
     /// One past the last durable sequence number.
@@ -484,39 +578,83 @@ impl Spool {
         }
     }
 
-    /// Records that every record below `up_to` is done with (delivered or dead-lettered),
-    /// then removes the blocks now entirely behind it. The new floor is flushed first, so
-    /// a crash never loses track of what was delivered (and numbers are never reused).
+    /// [`ack_for`](Self::ack_for) for every destination (a spool with one destination,
+    /// and tests).
     pub fn ack(&self, up_to: u64) -> Result<(), SpoolError> {
+        for sink in self.sinks() {
+            self.ack_for(&sink, up_to)?;
+        }
+        Ok(())
+    }
+
+    /// Records that every record below `up_to` is done with for the destination `sink`
+    /// (delivered or dead-lettered), then removes the blocks now behind every destination.
+    /// The new positions are synced first, so a crash never loses track of what was
+    /// delivered (and numbers are never reused).
+    pub fn ack_for(&self, sink: &str, up_to: u64) -> Result<(), SpoolError> {
         let removed = {
             let mut st = self.state();
-            if up_to <= st.floor {
+            let current = st.sink_floors.get(sink).copied().unwrap_or(st.floor);
+            if up_to <= current {
                 return Ok(());
             }
-            st.advance_floor(up_to)
+            st.sink_floors.insert(sink.to_string(), up_to);
+            let min = st.min_sink_floor().unwrap_or(up_to);
+            if min > st.floor {
+                st.advance_floor(min)
+            } else {
+                Vec::new()
+            }
         };
         crash::point("ack:floor_advanced_in_memory");
         if let Some(reason) = self.failure() {
             return Err(SpoolError::Failed(reason));
         }
-        self.record_floor(up_to, None)?;
+        self.record_floor(None)?;
         crash::point("ack:floor_synced");
         self.remove_blocks(&removed)?;
         self.retire_generations(&self.lock_commits());
         Ok(())
     }
 
-    /// Writes the delivered position (and, after a drop, the dropped count) and syncs it.
-    /// The one place the floor is persisted: by [`ack`](Self::ack) and by the size cap,
-    /// always before the blocks below it are removed (invariant 5).
-    fn record_floor(&self, floor: u64, dropped_total: Option<u64>) -> Result<(), SpoolError> {
-        let meta = &self.inner.meta;
-        let written = match dropped_total {
-            Some(total) => meta.insert(META_DROPPED, &key(total)).map(|_| ()),
-            None => Ok(()),
+    /// Writes the delivered positions (each destination's and their minimum, the floor)
+    /// and, after a drop, the dropped counts, in one batch, and syncs it. The one place the
+    /// positions are persisted: by [`ack_for`](Self::ack_for), by the size cap and by
+    /// [`set_destinations`](Self::set_destinations), always before the blocks below the
+    /// floor are removed (invariant 5).
+    fn record_floor(&self, dropped_total: Option<u64>) -> Result<(), SpoolError> {
+        let mut batch = sled::Batch::default();
+        {
+            let st = self.state();
+            batch.insert(META_FLOOR, &key(st.floor));
+            for (sink, f) in &st.sink_floors {
+                batch.insert(format!("{META_SINK_FLOOR}{sink}").as_bytes(), &key(*f));
+            }
+            if let Some(total) = dropped_total {
+                batch.insert(META_DROPPED, &key(total));
+                for (sink, d) in &st.sink_dropped {
+                    batch.insert(format!("{META_SINK_DROPPED}{sink}").as_bytes(), &key(*d));
+                }
+            }
         }
-        .and_then(|_| meta.insert(META_FLOOR, &key(floor)));
-        written.map_err(|e| self.db_err(e))?;
+        // Destinations forgotten by `set_destinations` lose their keys.
+        for item in self
+            .inner
+            .meta
+            .scan_prefix(META_SINK_FLOOR.as_bytes())
+            .keys()
+        {
+            let k = item.map_err(|e| self.db_err(e))?;
+            let name = String::from_utf8_lossy(&k[META_SINK_FLOOR.len()..]).into_owned();
+            if !self.state().sink_floors.contains_key(&name) {
+                batch.remove(k);
+                batch.remove(format!("{META_SINK_DROPPED}{name}").as_bytes());
+            }
+        }
+        self.inner
+            .meta
+            .apply_batch(batch)
+            .map_err(|e| self.db_err(e))?;
         crash::point("floor:written");
         self.sync_state(false)
     }
@@ -566,5 +704,7 @@ impl Spool {
 mod ack_crash_tests;
 #[cfg(test)]
 mod room_tests;
+#[cfg(test)]
+mod sink_tests;
 #[cfg(test)]
 mod tests;

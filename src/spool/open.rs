@@ -6,8 +6,8 @@ use super::disk::{self, Ballast, SyncedFile};
 use super::generation::Gen;
 use super::SpoolSettings;
 use super::{
-    DeadId, DeadKind, Inner, Spool, SpoolError, State, META_DROPPED, META_FLOOR, META_NEXT_SEQ,
-    META_SPOOL_ID,
+    DeadId, DeadKind, Inner, Spool, SpoolError, State, LEGACY_SINK, META_DROPPED, META_FLOOR,
+    META_NEXT_SEQ, META_SINK_DROPPED, META_SINK_FLOOR, META_SPOOL_ID,
 };
 use crate::logging::LogThrottle;
 use crate::metrics::Metrics;
@@ -72,6 +72,29 @@ impl Spool {
             dropped_events: meta_u64(&meta, META_DROPPED).map_err(db_err)?,
             ..State::default()
         };
+        // Each destination's position; a spool from before there were several has only
+        // `floor`, which is LogScale's.
+        for (prefix, into_floors) in [(META_SINK_FLOOR, true), (META_SINK_DROPPED, false)] {
+            for item in meta.scan_prefix(prefix.as_bytes()) {
+                let (k, v) = item.map_err(db_err)?;
+                let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                let value = v
+                    .as_ref()
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .unwrap_or_default();
+                if into_floors {
+                    state.sink_floors.insert(name, value.max(state.floor));
+                } else {
+                    state.sink_dropped.insert(name, value);
+                }
+            }
+        }
+        if state.sink_floors.is_empty() {
+            state
+                .sink_floors
+                .insert(LEGACY_SINK.to_string(), state.floor);
+        }
         for item in dead.iter().keys() {
             match DeadId::from_key(&item.map_err(db_err)?).and_then(|id| id.kind()) {
                 Some(DeadKind::Event) => state.dead_events += 1,

@@ -46,6 +46,33 @@ pub mod flags {
     /// The source could not recognise the frame (not JSON, unknown `module`): it is kept
     /// and shipped as raw text with a field saying why.
     pub const MALFORMED: u8 = 1;
+    /// Target bits: a record with none goes to every destination; one with some goes only
+    /// to those (a dead letter retried for one destination). See [`super::sink_bit`].
+    pub const TARGETS: u8 = 0b0000_0110;
+}
+
+/// The destinations a spool knows by name, with their target bit in [`flags`]. The names
+/// are the `sink` label of the ship metrics and the keys of the delivery positions.
+pub const SINKS: [(&str, u8); 2] = [("logscale", 0b0000_0010), ("sentinel", 0b0000_0100)];
+
+/// The target bit of the destination `name` (0 for a name the spool does not know).
+pub fn sink_bit(name: &str) -> u8 {
+    SINKS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, b)| *b)
+}
+
+/// The destinations a record's target bits name (`None`: every destination).
+pub fn targets_of(flags: u8) -> Option<Vec<&'static str>> {
+    let t = flags & flags::TARGETS;
+    (t != 0).then(|| {
+        SINKS
+            .iter()
+            .filter(|(_, b)| t & b != 0)
+            .map(|(n, _)| *n)
+            .collect()
+    })
 }
 
 /// A record on its way into the spool (no sequence number yet).
@@ -87,5 +114,11 @@ pub struct Record {
 impl Record {
     pub fn is_malformed(&self) -> bool {
         self.flags & flags::MALFORMED != 0
+    }
+
+    /// Whether the destination `sink` should get this record (target bits, see [`flags`]).
+    pub fn is_for(&self, sink: &str) -> bool {
+        let t = self.flags & flags::TARGETS;
+        t == 0 || t & sink_bit(sink) != 0
     }
 }

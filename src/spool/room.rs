@@ -136,7 +136,7 @@ impl Spool {
             self.set_disk_full(true, free.unwrap_or(0));
         }
         let active = self.active().id;
-        let (removed, dropped_events, floor, total, limit) = {
+        let (removed, dropped_events, total, limit) = {
             let mut st = self.state();
             let over_cap = st.stored_bytes + incoming > max && !st.blocks.is_empty();
             let limit = match (disk_low, over_cap) {
@@ -198,19 +198,27 @@ impl Spool {
             let mut removed = Vec::with_capacity(victims.len());
             for (first, m) in victims {
                 dropped += st.pending_in(first, &m);
+                let per_sink: Vec<(String, u64)> = st
+                    .sink_floors
+                    .iter()
+                    .map(|(sink, f)| (sink.clone(), super::pending_above(first, &m, *f)))
+                    .collect();
+                for (sink, n) in per_sink {
+                    *st.sink_dropped.entry(sink).or_default() += n;
+                }
                 st.blocks.remove(&first);
                 st.stored_bytes -= u64::from(m.stored_len);
                 removed.push((first, m.gen));
             }
             st.dropped_events += dropped;
-            (removed, dropped, st.floor, st.dropped_events, limit)
+            (removed, dropped, st.dropped_events, limit)
         };
         i.metrics
             .events_dropped
             .get_or_create(&label("reason", limit.dropped_reason()))
             .inc_by(dropped_events);
         self.log_limit(limit, true, dropped_events, total, free);
-        self.record_floor(floor, Some(total))?;
+        self.record_floor(Some(total))?;
         super::crash::point("drop:counts_synced");
         self.remove_blocks(&removed)?;
         self.retire_generations(commits);

@@ -49,6 +49,27 @@ pub struct SpoolStats {
     /// Why the spool stopped taking writes, after a storage failure.
     #[serde(default)]
     pub failure: Option<String>,
+    /// Each destination's own position in the spool.
+    #[serde(default)]
+    pub destinations: Vec<SinkStats>,
+}
+
+/// One destination's position in the spool.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SinkStats {
+    /// `logscale` or `sentinel`.
+    pub name: String,
+    /// Every record below it is delivered to this destination (or dead-lettered for it).
+    pub delivered_position: u64,
+    /// Records at or above its position. For a destination that takes only some sources
+    /// (Sentinel takes webhooks by default) this counts the others too: they are passed
+    /// over, not sent, when it gets there.
+    pub pending_events: u64,
+    pub oldest_pending_received_ms: Option<u64>,
+    /// 0 when nothing is pending.
+    pub oldest_pending_age_secs: f64,
+    /// Events dropped (size cap, full disk) before this destination had them.
+    pub dropped_events: u64,
 }
 
 impl Spool {
@@ -95,6 +116,32 @@ impl Spool {
             .find(|m| m.count > 0)
             .map(|m| m.last_ms);
         let now = now_ms();
+        let destinations = st
+            .sink_floors
+            .iter()
+            .map(|(name, &f)| {
+                let mut pending = 0u64;
+                let mut oldest = None;
+                for (&first, m) in st.blocks.range(..).rev() {
+                    if m.end(first) <= f {
+                        break;
+                    }
+                    pending += super::pending_above(first, m, f);
+                    if m.count > 0 {
+                        oldest = Some(m.first_ms);
+                    }
+                }
+                SinkStats {
+                    name: name.clone(),
+                    delivered_position: f,
+                    pending_events: pending,
+                    oldest_pending_received_ms: oldest,
+                    oldest_pending_age_secs: oldest
+                        .map_or(0.0, |o| now.saturating_sub(o) as f64 / 1000.0),
+                    dropped_events: st.sink_dropped.get(name).copied().unwrap_or(0),
+                }
+            })
+            .collect();
         SpoolStats {
             spool_dir: self.inner.dir.display().to_string(),
             spool_id: self.inner.id.clone(),
@@ -119,6 +166,7 @@ impl Spool {
             disk_full: self.inner.disk_full.load(Ordering::Relaxed),
             reserve_present: self.inner.ballast.is_present(),
             failure: self.failure(),
+            destinations,
         }
     }
 

@@ -141,7 +141,10 @@ fn refused_events_can_be_dead_lettered_retried_and_purged() {
     spool.commit(&recs("a", 3)).unwrap();
     let b = spool.read_block(0).unwrap().unwrap();
     spool
-        .dead_letter_events(&[(b.records[1].clone(), "HTTP 400: bad".into())])
+        .dead_letter_events(
+            "logscale",
+            &[(b.records[1].clone(), "HTTP 400: bad".into())],
+        )
         .unwrap();
     spool.ack(3).unwrap();
     assert_eq!(spool.stats().dead_letter_events, 1);
@@ -152,10 +155,13 @@ fn refused_events_can_be_dead_lettered_retried_and_purged() {
     assert_eq!(spool.stats().dead_letter_events, 0);
 
     spool
-        .dead_letter_events(&[(
-            spool.read_block(3).unwrap().unwrap().records[0].clone(),
-            "x".into(),
-        )])
+        .dead_letter_events(
+            "logscale",
+            &[(
+                spool.read_block(3).unwrap().unwrap().records[0].clone(),
+                "x".into(),
+            )],
+        )
         .unwrap();
     assert_eq!(spool.dead_purge(None).unwrap().len(), 1);
     assert!(spool.dead_list().unwrap().is_empty());
