@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
 use crate::net::proxy::Proxy;
 use crate::net::tls;
-use crate::ship::{HecClient, LogScale, ShipStatus, Shipper};
+use crate::ship::{HecClient, LogScale, Sentinel, ShipStatus, Shipper};
 use crate::source::webhook::WebhookSource;
 use crate::source::zoom_token::TokenSource;
 use crate::source::zoom_ws::{WsState, ZoomWsSource};
@@ -55,7 +55,10 @@ pub enum StartError {
 pub struct RunningRelay {
     pub spool: Spool,
     pub metrics: Arc<Metrics>,
+    /// The first destination's shipper state (LogScale's when it is configured).
     pub ship_status: Arc<ShipStatus>,
+    /// Every destination's shipper state.
+    pub ship_statuses: Vec<(&'static str, Arc<ShipStatus>)>,
     pub admin_addr: Option<SocketAddr>,
     pub webhook_addr: Option<SocketAddr>,
     pub ws_state: Option<Arc<WsState>>,
@@ -65,7 +68,7 @@ pub struct RunningRelay {
     admin_stop: CancellationToken,
     sources: Vec<JoinHandle<()>>,
     writer: JoinHandle<()>,
-    shipper: JoinHandle<()>,
+    shippers: Vec<JoinHandle<()>>,
     admin: Vec<JoinHandle<()>>,
     shutdown_timeout: Duration,
     /// Reloads the webhook TLS certificate (SIGHUP).
@@ -82,7 +85,7 @@ impl RunningRelay {
     /// unhealthy: the spool absorbs it; a dead pipeline task is).
     pub fn is_healthy(&self) -> bool {
         !self.writer.is_finished()
-            && !self.shipper.is_finished()
+            && self.shippers.iter().all(|s| !s.is_finished())
             && self.sources.iter().all(|s| !s.is_finished())
     }
 
@@ -100,8 +103,12 @@ impl RunningRelay {
             Err(_) => tracing::error!("the spool writer did not finish within 30 s"),
         }
         self.shipper_stop.cancel();
-        let _ = tokio::time::timeout(self.shutdown_timeout + Duration::from_secs(5), self.shipper)
-            .await;
+        let _ = tokio::time::timeout(self.shutdown_timeout + Duration::from_secs(5), async {
+            for s in self.shippers {
+                let _ = s.await;
+            }
+        })
+        .await;
         if let Err(e) = self.spool.flush() {
             tracing::error!(error = %e, "final spool flush failed");
         }
@@ -164,11 +171,6 @@ fn write_runtime_info(
 /// Starts everything `config` describes. `config.require_for_run()` must hold.
 pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRelay, StartError> {
     config.require_for_run()?;
-    let logscale = config
-        .logscale
-        .as_ref()
-        .expect("checked by require_for_run");
-
     let spool = Spool::open(&config.spool, metrics.clone())?;
     let stats = spool.stats();
     tracing::info!(
@@ -181,28 +183,70 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
 
     let proxy = Proxy::new(&config.proxy);
     let http = HttpClient::with_proxy(config.ca_file.as_deref(), proxy.clone())?;
-    let client = HecClient::new(
-        http.clone(),
-        &logscale.base_url,
-        &logscale.token,
-        logscale.compression,
-        config.ship.request_timeout,
-    )
-    .map_err(StartError::Other)?;
-    let hec = logscale.hec(&config.hostname, spool.id());
-    let ship_status = Arc::new(ShipStatus::new(spool.clone()));
-    let shipper = Shipper::new(
-        spool.clone(),
-        LogScale {
+    // One shipper per destination, each at its own position in the spool.
+    let mut sinks = Vec::new();
+    if config.logscale.is_some() {
+        sinks.push("logscale");
+    }
+    if config.sentinel.is_some() {
+        sinks.push("sentinel");
+    }
+    spool.set_destinations(&sinks)?;
+    let hec = config.hec(spool.id());
+    let shipper_stop = CancellationToken::new();
+    let mut shippers = Vec::new();
+    let mut ship_statuses: Vec<(&'static str, Arc<ShipStatus>)> = Vec::new();
+    if let Some(logscale) = &config.logscale {
+        let client = HecClient::new(
+            http.clone(),
+            &logscale.base_url,
+            &logscale.token,
+            logscale.compression,
+            config.ship.request_timeout,
+        )
+        .map_err(StartError::Other)?;
+        let status = Arc::new(ShipStatus::for_sink(spool.clone(), "logscale"));
+        let dest = LogScale {
             client,
             hec: hec.clone(),
-        },
-        config.ship,
-        ship_status.clone(),
-        metrics.clone(),
-    );
-    let shipper_stop = CancellationToken::new();
-    let shipper = tokio::spawn(shipper.run(shipper_stop.clone(), config.shutdown_timeout));
+        };
+        let shipper = Shipper::new(
+            spool.clone(),
+            dest,
+            config.ship,
+            status.clone(),
+            metrics.clone(),
+        );
+        shippers.push(tokio::spawn(
+            shipper.run(shipper_stop.clone(), config.shutdown_timeout),
+        ));
+        ship_statuses.push(("logscale", status));
+    }
+    if let Some(sentinel) = &config.sentinel {
+        let dest = Sentinel::new(
+            http.clone(),
+            sentinel.clone(),
+            spool.id(),
+            config.ship.request_timeout,
+        )
+        .map_err(StartError::Other)?;
+        let mut settings = config.ship;
+        // The API takes 1 MB per request; the array's brackets take two bytes.
+        settings.limits.max_bytes = settings.limits.max_bytes.min(sentinel.max_body_bytes - 2);
+        let status = Arc::new(ShipStatus::for_sink(spool.clone(), "sentinel"));
+        let shipper = Shipper::new(
+            spool.clone(),
+            dest,
+            settings,
+            status.clone(),
+            metrics.clone(),
+        );
+        shippers.push(tokio::spawn(
+            shipper.run(shipper_stop.clone(), config.shutdown_timeout),
+        ));
+        ship_statuses.push(("sentinel", status));
+    }
+    let ship_status = ship_statuses[0].1.clone();
 
     let ready = Arc::new(AtomicBool::new(false));
     let ws_state = config
@@ -213,7 +257,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
     let admin_state = AdminState {
         spool: spool.clone(),
         metrics: metrics.clone(),
-        ship_status: Some(ship_status.clone()),
+        ship_status: ship_statuses.clone(),
         ready: ready.clone(),
         hec: hec.clone(),
         ws: ws_state.clone(),
@@ -288,6 +332,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         spool,
         metrics,
         ship_status,
+        ship_statuses,
         admin_addr,
         webhook_addr,
         ws_state,
@@ -297,7 +342,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         admin_stop,
         sources,
         writer,
-        shipper,
+        shippers,
         admin,
         shutdown_timeout: config.shutdown_timeout,
         reload_tls,

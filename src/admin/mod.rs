@@ -24,7 +24,8 @@ pub(crate) mod view;
 
 pub use client::OperatorClient;
 pub use report::{
-    export, peek_record, rfc3339_ms, DeadDetail, InspectReport, PeekRecord, ReadFrom,
+    export, peek_record, rfc3339_ms, DeadDetail, DestinationReport, InspectReport, PeekRecord,
+    ReadFrom,
 };
 pub use view::{DeadAction, ExportRange, OperatorError, SpoolView};
 
@@ -42,8 +43,8 @@ use std::sync::Arc;
 pub struct AdminState {
     pub spool: Spool,
     pub metrics: Arc<Metrics>,
-    /// The live shipper; `None` when the spool was opened from disk.
-    pub ship_status: Option<Arc<ShipStatus>>,
+    /// The live shippers, one per destination; empty when the spool was opened from disk.
+    pub ship_status: Vec<(&'static str, Arc<ShipStatus>)>,
     pub ready: Arc<AtomicBool>,
     pub hec: HecSettings,
     pub ws: Option<Arc<WsState>>,
@@ -55,7 +56,7 @@ impl AdminState {
         AdminState {
             spool,
             metrics: Arc::new(Metrics::new()),
-            ship_status: None,
+            ship_status: Vec::new(),
             ready: Arc::new(AtomicBool::new(false)),
             hec,
             ws: None,
@@ -76,21 +77,26 @@ impl AdminState {
 
     /// The inspect report (blocks on the spool's figures).
     pub fn report(&self) -> InspectReport {
-        match &self.ship_status {
-            Some(ship) => {
-                let mut r = InspectReport::new(
-                    self.refresh_gauges(),
-                    Some(ship.snapshot()),
-                    ReadFrom::Daemon,
-                );
-                r.websocket = self.ws.as_ref().map(|w| w.snapshot());
-                r
-            }
-            None => InspectReport::new(
-                self.spool.stats(),
-                ShipStatus::from_spool(&self.spool),
-                ReadFrom::Disk,
-            ),
+        if self.ship_status.is_empty() {
+            let ships = self
+                .spool
+                .sinks()
+                .into_iter()
+                .map(|sink| {
+                    let s = ShipStatus::from_spool(&self.spool, &sink);
+                    (sink, s)
+                })
+                .collect();
+            InspectReport::new(self.spool.stats(), ships, ReadFrom::Disk)
+        } else {
+            let ships = self
+                .ship_status
+                .iter()
+                .map(|(n, s)| (n.to_string(), Some(s.snapshot())))
+                .collect();
+            let mut r = InspectReport::new(self.refresh_gauges(), ships, ReadFrom::Daemon);
+            r.websocket = self.ws.as_ref().map(|w| w.snapshot());
+            r
         }
     }
 }

@@ -5,7 +5,7 @@
 use crate::ship::hec::Encoder;
 use crate::ship::status::{ShipError, ShipState};
 use crate::source::zoom_ws::WsSnapshot;
-use crate::spool::{DeadLetter, DeadSummary, Record, SourceKind, Spool, SpoolStats};
+use crate::spool::{DeadLetter, DeadSummary, Record, SinkStats, SourceKind, Spool, SpoolStats};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -17,6 +17,14 @@ pub enum ReadFrom {
     Daemon,
     /// Opened the spool of a relay that is not running.
     Disk,
+}
+
+/// One destination in [`InspectReport`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DestinationReport {
+    #[serde(flatten)]
+    pub spool: SinkStats,
+    pub shipper: Option<ShipState>,
 }
 
 /// What `relay spool inspect --json` prints.
@@ -32,15 +40,37 @@ pub struct InspectReport {
     /// The Zoom WebSocket source, when the daemon runs one.
     #[serde(default)]
     pub websocket: Option<WsSnapshot>,
+    /// Each destination: its position in the spool and its shipper's state. (`shipper`
+    /// above is LogScale's, or the only destination's, as before there were several.)
+    #[serde(default)]
+    pub destinations: Vec<DestinationReport>,
 }
 
 impl InspectReport {
+    /// `ships`: each destination's shipper state, by name (LogScale's, or else the first,
+    /// is reported as `shipper` too).
     pub fn new(
-        stats: SpoolStats,
-        shipper: Option<ShipState>,
+        mut stats: SpoolStats,
+        ships: Vec<(String, Option<ShipState>)>,
         read_from: ReadFrom,
     ) -> InspectReport {
+        let shipper = ships
+            .iter()
+            .find(|(n, _)| n == "logscale")
+            .or(ships.first())
+            .and_then(|(_, s)| s.clone());
+        let destinations = std::mem::take(&mut stats.sink_positions)
+            .iter()
+            .map(|d| DestinationReport {
+                spool: d.clone(),
+                shipper: ships
+                    .iter()
+                    .find(|(n, _)| *n == d.name)
+                    .and_then(|(_, s)| s.clone()),
+            })
+            .collect();
         InspectReport {
+            destinations,
             last_ship_error: shipper.as_ref().and_then(|s| s.last_error.clone()),
             last_ship_success_ms: shipper.as_ref().and_then(|s| s.last_success_ms),
             spool: stats,

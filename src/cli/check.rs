@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
 use crate::net::proxy::Proxy;
 use crate::net::tls;
-use crate::ship::HecClient;
+use crate::ship::{HecClient, Sentinel};
 use crate::source::zoom_dial::Dialer;
 use crate::source::zoom_token::TokenSource;
 use crate::spool::{Spool, SpoolError, SpoolStats};
@@ -173,6 +173,34 @@ pub(super) async fn check(global: &Global) -> ExitCode {
                     Ok((code, body)) => c.fail("LogScale HEC", &format!("HTTP {code} from {}/api/v1/ingest/hec/health ({via}): {body}", ls.base_url), "check LOGSCALE_HOST (host[:port] or https://host) and that LogScale is up"),
                     Err(e) => c.fail("LogScale HEC", &format!("cannot reach {} ({via}): {e}", ls.base_url), "check LOGSCALE_HOST, DNS, firewalls, HTTPS_PROXY/NO_PROXY (RELAY_CA_FILE for a private CA)"),
                 }
+            }
+        },
+    }
+
+    // Microsoft Sentinel: the token; the role on the DCR shows at the first delivery.
+    match &config.sentinel {
+        None => c.skip(
+            "Microsoft Sentinel",
+            "not configured (SENTINEL_ENDPOINT unset)",
+        ),
+        Some(se) => match Sentinel::new(
+            http.clone(),
+            se.clone(),
+            "check",
+            config.ship.request_timeout,
+        ) {
+            Err(e) => c.fail(
+                "Microsoft Sentinel",
+                &e,
+                "fix SENTINEL_ENDPOINT, SENTINEL_DCR_ID, SENTINEL_STREAM",
+            ),
+            Ok(dest) => {
+                match dest.check_token().await {
+                    Ok(()) => c.pass("Microsoft Entra ID token", &format!("the app {} gets a token for the Logs Ingestion API ({})", se.client_id, route(&se.authority_host))),
+                    Err(f) if f.refused => c.fail("Microsoft Entra ID token", &f.message, "set AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET to the app registration's values (a new client secret if it expired)"),
+                    Err(f) => c.fail("Microsoft Entra ID token", &f.message, "check AZURE_AUTHORITY_HOST, DNS, firewalls, HTTPS_PROXY/NO_PROXY"),
+                }
+                c.pass("Logs Ingestion endpoint", &format!("{} ({}); the app's Monitoring Metrics Publisher role on {} is checked by the first delivery: `relay spool inspect` says if it is missing", dest.url(), route(&se.endpoint), se.dcr_id));
             }
         },
     }

@@ -3,7 +3,7 @@
 
 use super::format;
 use crate::admin::{self, InspectReport, ReadFrom};
-use crate::ship::status::ShipPhase;
+use crate::ship::status::{ShipPhase, ShipState};
 use crate::spool::FullPolicy;
 
 /// The human summary of `spool inspect`.
@@ -74,42 +74,41 @@ pub(super) fn render_inspect(r: &InspectReport) -> String {
         "  dropped       {} events (size cap or full disk)\n",
         format::count(s.dropped_events)
     ));
-    if let Some(ship) = &r.shipper {
-        out.push_str(&format!(
-            "Shipper: {}",
-            ship.state.label().replace('_', " ")
-        ));
-        if let Some(until) = ship.backoff_until_ms.filter(|u| *u > crate::time::now_ms()) {
+    if r.destinations.len() > 1 {
+        for d in &r.destinations {
             out.push_str(&format!(
-                ", next attempt at {} (in {})",
-                admin::rfc3339_ms(until),
-                format::age((until - crate::time::now_ms()) as f64 / 1000.0)
+                "{}: {} events pending (delivered below {}{}{})\n",
+                title(&d.spool.name),
+                format::count(d.spool.pending_events),
+                format::count(d.spool.delivered_position),
+                d.spool
+                    .oldest_pending_received_ms
+                    .map_or_else(String::new, |o| format!(", oldest {}", format::when(o))),
+                if d.spool.dropped_events > 0 {
+                    format!(
+                        ", {} dropped before it had them",
+                        format::count(d.spool.dropped_events)
+                    )
+                } else {
+                    String::new()
+                }
             ));
-        }
-        if ship.consecutive_failures > 0 {
-            out.push_str(&format!(
-                ", {} failed attempts in a row",
-                ship.consecutive_failures
-            ));
-        }
-        out.push('\n');
-        if let Some(e) = &ship.last_error {
-            let status = e
-                .status
-                .map_or_else(|| "no answer".to_string(), |c| format!("HTTP {c}"));
-            out.push_str(&format!(
-                "  last error    {}: {status}: {}\n",
-                format::when(e.at_ms),
-                e.message
-            ));
-            if let Some(body) = &e.body_excerpt {
-                out.push_str(&format!("                response: {body}\n"));
+            if let Some(ship) = &d.shipper {
+                render_ship(&mut out, ship, "  shipper       ");
             }
+            out.push_str(&format!(
+                "  why           {}\n",
+                why_shipping_for(
+                    r,
+                    &d.spool.name,
+                    d.spool.pending_events,
+                    d.spool.oldest_pending_age_secs,
+                    d.shipper.as_ref()
+                )
+            ));
         }
-        match ship.last_success_ms {
-            Some(ms) => out.push_str(&format!("  last success  {}\n", format::when(ms))),
-            None => out.push_str("  last success  none recorded\n"),
-        }
+    } else if let Some(ship) = &r.shipper {
+        render_ship(&mut out, ship, "Shipper: ");
     }
     if let Some(ws) = &r.websocket {
         let last = ws.last_frame_ms.map_or_else(
@@ -151,29 +150,119 @@ fn why(r: &InspectReport) -> String {
     shipping
 }
 
-/// Why the backlog is (not) moving, from the shipper's side.
+/// How a destination is called in the text.
+fn title(sink: &str) -> &str {
+    match sink {
+        "logscale" => "LogScale",
+        "sentinel" => "Sentinel",
+        other => other,
+    }
+}
+
+/// The shipper's state line, its last error and last success.
+fn render_ship(out: &mut String, ship: &ShipState, lead: &str) {
+    out.push_str(&format!("{lead}{}", ship.state.label().replace('_', " ")));
+    if let Some(until) = ship.backoff_until_ms.filter(|u| *u > crate::time::now_ms()) {
+        out.push_str(&format!(
+            ", next attempt at {} (in {})",
+            admin::rfc3339_ms(until),
+            format::age((until - crate::time::now_ms()) as f64 / 1000.0)
+        ));
+    }
+    if ship.consecutive_failures > 0 {
+        out.push_str(&format!(
+            ", {} failed attempts in a row",
+            ship.consecutive_failures
+        ));
+    }
+    out.push('\n');
+    if let Some(e) = &ship.last_error {
+        let status = e
+            .status
+            .map_or_else(|| "no answer".to_string(), |c| format!("HTTP {c}"));
+        out.push_str(&format!(
+            "  last error    {}: {status}: {}\n",
+            format::when(e.at_ms),
+            e.message
+        ));
+        if let Some(body) = &e.body_excerpt {
+            out.push_str(&format!("                response: {body}\n"));
+        }
+    }
+    match ship.last_success_ms {
+        Some(ms) => out.push_str(&format!("  last success  {}\n", format::when(ms))),
+        None => out.push_str("  last success  none recorded\n"),
+    }
+}
+
+/// Why the backlog is (not) moving, from the shipper's side: the only destination's, or
+/// each destination's in turn.
 fn why_shipping(r: &InspectReport) -> String {
-    let s = &r.spool;
-    if s.pending_events == 0 {
+    if r.destinations.len() > 1 {
+        return r
+            .destinations
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}: {}",
+                    title(&d.spool.name),
+                    why_shipping_for(
+                        r,
+                        &d.spool.name,
+                        d.spool.pending_events,
+                        d.spool.oldest_pending_age_secs,
+                        d.shipper.as_ref()
+                    )
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    let sink = r
+        .destinations
+        .first()
+        .map_or("logscale", |d| d.spool.name.as_str());
+    why_shipping_for(
+        r,
+        sink,
+        r.spool.pending_events,
+        r.spool.oldest_pending_age_secs,
+        r.shipper.as_ref(),
+    )
+}
+
+fn why_shipping_for(
+    r: &InspectReport,
+    sink: &str,
+    pending: u64,
+    oldest_age_secs: f64,
+    ship: Option<&ShipState>,
+) -> String {
+    if pending == 0 {
         return "nothing is waiting: every received event has been delivered.".into();
     }
     if r.read_from != ReadFrom::Daemon {
         return "the relay is not running; start it (systemctl start qss2logscale) and the backlog drains. Nothing is lost meanwhile.".into();
     }
-    let Some(ship) = &r.shipper else {
+    let Some(ship) = ship else {
         return "unknown shipper state.".into();
     };
+    let name = title(sink);
     let last = ship.last_error.as_ref();
     match ship.state {
-        ShipPhase::TokenRefused => "LogScale refuses the ingest token (HTTP 401/403). Fix LOGSCALE_INGEST_TOKEN and restart the relay; the backlog is kept and drains then.".into(),
+        ShipPhase::TokenRefused if sink == "logscale" => "LogScale refuses the ingest token (HTTP 401/403). Fix LOGSCALE_INGEST_TOKEN and restart the relay; the backlog is kept and drains then.".into(),
+        ShipPhase::TokenRefused => format!(
+            "{name} refuses the relay's credentials or requests: {} The backlog is kept and drains once that is fixed (the relay retries slowly; a restart retries at once).",
+            last.map_or("see the relay's log.", |e| e.message.as_str())
+        ),
         ShipPhase::BackingOff => match last.and_then(|e| e.status) {
-            Some(code) => format!("LogScale answers HTTP {code}; the relay retries with backoff and loses nothing. The backlog drains when LogScale accepts again."),
+            Some(code) => format!("{name} answers HTTP {code}; the relay retries with backoff and loses nothing. The backlog drains when {name} accepts again."),
             None => format!(
-                "LogScale cannot be reached ({}); the relay retries with backoff and loses nothing.",
+                "{name} cannot be reached ({}); the relay retries with backoff and loses nothing.",
                 last.map_or("no answer", |e| e.message.as_str())
             ),
         },
-        _ if s.oldest_pending_age_secs < 5.0 => "shipping normally: these events arrived in the last seconds.".into(),
+        _ if oldest_age_secs < 5.0 => "shipping normally: these events arrived in the last seconds.".into(),
         _ => "shipping: the backlog is draining.".into(),
     }
 }

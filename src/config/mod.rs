@@ -30,7 +30,7 @@ pub mod settings;
 pub use crate::logging::LogFormat;
 pub use crate::net::proxy::ProxySettings;
 pub use crate::secret::Secret;
-pub use crate::ship::{Compression, LogscaleSettings, ShipSettings};
+pub use crate::ship::{Compression, LogscaleSettings, SentinelSettings, ShipSettings, Sources};
 pub use crate::source::settings::{WebhookSettings, ZoomWsSettings};
 pub use crate::spool::{FullPolicy, SpoolSettings};
 pub use env::{parse_env_file, Env, EnvFileError};
@@ -78,6 +78,7 @@ impl std::error::Error for Problems {}
 #[derive(Debug, Clone)]
 pub struct Config {
     pub logscale: Option<LogscaleSettings>,
+    pub sentinel: Option<SentinelSettings>,
     pub zoom_ws: Option<ZoomWsSettings>,
     pub webhook: Option<WebhookSettings>,
     pub spool: SpoolSettings,
@@ -98,6 +99,7 @@ impl Config {
         let mut r = Reader::new(env);
 
         let logscale = read::read_logscale(&mut r);
+        let sentinel = read::read_sentinel(&mut r);
         let zoom_ws = read::read_zoom_ws(&mut r);
         let webhook = read::read_webhook(&mut r);
 
@@ -160,6 +162,7 @@ impl Config {
         if r.problems.is_empty() {
             Ok(Config {
                 logscale,
+                sentinel,
                 zoom_ws,
                 webhook,
                 spool,
@@ -198,10 +201,10 @@ impl Config {
     /// What `relay run` needs on top of well-formed values: a destination and a source.
     pub fn require_for_run(&self) -> Result<(), Problems> {
         let mut problems = Vec::new();
-        if self.logscale.is_none() {
+        if self.logscale.is_none() && self.sentinel.is_none() {
             problems.push(Problem {
                 var: "LOGSCALE_HOST".into(),
-                message: "required: where to ship events (with LOGSCALE_INGEST_TOKEN)".into(),
+                message: "no destination configured: set LOGSCALE_HOST (with LOGSCALE_INGEST_TOKEN) for LogScale, or SENTINEL_ENDPOINT (with SENTINEL_DCR_ID and AZURE_*) for Microsoft Sentinel, or both".into(),
             });
         }
         if self.zoom_ws.is_none() && self.webhook.is_none() {
@@ -232,6 +235,64 @@ mod tests {
             ("ZOOM_CLIENT_SECRET", "csecret"),
             ("ZOOM_WSS_URL", "wss://ws.zoom.us/ws?subscriptionId=abc"),
         ])
+    }
+
+    fn sentinel_vars() -> [(&'static str, &'static str); 5] {
+        [
+            (
+                "SENTINEL_ENDPOINT",
+                "https://zoom-dce.westeurope-1.ingest.monitor.azure.com/",
+            ),
+            ("SENTINEL_DCR_ID", "dcr-0123456789abcdef0123456789abcdef"),
+            ("AZURE_TENANT_ID", "tenant"),
+            ("AZURE_CLIENT_ID", "app"),
+            ("AZURE_CLIENT_SECRET", "azure-secret"),
+        ]
+    }
+
+    #[test]
+    fn sentinel_alone_is_a_destination_and_its_mistakes_are_named() {
+        let env = Env::from_pairs(
+            sentinel_vars()
+                .into_iter()
+                .chain([("ZOOM_WEBHOOK_SECRET_TOKEN", "w")]),
+        );
+        let cfg = Config::from_env(&env).unwrap();
+        cfg.require_for_run().unwrap();
+        let s = cfg.sentinel.as_ref().unwrap();
+        assert_eq!(
+            s.endpoint,
+            "https://zoom-dce.westeurope-1.ingest.monitor.azure.com"
+        );
+        assert_eq!(s.authority_host, "https://login.microsoftonline.com");
+        assert_eq!(s.stream, "Custom-ZoomLogs_CL");
+        assert_eq!(
+            s.sources,
+            Sources {
+                webhook: true,
+                websocket: false
+            }
+        );
+        assert_eq!(s.max_body_bytes, 1_000_000);
+        assert!(cfg.logscale.is_none());
+
+        let mut env = Env::from_pairs(sentinel_vars());
+        env.set("SENTINEL_DCR_ID", "zoom-dcr");
+        env.set("SENTINEL_SOURCES", "webhook,qss");
+        env.set("SENTINEL_MAX_BODY_BYTES", "4MB");
+        env.set("AZURE_CLIENT_SECRET", "");
+        let p = Config::from_env(&env).unwrap_err();
+        let vars: Vec<&str> = p.0.iter().map(|p| p.var.as_str()).collect();
+        assert_eq!(
+            vars,
+            [
+                "SENTINEL_SOURCES",
+                "SENTINEL_MAX_BODY_BYTES",
+                "AZURE_CLIENT_SECRET",
+                "SENTINEL_DCR_ID"
+            ]
+        );
+        assert!(!p.to_string().contains("azure-secret"));
     }
 
     #[test]
@@ -331,6 +392,9 @@ mod tests {
         let mut base = old_script_env();
         base.set("ZOOM_WEBHOOK_SECRET_TOKEN", "whsecret");
         base.set("RELAY_HOSTNAME", "relay-test");
+        for (k, v) in sentinel_vars() {
+            base.set(k, v);
+        }
         let unset = format!("{:?}", Config::from_env(&base).unwrap());
         let readme = include_str!("../../README.md");
         let mut checked = 0;

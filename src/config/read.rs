@@ -5,7 +5,7 @@ use super::settings::{self as s, Kind, Setting};
 use super::{Env, Problem};
 use crate::net::proxy::ProxySettings;
 use crate::secret::Secret;
-use crate::ship::{Compression, LogscaleSettings};
+use crate::ship::{Compression, LogscaleSettings, SentinelSettings, Sources};
 use crate::source::settings::{WebhookSettings, ZoomWsSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,7 +66,7 @@ impl<'a> Reader<'a> {
 
     /// Parses the value (or the default) with `parse`; a bad value is a problem and yields
     /// the default.
-    fn parsed<T>(&mut self, setting: &Setting, parse: impl Fn(&str) -> Option<T>) -> T {
+    pub(super) fn parsed<T>(&mut self, setting: &Setting, parse: impl Fn(&str) -> Option<T>) -> T {
         let default = || {
             let d = setting
                 .default
@@ -322,5 +322,62 @@ pub(super) fn read_webhook(r: &mut Reader<'_>) -> Option<WebhookSettings> {
         header_timeout,
         body_timeout,
         idle_timeout,
+    })
+}
+
+/// `dcr-` followed by 32 hex digits.
+fn is_dcr_id(s: &str) -> bool {
+    s.strip_prefix("dcr-")
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+pub(super) fn read_sentinel(r: &mut Reader<'_>) -> Option<SentinelSettings> {
+    let authority_host = r.url(&s::AZURE_AUTHORITY_HOST).expect("declared default");
+    let stream = r.string(&s::SENTINEL_STREAM).expect("declared default");
+    if !stream.starts_with("Custom-") && !stream.starts_with("Microsoft-") {
+        r.problem(
+            s::SENTINEL_STREAM.name,
+            format!("expected a stream name declared in the DCR, like Custom-ZoomLogs_CL, got {stream:?}"),
+        );
+    }
+    let sources = r.parsed(&s::SENTINEL_SOURCES, Sources::parse);
+    let max_body_bytes = r.size(&s::SENTINEL_MAX_BODY_BYTES) as usize;
+    if max_body_bytes > crate::ship::sentinel::MAX_REQUEST_BYTES {
+        r.problem(
+            s::SENTINEL_MAX_BODY_BYTES.name,
+            "the Logs Ingestion API takes 1 MB per request at most: use 1MB (the default) or less",
+        );
+    }
+    let endpoint = r.url(&s::SENTINEL_ENDPOINT)?;
+    let mut required = |setting: &Setting| {
+        let v = r.string(setting);
+        if v.is_none() {
+            r.problem(
+                setting.name,
+                "required with SENTINEL_ENDPOINT (see README.md, Microsoft Sentinel)",
+            );
+        }
+        v
+    };
+    let tenant_id = required(&s::AZURE_TENANT_ID);
+    let client_id = required(&s::AZURE_CLIENT_ID);
+    let client_secret = required(&s::AZURE_CLIENT_SECRET);
+    let dcr_id = required(&s::SENTINEL_DCR_ID);
+    if let Some(id) = dcr_id.as_deref().filter(|id| !is_dcr_id(id)) {
+        r.problem(
+            s::SENTINEL_DCR_ID.name,
+            format!("expected `dcr-` and 32 hex digits (the DCR's immutableId, not its name), got {id:?}"),
+        );
+    }
+    Some(SentinelSettings {
+        tenant_id: tenant_id?,
+        client_id: client_id?,
+        client_secret: Secret::new(client_secret?),
+        authority_host: authority_host.trim_end_matches('/').to_string(),
+        endpoint: endpoint.trim_end_matches('/').to_string(),
+        dcr_id: dcr_id.filter(|id| is_dcr_id(id))?,
+        stream,
+        sources,
+        max_body_bytes,
     })
 }

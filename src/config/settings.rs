@@ -139,13 +139,13 @@ macro_rules! secs {
 }
 
 // LogScale.
-pub const LOGSCALE_HOST: Setting = Setting::new("LOGSCALE_HOST", Kind::Text, "LogScale host: `host[:port]` (https implied) or a URL with a scheme (`http://127.0.0.1:8080` for local tests and proxies).").shown("(required)");
+pub const LOGSCALE_HOST: Setting = Setting::new("LOGSCALE_HOST", Kind::Text, "LogScale host: `host[:port]` (https implied) or a URL with a scheme (`http://127.0.0.1:8080` for local tests and proxies). Setting it turns the LogScale destination on; at least one destination is required.").shown("(required unless Sentinel is set)");
 pub const LOGSCALE_INGEST_TOKEN: Setting = Setting::new(
     "LOGSCALE_INGEST_TOKEN",
     Kind::Secret,
     "Ingest token of the repository (secret).",
 )
-.shown("(required)");
+.shown("(required with LOGSCALE_HOST)");
 pub const LOGSCALE_REPOSITORY: Setting = Setting::new(
     "LOGSCALE_REPOSITORY",
     Kind::Text,
@@ -163,6 +163,44 @@ pub const LOGSCALE_WEBHOOK_SOURCETYPE: Setting = Setting::new(
     "`sourcetype` (LogScale parser) of webhook events that are not QSS events.",
 )
 .default("zoom_webhook");
+
+// Microsoft Sentinel (Logs Ingestion API).
+pub const AZURE_TENANT_ID: Setting = Setting::new(
+    "AZURE_TENANT_ID",
+    Kind::Text,
+    "Microsoft Entra ID tenant (directory) id of the app that sends to Sentinel.",
+)
+.shown("(required with SENTINEL_ENDPOINT)");
+pub const AZURE_CLIENT_ID: Setting = Setting::new(
+    "AZURE_CLIENT_ID",
+    Kind::Text,
+    "Application (client) id of that app registration.",
+)
+.shown("(required with SENTINEL_ENDPOINT)");
+pub const AZURE_CLIENT_SECRET: Setting = Setting::new(
+    "AZURE_CLIENT_SECRET",
+    Kind::Secret,
+    "Its client secret (secret).",
+)
+.shown("(required with SENTINEL_ENDPOINT)");
+pub const AZURE_AUTHORITY_HOST: Setting = Setting::new(
+    "AZURE_AUTHORITY_HOST",
+    Kind::Url(&["https", "http"]),
+    "Microsoft Entra ID authority (another host in sovereign clouds; http only for local tests).",
+)
+.default("https://login.microsoftonline.com");
+pub const SENTINEL_ENDPOINT: Setting = Setting::new("SENTINEL_ENDPOINT", Kind::Url(&["https", "http"]), "Logs ingestion endpoint: a data collection endpoint (`https://NAME.REGION-1.ingest.monitor.azure.com`) or the DCR's own. Setting it turns the Sentinel destination on.").shown("(none: Sentinel off)");
+pub const SENTINEL_DCR_ID: Setting = Setting::new(
+    "SENTINEL_DCR_ID",
+    Kind::Text,
+    "Immutable id of the data collection rule: `dcr-` and 32 hex digits.",
+)
+.shown("(required with SENTINEL_ENDPOINT)");
+pub const SENTINEL_STREAM: Setting =
+    Setting::new("SENTINEL_STREAM", Kind::Text, "Stream declared in the DCR.")
+        .default("Custom-ZoomLogs_CL");
+pub const SENTINEL_SOURCES: Setting = Setting::new("SENTINEL_SOURCES", Kind::Text, "Which events go to Sentinel: `webhook` (as the replaced Azure Function did), `websocket` (QSS), or `webhook,websocket`.").default("webhook");
+pub const SENTINEL_MAX_BODY_BYTES: Setting = Setting::new("SENTINEL_MAX_BODY_BYTES", Kind::Size { min: 1024 }, "Uncompressed bytes per Logs Ingestion request at most (the API takes 1 MB; lower it, never raise it).").default("1MB");
 
 // Zoom WebSocket.
 pub const ZOOM_ACCOUNT_ID: Setting = Setting::new(
@@ -343,6 +381,15 @@ pub const SETTINGS: &[Setting] = &[
     LOGSCALE_REPOSITORY,
     LOGSCALE_COMPRESSION,
     LOGSCALE_WEBHOOK_SOURCETYPE,
+    AZURE_TENANT_ID,
+    AZURE_CLIENT_ID,
+    AZURE_CLIENT_SECRET,
+    AZURE_AUTHORITY_HOST,
+    SENTINEL_ENDPOINT,
+    SENTINEL_DCR_ID,
+    SENTINEL_STREAM,
+    SENTINEL_SOURCES,
+    SENTINEL_MAX_BODY_BYTES,
     ZOOM_ACCOUNT_ID,
     ZOOM_CLIENT_ID,
     ZOOM_CLIENT_SECRET,
@@ -456,7 +503,7 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "LOGSCALE_INGEST_TOKEN=*** (default: (required))",
+                "LOGSCALE_INGEST_TOKEN=*** (default: (required with LOGSCALE_HOST))",
                 "https_proxy=http://***@proxy:3128 (default: (none))",
                 "RELAY_SPOOL_COMMIT_MS=20 (default: 10)",
             ]

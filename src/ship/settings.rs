@@ -61,3 +61,48 @@ pub struct ShipSettings {
     /// Timeout of one request; a timeout is retried.
     pub request_timeout: Duration,
 }
+
+/// Which sources a destination takes (`SENTINEL_SOURCES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sources {
+    pub webhook: bool,
+    pub websocket: bool,
+}
+
+impl Sources {
+    /// `webhook`, `websocket`, or both separated by a comma.
+    pub fn parse(s: &str) -> Option<Sources> {
+        let mut out = Sources {
+            webhook: false,
+            websocket: false,
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "webhook" => out.webhook = true,
+                "websocket" => out.websocket = true,
+                _ => return None,
+            }
+        }
+        (out.webhook || out.websocket).then_some(out)
+    }
+}
+
+/// Microsoft Sentinel through the Logs Ingestion API: where, with which app credentials,
+/// and what goes there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentinelSettings {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Without a trailing slash, e.g. `https://login.microsoftonline.com`.
+    pub authority_host: String,
+    /// The DCE or DCR ingestion endpoint, without a trailing slash.
+    pub endpoint: String,
+    /// `dcr-` and 32 hex digits.
+    pub dcr_id: String,
+    /// `Custom-ZoomLogs_CL` by default.
+    pub stream: String,
+    pub sources: Sources,
+    /// Uncompressed bytes per request at most (the API takes 1 MB).
+    pub max_body_bytes: usize,
+}

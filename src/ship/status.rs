@@ -10,8 +10,18 @@ use crate::time::now_ms;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
-/// The note's name in the spool.
+/// The note's name in the spool for LogScale (the name it had before there were several
+/// destinations); another destination's is `ship_status:NAME`.
 pub const NOTE: &str = "ship_status";
+
+/// The name of the destination `sink`'s note.
+pub fn note_name(sink: &str) -> String {
+    if sink == "logscale" {
+        NOTE.to_string()
+    } else {
+        format!("{NOTE}:{sink}")
+    }
+}
 
 /// One failed delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,13 +88,21 @@ pub struct ShipState {
 pub struct ShipStatus {
     state: Mutex<ShipState>,
     spool: Spool,
+    note: String,
 }
 
 impl ShipStatus {
+    /// LogScale's status ([`ShipStatus::for_sink`] `logscale`).
     pub fn new(spool: Spool) -> ShipStatus {
+        ShipStatus::for_sink(spool, "logscale")
+    }
+
+    /// The status of the destination `sink`, starting from its last persisted error.
+    pub fn for_sink(spool: Spool, sink: &str) -> ShipStatus {
+        let note = note_name(sink);
         // Start from the last persisted error, so it stays visible until a success.
         let mut state = spool
-            .note(NOTE)
+            .note(&note)
             .and_then(|b| serde_json::from_slice::<ShipState>(&b).ok())
             .unwrap_or_default();
         state.state = ShipPhase::Idle;
@@ -94,6 +112,7 @@ impl ShipStatus {
         ShipStatus {
             state: Mutex::new(state),
             spool,
+            note,
         }
     }
 
@@ -148,13 +167,13 @@ impl ShipStatus {
 
     fn persist(&self, s: &ShipState) {
         if let Ok(bytes) = serde_json::to_vec(s) {
-            self.spool.set_note(NOTE, &bytes);
+            self.spool.set_note(&self.note, &bytes);
         }
     }
 
     /// The persisted state of a spool whose daemon is not running.
-    pub fn from_spool(spool: &Spool) -> Option<ShipState> {
-        let mut s: ShipState = serde_json::from_slice(&spool.note(NOTE)?).ok()?;
+    pub fn from_spool(spool: &Spool, sink: &str) -> Option<ShipState> {
+        let mut s: ShipState = serde_json::from_slice(&spool.note(&note_name(sink))?).ok()?;
         s.state = ShipPhase::Stopped;
         s.in_flight_requests = 0;
         Some(s)

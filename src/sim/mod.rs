@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod logscale;
+pub mod sentinel;
 pub mod zoom;
 
 use crate::config::Env;

@@ -29,13 +29,13 @@ fn a_block_stays_until_every_destination_is_past_it() {
         assert_eq!(stored_blocks(&s), 1);
         let stats = s.stats();
         let sentinel = stats
-            .destinations
+            .sink_positions
             .iter()
             .find(|d| d.name == "sentinel")
             .unwrap();
         assert_eq!(sentinel.pending_events, 10);
         let logscale = stats
-            .destinations
+            .sink_positions
             .iter()
             .find(|d| d.name == "logscale")
             .unwrap();

@@ -49,9 +49,10 @@ pub struct SpoolStats {
     /// Why the spool stopped taking writes, after a storage failure.
     #[serde(default)]
     pub failure: Option<String>,
-    /// Each destination's own position in the spool.
-    #[serde(default)]
-    pub destinations: Vec<SinkStats>,
+    /// Each destination's own position in the spool (in `inspect`, under `destinations`
+    /// with its shipper's state).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sink_positions: Vec<SinkStats>,
 }
 
 /// One destination's position in the spool.
@@ -116,7 +117,7 @@ impl Spool {
             .find(|m| m.count > 0)
             .map(|m| m.last_ms);
         let now = now_ms();
-        let destinations = st
+        let sink_positions = st
             .sink_floors
             .iter()
             .map(|(name, &f)| {
@@ -166,7 +167,7 @@ impl Spool {
             disk_full: self.inner.disk_full.load(Ordering::Relaxed),
             reserve_present: self.inner.ballast.is_present(),
             failure: self.failure(),
-            destinations,
+            sink_positions,
         }
     }
 
