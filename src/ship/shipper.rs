@@ -112,6 +112,9 @@ impl<D: Destination> Filler<D> {
             // Records this destination does not take stay in the range and are
             // acknowledged with it.
             if !self.dest.accepts(&rec) || !rec.is_for(self.dest.name()) {
+                // The linger clock runs for them too: a batch holding only records passed
+                // over is cut and acknowledged like any other, or the position would stop.
+                self.batch_started.get_or_insert_with(Instant::now);
                 continue;
             }
             if self.batch.is_full_for(&rec, self.limits) {

@@ -374,10 +374,10 @@ impl Spool {
         if sinks.is_empty() {
             return Ok(());
         }
-        let (removed, changed) = {
+        let (removed, gone, added) = {
             let mut st = self.state();
             let floor = st.floor;
-            let mut changed = false;
+            let mut added = false;
             for &sink in sinks {
                 if !st.sink_floors.contains_key(sink) {
                     tracing::info!(
@@ -386,7 +386,7 @@ impl Spool {
                         "new destination: it starts at the oldest pending event in the spool (what was delivered elsewhere before it was added is not sent to it)"
                     );
                     st.sink_floors.insert(sink.to_string(), floor);
-                    changed = true;
+                    added = true;
                 }
             }
             let gone: Vec<String> = st
@@ -395,15 +395,14 @@ impl Spool {
                 .filter(|k| !sinks.contains(&k.as_str()))
                 .cloned()
                 .collect();
-            for sink in gone {
-                let at = st.sink_floors.remove(&sink).unwrap_or(floor);
-                st.sink_dropped.remove(&sink);
+            for sink in &gone {
+                let at = st.sink_floors.remove(sink).unwrap_or(floor);
+                st.sink_dropped.remove(sink);
                 tracing::warn!(
                     destination = %sink,
                     position = at,
                     "destination no longer configured: its delivery position is forgotten, and events only it still waited for are released"
                 );
-                changed = true;
             }
             let min = st.min_sink_floor().unwrap_or(floor);
             let removed = if min > st.floor {
@@ -411,10 +410,10 @@ impl Spool {
             } else {
                 Vec::new()
             };
-            (removed, changed)
+            (removed, gone, added)
         };
-        if changed {
-            self.record_floor(None)?;
+        if added || !gone.is_empty() {
+            self.record_floor(None, &gone)?;
             self.remove_blocks(&removed)?;
             self.retire_generations(&self.lock_commits());
         }
@@ -610,7 +609,7 @@ impl Spool {
         if let Some(reason) = self.failure() {
             return Err(SpoolError::Failed(reason));
         }
-        self.record_floor(None)?;
+        self.record_floor(None, &[])?;
         crash::point("ack:floor_synced");
         self.remove_blocks(&removed)?;
         self.retire_generations(&self.lock_commits());
@@ -621,8 +620,12 @@ impl Spool {
     /// and, after a drop, the dropped counts, in one batch, and syncs it. The one place the
     /// positions are persisted: by [`ack_for`](Self::ack_for), by the size cap and by
     /// [`set_destinations`](Self::set_destinations), always before the blocks below the
-    /// floor are removed (invariant 5).
-    fn record_floor(&self, dropped_total: Option<u64>) -> Result<(), SpoolError> {
+    /// floor are removed (invariant 5). `forgotten`: destinations whose keys go.
+    fn record_floor(
+        &self,
+        dropped_total: Option<u64>,
+        forgotten: &[String],
+    ) -> Result<(), SpoolError> {
         let mut batch = sled::Batch::default();
         {
             let st = self.state();
@@ -637,19 +640,9 @@ impl Spool {
                 }
             }
         }
-        // Destinations forgotten by `set_destinations` lose their keys.
-        for item in self
-            .inner
-            .meta
-            .scan_prefix(META_SINK_FLOOR.as_bytes())
-            .keys()
-        {
-            let k = item.map_err(|e| self.db_err(e))?;
-            let name = String::from_utf8_lossy(&k[META_SINK_FLOOR.len()..]).into_owned();
-            if !self.state().sink_floors.contains_key(&name) {
-                batch.remove(k);
-                batch.remove(format!("{META_SINK_DROPPED}{name}").as_bytes());
-            }
+        for sink in forgotten {
+            batch.remove(format!("{META_SINK_FLOOR}{sink}").as_bytes());
+            batch.remove(format!("{META_SINK_DROPPED}{sink}").as_bytes());
         }
         self.inner
             .meta

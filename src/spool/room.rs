@@ -218,7 +218,7 @@ impl Spool {
             .get_or_create(&label("reason", limit.dropped_reason()))
             .inc_by(dropped_events);
         self.log_limit(limit, true, dropped_events, total, free);
-        self.record_floor(Some(total))?;
+        self.record_floor(Some(total), &[])?;
         super::crash::point("drop:counts_synced");
         self.remove_blocks(&removed)?;
         self.retire_generations(commits);
