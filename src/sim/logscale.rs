@@ -242,16 +242,7 @@ impl FakeLogScale {
 
     /// Waits until at least `n` distinct events were accepted, or `timeout` passes.
     pub async fn wait_for_distinct(&self, n: u64, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if self.stats().distinct >= n {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        super::wait_until(timeout, || self.stats().distinct >= n).await
     }
 }
 

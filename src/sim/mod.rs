@@ -8,6 +8,21 @@ pub mod sentinel;
 pub mod zoom;
 
 use crate::config::Env;
+use std::time::Duration;
+
+/// Polls `done` every 20 ms until it holds or `timeout` passes; whether it held.
+pub(crate) async fn wait_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 use std::path::Path;
 
 /// The environment of a relay wired to these fakes, with its spool in `spool_dir` and no
