@@ -226,3 +226,380 @@ async fn refused_credentials_keep_everything_and_a_poison_row_is_sentinels_dead_
     );
     assert_eq!(sentinel.stats().distinct, 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_size_limit_is_split_and_every_row_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_zoom, logscale, base) = fakes_and_env(dir.path()).await;
+    let sentinel = FakeSentinel::start(false).await.unwrap();
+    // Sentinel is down while a backlog forms, so that the first request after it is back
+    // is a large one; it then takes no more than 16 kB a request, while the relay may
+    // send up to 64 kB.
+    sentinel.set_mode(SentinelMode::Status {
+        code: 503,
+        retry_after: Some(1),
+    });
+    const LIMIT: usize = 16_000;
+    const CONFIGURED: usize = 64_000;
+    sentinel.set_max_body(LIMIT);
+    let mut env = env_for(base, &sentinel);
+    env.insert("SENTINEL_MAX_BODY_BYTES".into(), CONFIGURED.to_string());
+    let relay = Relay::start(dir.path(), &env);
+    const HOOKS: u64 = 300;
+    post_webhooks(&relay, 0..HOOKS).await;
+    assert!(
+        logscale
+            .wait_for_distinct(HOOKS, Duration::from_secs(30))
+            .await
+    );
+    sentinel.set_mode(SentinelMode::Accept);
+    assert!(
+        sentinel
+            .wait_for_distinct(HOOKS, Duration::from_secs(60))
+            .await,
+        "{:?}\n{}",
+        sentinel.stats(),
+        relay.log_text()
+    );
+    let answers = sentinel.answers();
+    let too_large: Vec<_> = answers.iter().filter(|a| a.status == 413).collect();
+    assert!(
+        !too_large.is_empty(),
+        "no request was over the limit: {answers:?}"
+    );
+    assert!(
+        answers.iter().all(|a| a.body_bytes <= CONFIGURED),
+        "a request over SENTINEL_MAX_BODY_BYTES: {answers:?}"
+    );
+    assert!(answers
+        .iter()
+        .filter(|a| a.status == 204)
+        .all(|a| a.body_bytes <= LIMIT));
+    assert_eq!(relay.inspect().spool.dead_letter_events, 0);
+    assert!(
+        relay.log_text().contains("too large (HTTP 413"),
+        "the 413 was not taken for what it is"
+    );
+    println!(
+        "{} requests, {} answered 413, {} rows in the largest accepted",
+        answers.len(),
+        too_large.len(),
+        answers
+            .iter()
+            .filter(|a| a.status == 204)
+            .map(|a| a.rows)
+            .max()
+            .unwrap_or(0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_from_a_429_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_zoom, _logscale, base) = fakes_and_env(dir.path()).await;
+    let sentinel = FakeSentinel::start(false).await.unwrap();
+    const WAIT_SECS: u64 = 2;
+    sentinel.set_mode(SentinelMode::Status {
+        code: 429,
+        retry_after: Some(WAIT_SECS),
+    });
+    let mut env = env_for(base, &sentinel);
+    env.insert("RELAY_SHIP_CONCURRENCY".into(), "1".into());
+    let relay = Relay::start(dir.path(), &env);
+    post_webhooks(&relay, 0..1).await;
+    // Without Retry-After the first retries would come after at most 0.5 s and 1 s.
+    assert!(
+        eventually(Duration::from_secs(30), || sentinel.answers().len() >= 4).await,
+        "{:?}",
+        sentinel.answers()
+    );
+    let answers = sentinel.answers();
+    for pair in answers.windows(2).take(3) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(WAIT_SECS * 1000 - 100),
+            "retried after {gap:?} although Sentinel said Retry-After: {WAIT_SECS}: {answers:?}"
+        );
+    }
+    let r = relay.inspect();
+    let se = destination(&r, "sentinel").shipper.as_ref().unwrap();
+    assert!(
+        se.last_error
+            .as_ref()
+            .is_some_and(|e| e.status == Some(429)),
+        "{se:?}"
+    );
+    sentinel.set_mode(SentinelMode::Accept);
+    assert!(sentinel.wait_for_distinct(1, Duration::from_secs(30)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_renewed_before_they_expire_and_after_a_401_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_zoom, logscale, base) = fakes_and_env(dir.path()).await;
+    let sentinel = FakeSentinel::start(false).await.unwrap();
+    // Tokens live 4 s: the relay renews them at 2 s.
+    sentinel.set_token_lifetime(Duration::from_secs(4));
+    let env = env_for(base, &sentinel);
+    let relay = Relay::start(dir.path(), &env);
+    let mut sent = 0;
+    let renewed = {
+        let started = std::time::Instant::now();
+        loop {
+            post_webhooks(&relay, sent..sent + 10).await;
+            sent += 10;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if sentinel.token_requests() >= 3 || started.elapsed() > Duration::from_secs(30) {
+                break sentinel.token_requests() >= 3;
+            }
+        }
+    };
+    assert!(renewed, "tokens requested: {}", sentinel.token_requests());
+    assert!(
+        sentinel
+            .wait_for_distinct(sent, Duration::from_secs(30))
+            .await,
+        "{:?}",
+        sentinel.stats()
+    );
+    // Renewed early, never used expired: no 401 so far.
+    assert!(
+        sentinel.answers().iter().all(|a| a.status == 204),
+        "{:?}",
+        sentinel.answers()
+    );
+
+    // Azure revokes the token early: the relay is answered 401, fetches a new one, and
+    // delivers.
+    sentinel.set_token_lifetime(Duration::from_secs(3600));
+    sentinel.expire_tokens();
+    post_webhooks(&relay, sent..sent + 20).await;
+    sent += 20;
+    assert!(
+        sentinel
+            .wait_for_distinct(sent, Duration::from_secs(30))
+            .await,
+        "{:?}\n{}",
+        sentinel.stats(),
+        relay.log_text()
+    );
+    assert!(
+        sentinel.answers().iter().any(|a| a.status == 401),
+        "the expired token was never refused: {:?}",
+        sentinel.answers()
+    );
+    assert!(
+        logscale
+            .wait_for_distinct(sent, Duration::from_secs(30))
+            .await
+    );
+    assert_eq!(relay.inspect().spool.dead_letter_events, 0);
+    let log = relay.log_text();
+    assert!(!log.contains("sim-entra-"), "a token reached the log");
+    assert!(
+        !log.contains("sim-azure-client-secret"),
+        "the secret reached the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_both_destinations_stream_loses_nothing_for_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let (zoom, logscale, base) = fakes_and_env(dir.path()).await;
+    let sentinel = FakeSentinel::start(false).await.unwrap();
+    let mut env = env_for(base, &sentinel);
+    env.insert("SENTINEL_SOURCES".into(), "webhook,websocket".into());
+    let relay = Relay::start(dir.path(), &env);
+    const QSS: u64 = 20_000;
+    const HOOKS: u64 = 200;
+    zoom.send(QSS);
+    post_webhooks(&relay, 0..HOOKS).await;
+    // Killed mid-stream: both have some, neither has all.
+    let midway = eventually(Duration::from_secs(30), || {
+        sentinel.stats().distinct > 1_000 && logscale.stats().distinct > 1_000
+    })
+    .await;
+    assert!(midway, "{:?} {:?}", sentinel.stats(), logscale.stats());
+    relay.kill9();
+    let at_kill = (logscale.stats().distinct, sentinel.stats().distinct);
+    let relay = Relay::start(dir.path(), &env);
+    let total = QSS + HOOKS;
+    for (name, ok) in [
+        (
+            "LogScale",
+            logscale
+                .wait_for_distinct(total, Duration::from_secs(90))
+                .await,
+        ),
+        (
+            "Sentinel",
+            sentinel
+                .wait_for_distinct(total, Duration::from_secs(90))
+                .await,
+        ),
+    ] {
+        assert!(
+            ok,
+            "{name} short: LogScale {:?}, Sentinel {:?}\n{}",
+            logscale.stats(),
+            sentinel.stats(),
+            relay.log_text()
+        );
+    }
+    let counts = sentinel.sim_counts();
+    let lost: Vec<u64> = (0..QSS)
+        .chain((0..HOOKS).map(|n| WEBHOOK_BASE + n))
+        .filter(|n| !counts.contains_key(n))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "lost for Sentinel: {} e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    println!(
+        "at the kill: LogScale {} Sentinel {}; after: LogScale {:?}, Sentinel {:?}",
+        at_kill.0,
+        at_kill.1,
+        logscale.stats(),
+        sentinel.stats()
+    );
+}
+
+/// A spool written by the version before Sentinel (commit fb9eb9d): 100 webhooks
+/// delivered to LogScale, then LogScale down and 150 webhooks (100..250) and 300 QSS
+/// frames (0..300) left pending; stopped with SIGTERM. Made by
+/// `make_the_spool_of_the_version_before_sentinel` below.
+const OLD_SPOOL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/spool-before-sentinel"
+);
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_of_the_version_before_sentinel_opens_and_drains_to_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_zoom, logscale, base) = fakes_and_env(dir.path()).await;
+    copy_dir(std::path::Path::new(OLD_SPOOL), &dir.path().join("spool"));
+    let sentinel = FakeSentinel::start(false).await.unwrap();
+    let env = env_for(base, &sentinel);
+    let relay = Relay::start(dir.path(), &env);
+    // LogScale resumes where the old version stopped; Sentinel, new to this spool, starts
+    // at the oldest pending event, so it gets at least the webhooks LogScale had not.
+    assert!(
+        logscale
+            .wait_for_distinct(450, Duration::from_secs(60))
+            .await,
+        "{:?}\n{}",
+        logscale.stats(),
+        relay.log_text()
+    );
+    assert!(
+        sentinel
+            .wait_for_distinct(150, Duration::from_secs(60))
+            .await,
+        "{:?}\n{}",
+        sentinel.stats(),
+        relay.log_text()
+    );
+    let at_logscale = logscale.sim_counts();
+    let at_sentinel = sentinel.sim_counts();
+    let pending_webhooks = (100..250).map(|n| WEBHOOK_BASE + n);
+    let lost_logscale: Vec<u64> = (0..300)
+        .chain(pending_webhooks.clone())
+        .filter(|n| !at_logscale.contains_key(n))
+        .collect();
+    assert!(
+        lost_logscale.is_empty(),
+        "lost for LogScale: {lost_logscale:?}"
+    );
+    let lost_sentinel: Vec<u64> = pending_webhooks
+        .filter(|n| !at_sentinel.contains_key(n))
+        .collect();
+    assert!(
+        lost_sentinel.is_empty(),
+        "lost for Sentinel: {lost_sentinel:?}"
+    );
+    // What LogScale had taken before the upgrade is not sent to it again (all but what
+    // shared a block with the pending ones is deleted).
+    let resent = (0..100)
+        .filter(|n| at_logscale.contains_key(&(WEBHOOK_BASE + n)))
+        .count();
+    let log = relay.log_text();
+    assert!(
+        log.contains("new destination: it starts at the oldest pending event"),
+        "{log}"
+    );
+    let settled = eventually(Duration::from_secs(20), || {
+        relay
+            .inspect()
+            .destinations
+            .iter()
+            .all(|d| d.spool.pending_events == 0)
+    })
+    .await;
+    assert!(settled, "{:#?}", relay.inspect().destinations);
+    println!(
+        "old spool drained: LogScale {:?} ({resent} of the 100 delivered before sent again), Sentinel {:?}",
+        logscale.stats(),
+        sentinel.stats()
+    );
+}
+
+/// Writes [`OLD_SPOOL`] with the `relay` of the version before Sentinel:
+/// `git worktree add /tmp/old fb9eb9d && (cd /tmp/old && cargo build --release)`, then
+/// `OLD_RELAY=/tmp/old/target/release/relay cargo test --test sentinel -- --ignored make_the_spool`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs OLD_RELAY, a build of the version before Sentinel"]
+async fn make_the_spool_of_the_version_before_sentinel() {
+    let old = std::env::var("OLD_RELAY").expect("OLD_RELAY=path to the old relay");
+    let dir = tempfile::tempdir().unwrap();
+    let (zoom, logscale, base) = fakes_and_env(dir.path()).await;
+    let mut env = base;
+    env.insert("ZOOM_WEBHOOK_SECRET_TOKEN".into(), SECRET.into());
+    env.insert("RELAY_WEBHOOK_ADDR".into(), "127.0.0.1:0".into());
+    let relay = Relay::start_program(&old, dir.path(), &env, |_| {});
+    post_webhooks(&relay, 0..100).await;
+    assert!(
+        logscale
+            .wait_for_distinct(100, Duration::from_secs(30))
+            .await
+    );
+    logscale.set_mode(qss_relay::sim::logscale::Mode::Status {
+        code: 503,
+        retry_after: None,
+    });
+    post_webhooks(&relay, 100..250).await;
+    zoom.send(300);
+    let spooled = eventually(Duration::from_secs(30), || {
+        std::process::Command::new(&old)
+            .args(["spool", "inspect", "--json"])
+            .env("RELAY_SPOOL_DIR", &env["RELAY_SPOOL_DIR"])
+            .output()
+            .ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .and_then(|v| v["spool"]["pending_events"].as_u64())
+            == Some(450)
+    })
+    .await;
+    assert!(spooled, "{}", relay.log_text());
+    let (clean, log) = relay.terminate();
+    assert!(clean, "{log}");
+    assert_eq!(logscale.stats().distinct, 100);
+    let spool = dir.path().join("spool");
+    let _ = std::fs::remove_file(spool.join("relay.json"));
+    let _ = std::fs::remove_dir_all(OLD_SPOOL);
+    copy_dir(&spool, std::path::Path::new(OLD_SPOOL));
+}

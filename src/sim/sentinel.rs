@@ -91,7 +91,20 @@ struct State {
     requests: AtomicU64,
     /// `x-ms-client-request-id` of the last ingestion request.
     last_request_id: Mutex<Option<String>>,
+    /// The uncompressed size beyond which requests are answered 413.
+    max_body: Mutex<usize>,
+    answers: Mutex<Vec<Answer>>,
     received: Mutex<Received>,
+}
+
+/// One ingestion request as the fake answered it.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer {
+    pub at: Instant,
+    pub status: u16,
+    /// Uncompressed body size (0 when the body was not read: failing on purpose).
+    pub body_bytes: usize,
+    pub rows: usize,
 }
 
 /// A running fake Sentinel (Entra ID + Logs Ingestion). Stops when dropped.
@@ -129,6 +142,8 @@ impl FakeSentinel {
             token_requests: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             last_request_id: Mutex::new(None),
+            max_body: Mutex::new(MAX_BODY),
+            answers: Mutex::new(Vec::new()),
             received: Mutex::new(Received::default()),
         });
         let shutdown = CancellationToken::new();
@@ -187,6 +202,16 @@ impl FakeSentinel {
     /// Refuse (or stop refusing) the app's credentials at the token endpoint.
     pub fn refuse_tokens(&self, on: bool) {
         *self.state.refuse_tokens.lock().expect("not poisoned") = on;
+    }
+
+    /// Answer 413 beyond `bytes` (uncompressed) instead of the API's 1 MB.
+    pub fn set_max_body(&self, bytes: usize) {
+        *self.state.max_body.lock().expect("not poisoned") = bytes;
+    }
+
+    /// Every ingestion request answered so far, in order.
+    pub fn answers(&self) -> Vec<Answer> {
+        self.state.answers.lock().expect("not poisoned").clone()
     }
 
     pub fn token_requests(&self) -> u64 {
@@ -304,7 +329,25 @@ async fn token(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
     )
 }
 
+/// Answers one ingestion request and logs the answer.
 async fn ingest(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
+    let mut size = (0, 0);
+    let resp = answer_ingest(&st, req, &mut size).await;
+    st.answers.lock().expect("not poisoned").push(Answer {
+        at: Instant::now(),
+        status: resp.status().as_u16(),
+        body_bytes: size.0,
+        rows: size.1,
+    });
+    resp
+}
+
+/// `size` gets the uncompressed body size and row count, once known.
+async fn answer_ingest(
+    st: &State,
+    req: Request<Incoming>,
+    size: &mut (usize, usize),
+) -> Response<RespBody> {
     st.requests.fetch_add(1, Ordering::Relaxed);
     let header = |name: &str| {
         req.headers()
@@ -386,7 +429,8 @@ async fn ingest(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidContent", &e),
     };
-    if raw.len() > MAX_BODY {
+    size.0 = raw.len();
+    if raw.len() > *st.max_body.lock().expect("not poisoned") {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "ContentLengthLimitExceeded",
@@ -403,6 +447,7 @@ async fn ingest(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
             )
         }
     };
+    size.1 = rows.len();
     for row in &rows {
         if !row.is_object() || row.get("TimeGenerated").and_then(|t| t.as_str()).is_none() {
             return error(

@@ -46,7 +46,12 @@ pub fn relay_bin() -> &'static str {
 
 /// A `relay` command with exactly `env` (nothing inherited but PATH).
 pub fn command(env: &BTreeMap<String, String>) -> Command {
-    let mut cmd = Command::new(relay_bin());
+    command_for(relay_bin(), env)
+}
+
+/// [`command`] for the `relay` at `program`.
+pub fn command_for(program: &str, env: &BTreeMap<String, String>) -> Command {
+    let mut cmd = Command::new(program);
     cmd.env_clear();
     if let Ok(path) = std::env::var("PATH") {
         cmd.env("PATH", path);
@@ -67,6 +72,17 @@ impl Relay {
         env: &BTreeMap<String, String>,
         configure: impl FnOnce(&mut Command),
     ) -> Relay {
+        Relay::start_program(relay_bin(), dir, env, configure)
+    }
+
+    /// [`start_with`](Self::start_with) for another build of `relay` at `program` (an
+    /// older version, to make a spool in its format).
+    pub fn start_program(
+        program: &str,
+        dir: &Path,
+        env: &BTreeMap<String, String>,
+        configure: impl FnOnce(&mut Command),
+    ) -> Relay {
         let log = dir.join(format!(
             "relay-{}.log",
             std::time::SystemTime::now()
@@ -76,7 +92,7 @@ impl Relay {
         ));
         let spool = PathBuf::from(&env["RELAY_SPOOL_DIR"]);
         let _ = std::fs::remove_file(spool.join("relay.json"));
-        let mut cmd = command(env);
+        let mut cmd = command_for(program, env);
         cmd.arg("run")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
