@@ -5,7 +5,10 @@
 //! expected outputs are in `tests/golden/`. After an intended change of the output, run
 //! `UPDATE_GOLDEN=1 cargo test --test golden_hec` and review the diff.
 
+mod common;
+
 use bytes::Bytes;
+use common::golden::{check_golden, frame, samples};
 use qss_relay::ship::hec::{Encoder, HecSettings};
 use qss_relay::spool::{flags, Record, SourceKind};
 use serde_json::{json, Value};
@@ -19,31 +22,12 @@ fn encoder() -> Encoder {
     })
 }
 
-/// The sample lines exactly as written (key order kept), with their parsed value.
-fn samples(file: &str) -> Vec<(String, Value)> {
-    let text = std::fs::read_to_string(format!(
-        "{}/tests/fixtures/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| (l.to_string(), serde_json::from_str(l).unwrap()))
-        .collect()
-}
-
 fn qss_event(name: &str) -> String {
     samples("qss-events.ndjson")
         .into_iter()
         .find(|(_, e)| e["event"] == name)
         .unwrap_or_else(|| panic!("no sample for {name}"))
         .0
-}
-
-/// A Zoom WebSocket frame carrying the event text double-encoded, as Zoom sends it.
-fn frame(event: &str) -> String {
-    let content = serde_json::to_string(event).unwrap();
-    format!(r#"{{"module":"message","success":true,"content":{content},"header":{{}}}}"#)
 }
 
 fn record(kind: SourceKind, payload: &str, fl: u8) -> Record {
@@ -66,27 +50,6 @@ fn encode(kind: SourceKind, payload: &str, fl: u8) -> String {
     );
     serde_json::from_str::<Value>(&text).expect("output is valid JSON");
     text
-}
-
-fn check_golden(name: &str, actual: &str) {
-    let path = format!("{}/tests/golden/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        // Regenerating is a developer's step, reviewed in the diff; never in CI, where it
-        // would make every comparison pass.
-        let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
-        assert!(
-            !in_ci,
-            "UPDATE_GOLDEN is set in CI: golden files are compared there"
-        );
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected =
-        std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing golden file {path}"));
-    assert_eq!(
-        actual, expected,
-        "output for {name} changed (UPDATE_GOLDEN=1 to accept)"
-    );
 }
 
 fn parsed(line: &str) -> Value {

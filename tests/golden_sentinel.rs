@@ -3,28 +3,13 @@
 //! (`tests/fixtures/`); expected rows are in `tests/golden/sentinel/`. After an intended
 //! change, run `UPDATE_GOLDEN=1 cargo test --test golden_sentinel` and review the diff.
 
+mod common;
+
 use bytes::Bytes;
+use common::golden::{check_golden, frame, samples};
 use qss_relay::ship::sentinel::record::{RowEncoder, COLUMNS};
 use qss_relay::spool::{Record, SourceKind};
 use serde_json::{json, Value};
-
-fn samples(file: &str) -> Vec<(String, Value)> {
-    let text = std::fs::read_to_string(format!(
-        "{}/tests/fixtures/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| (l.to_string(), serde_json::from_str(l).unwrap()))
-        .collect()
-}
-
-/// A Zoom WebSocket frame carrying the event text double-encoded, as Zoom sends it.
-fn frame(event: &str) -> String {
-    let content = serde_json::to_string(event).unwrap();
-    format!(r#"{{"module":"message","success":true,"content":{content},"header":{{}}}}"#)
-}
 
 /// The row of one record, checked to be one JSON object with only declared columns.
 fn row(kind: SourceKind, payload: &str) -> (String, Value) {
@@ -53,34 +38,12 @@ fn row(kind: SourceKind, payload: &str) -> (String, Value) {
     (text, v)
 }
 
-fn check_golden(name: &str, actual: &str) {
-    let path = format!(
-        "{}/tests/golden/sentinel/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
-        assert!(
-            !in_ci,
-            "UPDATE_GOLDEN is set in CI: golden files are compared there"
-        );
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected =
-        std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing golden file {path}"));
-    assert_eq!(
-        actual, expected,
-        "row for {name} changed (UPDATE_GOLDEN=1 to accept)"
-    );
-}
-
 #[test]
 fn qss_events_from_the_websocket() {
     for (text, event) in samples("qss-events.ndjson") {
         let name = event["event"].as_str().unwrap().to_string();
         let (out, v) = row(SourceKind::WebSocket, &frame(&text));
-        check_golden(&format!("ws_{name}"), &out);
+        check_golden(&format!("sentinel/ws_{name}"), &out);
         assert_eq!(v["Event"], name.as_str());
         assert_eq!(v["Source"], "zoom_qss");
         assert_eq!(v["RelayId"], "0123456789abcdef:42");
@@ -115,7 +78,7 @@ fn webhook_events_keep_their_payload_and_name_the_operator() {
     for (text, body) in samples("webhook-bodies.ndjson") {
         let name = body["event"].as_str().unwrap().to_string();
         let (out, v) = row(SourceKind::Webhook, &text);
-        check_golden(&format!("webhook_{name}"), &out);
+        check_golden(&format!("sentinel/webhook_{name}"), &out);
         assert_eq!(v["Source"], "zoom_webhook");
         assert_eq!(v["Event"], name.as_str());
         assert_eq!(v["Payload"], body["payload"], "{name}: payload as sent");
@@ -135,7 +98,7 @@ fn webhook_events_keep_their_payload_and_name_the_operator() {
 #[test]
 fn a_body_that_is_not_json_is_kept_as_raw_text_with_the_reason() {
     let (out, v) = row(SourceKind::Webhook, "this is {not json");
-    check_golden("webhook_not_json", &out);
+    check_golden("sentinel/webhook_not_json", &out);
     assert_eq!(v["RawEvent"], "this is {not json");
     assert!(v["RelayError"].as_str().is_some_and(|e| !e.is_empty()));
     // No event time: the receive time.
@@ -143,7 +106,7 @@ fn a_body_that_is_not_json_is_kept_as_raw_text_with_the_reason() {
     assert!(v.get("Payload").is_none() || v["Payload"].is_null());
 
     let (out, v) = row(SourceKind::WebSocket, "\u{1}binary garbage");
-    check_golden("ws_not_json", &out);
+    check_golden("sentinel/ws_not_json", &out);
     assert_eq!(v["Source"], "zoom_qss");
     assert!(v["RawEvent"].as_str().unwrap().contains("binary garbage"));
 }
@@ -152,7 +115,7 @@ fn a_body_that_is_not_json_is_kept_as_raw_text_with_the_reason() {
 fn an_unknown_event_name_is_a_row_like_any_other() {
     let event = r#"{"event":"zoom.something_new","payload":{"x":[1,{"y":null}]}}"#;
     let (out, v) = row(SourceKind::Webhook, event);
-    check_golden("webhook_unknown_name", &out);
+    check_golden("sentinel/webhook_unknown_name", &out);
     assert_eq!(v["Event"], "zoom.something_new");
     assert_eq!(v["Payload"], json!({"x": [1, {"y": null}]}));
     assert_eq!(v["TimeGenerated"], "2023-11-14T22:13:20.123Z");

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod golden;
+
 use qss_relay::admin::InspectReport;
 use qss_relay::pipeline::RuntimeInfo;
 use std::collections::BTreeMap;
