@@ -184,13 +184,8 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
     let proxy = Proxy::new(&config.proxy);
     let http = HttpClient::with_proxy(config.ca_file.as_deref(), proxy.clone())?;
     // One shipper per destination, each at its own position in the spool.
-    let mut sinks = Vec::new();
-    if config.logscale.is_some() {
-        sinks.push("logscale");
-    }
-    if config.sentinel.is_some() {
-        sinks.push("sentinel");
-    }
+    let destinations = config.destinations();
+    let sinks: Vec<&str> = destinations.iter().map(|(n, _)| *n).collect();
     spool.set_destinations(&sinks)?;
     let hec = config.hec(spool.id());
     let shipper_stop = CancellationToken::new();
@@ -261,6 +256,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         ready: ready.clone(),
         hec: hec.clone(),
         ws: ws_state.clone(),
+        destinations: destinations.clone(),
     };
     let mut admin = Vec::new();
     match admin::operator::bind(spool.dir()) {

@@ -227,6 +227,154 @@ async fn refused_credentials_keep_everything_and_a_poison_row_is_sentinels_dead_
     assert_eq!(sentinel.stats().distinct, 20);
 }
 
+/// Runs `relay spool ARGS` with `env`; stdout, and stderr when it failed.
+fn spool_cmd(env: &BTreeMap<String, String>, args: &[&str]) -> (bool, String, String) {
+    let out = command(env).arg("spool").args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `peek`, `export` and `dead` with `--sink NAME` show and act on one destination's view:
+/// through the running relay and on the stopped spool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spool_commands_take_one_destination_with_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let (zoom, logscale, base) = fakes_and_env(dir.path()).await;
+    let sentinel = FakeSentinel::start(true).await.unwrap();
+    sentinel.set_mode(SentinelMode::Status {
+        code: 503,
+        retry_after: None,
+    });
+    let env = env_for(base.clone(), &sentinel);
+    let relay = Relay::start(dir.path(), &env);
+    const HOOKS: u64 = 30;
+    zoom.send(200);
+    post_webhooks(&relay, 0..HOOKS).await;
+    assert!(
+        logscale
+            .wait_for_distinct(200 + HOOKS, Duration::from_secs(60))
+            .await
+    );
+
+    // Through the daemon: Sentinel's pending records are the webhooks, as rows.
+    let (ok, peek, err) = spool_cmd(
+        &env,
+        &["peek", "--sink", "sentinel", "-n", "1000", "--json"],
+    );
+    assert!(ok, "{err}");
+    let peeked: Vec<serde_json::Value> = peek
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(peeked.len() as u64, HOOKS, "{peek}");
+    assert!(peeked.iter().all(|r| r["source"] == "webhook"), "{peek}");
+    let (ok, rows, err) = spool_cmd(&env, &["export", "--sink", "sentinel"]);
+    assert!(ok, "{err}");
+    let rows: Vec<serde_json::Value> = rows
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len() as u64, HOOKS);
+    let columns: Vec<&str> = qss_relay::ship::sentinel::record::COLUMNS
+        .iter()
+        .map(|(c, _)| *c)
+        .collect();
+    for row in &rows {
+        let row = row.as_object().expect("a row is an object");
+        assert!(row.keys().all(|k| columns.contains(&k.as_str())), "{row:?}");
+        assert_eq!(row["Source"], "zoom_webhook");
+        assert!(row["TimeGenerated"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')));
+        assert!(row["Payload"].is_object());
+    }
+    // LogScale has everything: nothing pending for it, though the spool still holds it.
+    let (ok, hec, err) = spool_cmd(&env, &["export", "--sink", "logscale"]);
+    assert!(ok, "{err}");
+    assert_eq!(hec, "", "LogScale has nothing pending");
+    let (_, all, _) = spool_cmd(&env, &["export"]);
+    assert!(all.lines().count() as u64 >= HOOKS);
+
+    // A poison row: dead-lettered for Sentinel, listed under it only.
+    sentinel.set_mode(SentinelMode::RejectContaining("POISON-ROW".into()));
+    assert!(
+        sentinel
+            .wait_for_distinct(HOOKS, Duration::from_secs(60))
+            .await
+    );
+    let poison = format!(
+        r#"{{"event":"meeting.created","event_ts":{},"payload":{{"account_id":"acc","object":{{"id":1,"topic":"POISON-ROW"}}}}}}"#,
+        qss_relay::time::now_ms()
+    );
+    let client = HttpClient::new(None).unwrap();
+    let (status, _) = post_signed(&client, relay.webhook_addr(), SECRET, poison.into()).await;
+    assert_eq!(status, 200);
+    let dead = eventually(Duration::from_secs(30), || {
+        relay.inspect().spool.dead_letter_events == 1
+    })
+    .await;
+    assert!(dead, "no dead letter:\n{}", relay.log_text());
+    let list = |sink: &str| -> serde_json::Value {
+        let (ok, out, err) = spool_cmd(&env, &["dead", "list", "--json", "--sink", sink]);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    assert_eq!(list("logscale"), serde_json::json!([]));
+    assert_eq!(list("sentinel").as_array().unwrap().len(), 1);
+    let ls_events = logscale.stats().events;
+
+    // Retried for Sentinel only: Sentinel gets it, LogScale (which has it) does not again.
+    sentinel.set_mode(SentinelMode::Accept);
+    let (ok, out, err) = spool_cmd(
+        &env,
+        &["dead", "retry", "--all", "--yes", "--sink", "sentinel"],
+    );
+    assert!(ok && out.contains("retried 1"), "{out}{err}");
+    assert!(
+        sentinel
+            .wait_for_distinct(HOOKS + 1, Duration::from_secs(30))
+            .await,
+        "{:?}",
+        sentinel.stats()
+    );
+    assert!(sentinel
+        .rows()
+        .iter()
+        .any(|r| r["Payload"]["object"]["topic"] == "POISON-ROW"));
+    let drained = eventually(Duration::from_secs(20), || {
+        let r = relay.inspect();
+        destination(&r, "logscale").spool.pending_events == 0
+            && destination(&r, "sentinel").spool.pending_events == 0
+    })
+    .await;
+    assert!(drained, "{:#?}", relay.inspect().destinations);
+    assert_eq!(
+        logscale.stats().events,
+        ls_events,
+        "the retry for Sentinel went to LogScale too"
+    );
+    assert_eq!(list("sentinel"), serde_json::json!([]));
+
+    // The stopped spool: the same answers, and a destination that is not configured is
+    // named as such.
+    let (clean, log) = relay.terminate();
+    assert!(clean, "{log}");
+    let (ok, out, err) = spool_cmd(&env, &["peek", "--sink", "sentinel"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "nothing pending");
+    let (ok, _, err) = spool_cmd(&base, &["export", "--sink", "sentinel"]);
+    assert!(!ok);
+    assert!(
+        err.contains("no sentinel destination is configured"),
+        "{err}"
+    );
+    let (ok, _, err) = spool_cmd(&env, &["peek", "--sink", "splunk"]);
+    assert!(!ok && err.contains("logscale, sentinel"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_over_the_size_limit_is_split_and_every_row_arrives() {
     let dir = tempfile::tempdir().unwrap();

@@ -24,14 +24,15 @@ pub(crate) mod view;
 
 pub use client::OperatorClient;
 pub use report::{
-    export, peek_record, rfc3339_ms, DeadDetail, DestinationReport, InspectReport, PeekRecord,
-    ReadFrom,
+    export, peek_record, rfc3339_ms, DeadDetail, DestinationReport, ExportForm, InspectReport,
+    PeekRecord, ReadFrom,
 };
 pub use view::{DeadAction, ExportRange, OperatorError, SpoolView};
 
 use crate::metrics::Metrics;
 use crate::ship::hec::HecSettings;
 use crate::ship::status::ShipStatus;
+use crate::ship::Sources;
 use crate::source::zoom_ws::WsState;
 use crate::spool::{Spool, SpoolStats};
 use std::sync::atomic::AtomicBool;
@@ -48,11 +49,18 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     pub hec: HecSettings,
     pub ws: Option<Arc<WsState>>,
+    /// The configured destinations and the sources each takes (what `--sink NAME`
+    /// selects).
+    pub destinations: Vec<(&'static str, Sources)>,
 }
 
 impl AdminState {
     /// The state of a spool opened from disk while no relay runs.
-    pub fn from_disk(spool: Spool, hec: HecSettings) -> AdminState {
+    pub fn from_disk(
+        spool: Spool,
+        hec: HecSettings,
+        destinations: Vec<(&'static str, Sources)>,
+    ) -> AdminState {
         AdminState {
             spool,
             metrics: Arc::new(Metrics::new()),
@@ -60,6 +68,7 @@ impl AdminState {
             ready: Arc::new(AtomicBool::new(false)),
             hec,
             ws: None,
+            destinations,
         }
     }
 

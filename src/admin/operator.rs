@@ -88,18 +88,28 @@ fn answer<T: serde::Serialize>(result: Result<T, OperatorError>) -> Response<Res
 async fn handle(st: AdminState, req: Request<Incoming>) -> Response<RespBody> {
     let q = query(&req);
     let num = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
+    let sink = match q.get("sink").map(|s| (s, crate::spool::sink_name(s))) {
+        None => None,
+        Some((_, Some(name))) => Some(name),
+        Some((s, None)) => return error(StatusCode::BAD_REQUEST, format!("no destination {s:?}")),
+    };
     match (req.method().clone(), req.uri().path()) {
         (Method::GET, routes::INSPECT) => answer(st.inspect().await),
         (Method::GET, routes::PEEK) => {
             let n = num("n").unwrap_or(10) as usize;
-            answer(st.peek(num("from").unwrap_or(0), n).await)
+            answer(st.peek(num("from").unwrap_or(0), n, sink).await)
         }
         (Method::GET, routes::EXPORT) => {
             let range = ExportRange {
                 from: num("from").unwrap_or(0),
                 to: num("to"),
                 raw: q.get("raw").is_some_and(|v| v == "1" || v == "true"),
+                sink,
             };
+            // A destination that is not configured is an error before the stream starts.
+            if let Err(e) = st.check_sink(sink) {
+                return error(StatusCode::BAD_REQUEST, e);
+            }
             let (mut tx, body) =
                 http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(4);
             tokio::task::spawn_blocking(move || {
@@ -117,7 +127,7 @@ async fn handle(st: AdminState, req: Request<Incoming>) -> Response<RespBody> {
                 .body(body.boxed())
                 .expect("valid response")
         }
-        (Method::GET, routes::DEAD_LIST) => answer(st.dead_list().await),
+        (Method::GET, routes::DEAD_LIST) => answer(st.dead_list(sink).await),
         (Method::GET, routes::DEAD_SHOW) => match q.get("id").map(|s| s.parse::<DeadId>()) {
             Some(Ok(id)) => answer(st.dead_show(id).await),
             Some(Err(e)) => error(StatusCode::BAD_REQUEST, e),
@@ -133,7 +143,7 @@ async fn handle(st: AdminState, req: Request<Incoming>) -> Response<RespBody> {
             } else {
                 DeadAction::Purge
             };
-            answer(st.dead_act(action, ids).await)
+            answer(st.dead_act(action, ids, sink).await)
         }
         _ => error(StatusCode::NOT_FOUND, "no such operator route"),
     }

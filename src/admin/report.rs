@@ -3,6 +3,7 @@
 //! `peek`, `dead show`, and the NDJSON export.
 
 use crate::ship::hec::Encoder;
+use crate::ship::sentinel::record::RowEncoder;
 use crate::ship::status::{ShipError, ShipState};
 use crate::source::zoom_ws::WsSnapshot;
 use crate::spool::{DeadLetter, DeadSummary, Record, SinkStats, SourceKind, Spool, SpoolStats};
@@ -164,18 +165,54 @@ impl From<&DeadLetter> for DeadDetail {
     }
 }
 
-/// Writes pending records from `from` to `to` as NDJSON: HEC events (what would be sent)
-/// or, with `raw`, the records as spooled. Calls `out` per chunk; stops if it says so.
+/// What an export writes per record.
+pub enum ExportForm {
+    /// The HEC event LogScale would receive.
+    Hec(Encoder),
+    /// The `ZoomLogs_CL` row Sentinel would receive.
+    Row(RowEncoder),
+    /// The record as spooled.
+    Raw,
+}
+
+impl ExportForm {
+    /// Appends one NDJSON line for `r`.
+    fn write(&mut self, r: &Record, buf: &mut Vec<u8>) {
+        match self {
+            ExportForm::Hec(enc) => enc.encode(r, buf),
+            ExportForm::Row(enc) => {
+                enc.encode(r, buf);
+                // Rows end in the `,` that joins them into the request's array.
+                buf.pop();
+                buf.push(b'\n');
+            }
+            ExportForm::Raw => {
+                let line = serde_json::json!({
+                    "seq": r.seq,
+                    "received_ms": r.received_ms,
+                    "source": r.kind,
+                    "malformed": r.is_malformed(),
+                    "payload": String::from_utf8_lossy(&r.payload),
+                });
+                serde_json::to_writer(&mut *buf, &line).expect("writing to a Vec");
+                buf.push(b'\n');
+            }
+        }
+    }
+}
+
+/// Writes the pending records from `from` to `to` that `keep` takes as NDJSON, in `form`.
+/// Calls `out` per chunk; stops if it says so.
 pub fn export(
     spool: &Spool,
-    encoder: Option<&mut Encoder>,
+    mut form: ExportForm,
     from: u64,
     to: Option<u64>,
+    keep: impl Fn(&Record) -> bool,
     mut out: impl FnMut(Vec<u8>, u64) -> bool,
 ) -> Result<u64, crate::spool::SpoolError> {
     let mut pos = from;
     let mut count = 0u64;
-    let mut encoder = encoder;
     while let Some(block) = spool.read_block(pos)? {
         let mut buf = Vec::new();
         let mut n = 0;
@@ -186,20 +223,10 @@ pub fn export(
                 }
                 return Ok(count);
             }
-            match encoder.as_deref_mut() {
-                Some(enc) => enc.encode(r, &mut buf),
-                None => {
-                    let line = serde_json::json!({
-                        "seq": r.seq,
-                        "received_ms": r.received_ms,
-                        "source": r.kind,
-                        "malformed": r.is_malformed(),
-                        "payload": String::from_utf8_lossy(&r.payload),
-                    });
-                    serde_json::to_writer(&mut buf, &line).expect("writing to a Vec");
-                    buf.push(b'\n');
-                }
+            if !keep(r) {
+                continue;
             }
+            form.write(r, &mut buf);
             n += 1;
             count += 1;
         }

@@ -4,11 +4,13 @@
 //! | route                                    | what                                   |
 //! |------------------------------------------|----------------------------------------|
 //! | `GET /spool/inspect`                     | [`InspectReport`] as JSON              |
-//! | `GET /spool/peek?n=&from=`               | pending records as [`PeekRecord`]s     |
-//! | `GET /spool/export?from=&to=&raw=`       | pending records as NDJSON (streamed)   |
-//! | `GET /spool/dead`                        | the dead-letter list                   |
+//! | `GET /spool/peek?n=&from=&sink=`         | pending records as [`PeekRecord`]s     |
+//! | `GET /spool/export?from=&to=&raw=&sink=` | pending records as NDJSON (streamed)   |
+//! | `GET /spool/dead?sink=`                  | the dead-letter list                   |
 //! | `GET /spool/dead/show?id=`               | one dead letter as [`DeadDetail`]      |
-//! | `POST /spool/dead/retry?ids=`, `.../purge?ids=` | `ids=all` or a comma list       |
+//! | `POST /spool/dead/retry?ids=&sink=`, `.../purge?ids=&sink=` | `ids=all` or a comma list |
+//!
+//! `sink=NAME` (optional) narrows a route to one destination.
 //!
 //! [`InspectReport`]: super::InspectReport
 //! [`PeekRecord`]: super::PeekRecord
@@ -25,8 +27,13 @@ pub(crate) const DEAD_SHOW: &str = "/spool/dead/show";
 pub(crate) const DEAD_RETRY: &str = "/spool/dead/retry";
 pub(crate) const DEAD_PURGE: &str = "/spool/dead/purge";
 
-pub(crate) fn peek(from: u64, n: usize) -> String {
-    format!("{PEEK}?n={n}&from={from}")
+/// `&sink=NAME`, or nothing.
+fn sink_param(sink: Option<&str>) -> String {
+    sink.map(|s| format!("&sink={s}")).unwrap_or_default()
+}
+
+pub(crate) fn peek(from: u64, n: usize, sink: Option<&str>) -> String {
+    format!("{PEEK}?n={n}&from={from}{}", sink_param(sink))
 }
 
 pub(crate) fn export(range: ExportRange) -> String {
@@ -34,7 +41,15 @@ pub(crate) fn export(range: ExportRange) -> String {
     if let Some(t) = range.to {
         path.push_str(&format!("&to={t}"));
     }
+    path.push_str(&sink_param(range.sink));
     path
+}
+
+pub(crate) fn dead_list(sink: Option<&str>) -> String {
+    match sink {
+        Some(s) => format!("{DEAD_LIST}?sink={s}"),
+        None => DEAD_LIST.to_string(),
+    }
 }
 
 pub(crate) fn dead_show(id: DeadId) -> String {
@@ -49,7 +64,7 @@ pub(crate) fn dead_act_path(action: DeadAction) -> &'static str {
 }
 
 /// `ids=all` for every dead letter, or the ids separated by commas.
-pub(crate) fn dead_act(action: DeadAction, ids: Option<&[DeadId]>) -> String {
+pub(crate) fn dead_act(action: DeadAction, ids: Option<&[DeadId]>, sink: Option<&str>) -> String {
     let list = match ids {
         None => "all".to_string(),
         Some(ids) => ids
@@ -58,7 +73,7 @@ pub(crate) fn dead_act(action: DeadAction, ids: Option<&[DeadId]>) -> String {
             .collect::<Vec<_>>()
             .join(","),
     };
-    format!("{}?ids={list}", dead_act_path(action))
+    format!("{}?ids={list}{}", dead_act_path(action), sink_param(sink))
 }
 
 /// Parses `ids=all` or `ids=event:1,block:2`.
@@ -80,17 +95,27 @@ mod tests {
     #[test]
     fn what_the_client_builds_the_server_parses() {
         let ids: Vec<DeadId> = vec!["event:7".parse().unwrap(), "block:3".parse().unwrap()];
-        let path = dead_act(DeadAction::Purge, Some(&ids));
+        let path = dead_act(DeadAction::Purge, Some(&ids), None);
         let (route, query) = path.split_once('?').unwrap();
         assert_eq!(route, DEAD_PURGE);
         let list = query.strip_prefix("ids=").unwrap();
-        assert_eq!(parse_ids(list).unwrap(), Some(ids));
+        assert_eq!(parse_ids(list).unwrap(), Some(ids.clone()));
+        assert_eq!(
+            dead_act(DeadAction::Retry, Some(&ids[..1]), Some("sentinel")),
+            "/spool/dead/retry?ids=event:7&sink=sentinel"
+        );
+        assert_eq!(dead_list(Some("logscale")), "/spool/dead?sink=logscale");
+        assert_eq!(
+            peek(3, 2, Some("sentinel")),
+            "/spool/peek?n=2&from=3&sink=sentinel"
+        );
         assert_eq!(parse_ids("all").unwrap(), None);
         assert_eq!(
             export(ExportRange {
                 from: 5,
                 to: Some(9),
-                raw: true
+                raw: true,
+                sink: None,
             }),
             "/spool/export?from=5&raw=true&to=9"
         );

@@ -8,11 +8,13 @@
 //! the [`super::report`] types, and every failure an [`OperatorError`] that says what to do.
 
 use super::client::OperatorClient;
-use super::report::{self, DeadDetail, InspectReport, PeekRecord};
+use super::report::{self, DeadDetail, ExportForm, InspectReport, PeekRecord};
 use super::routes;
 use super::AdminState;
 use crate::ship::hec::Encoder;
-use crate::spool::{DeadId, DeadSummary, SpoolError};
+use crate::ship::sentinel::record::RowEncoder;
+use crate::ship::Sources;
+use crate::spool::{DeadId, DeadSummary, Record, SpoolError};
 
 /// Why an operation gave no answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -65,8 +67,26 @@ pub struct ExportRange {
     pub from: u64,
     /// Stop before this sequence number.
     pub to: Option<u64>,
-    /// The records as spooled instead of HEC events.
+    /// The records as spooled instead of what a destination receives.
     pub raw: bool,
+    /// Only what this destination has still to receive, in its form (Sentinel: rows).
+    /// `None`: every pending record, as HEC events.
+    pub sink: Option<&'static str>,
+}
+
+/// What `--sink NAME` selects: the records a destination has not yet been sent (at or
+/// past its delivered position, meant for it, from a source it takes).
+#[derive(Debug, Clone, Copy)]
+struct SinkFilter {
+    name: &'static str,
+    sources: Sources,
+    floor: u64,
+}
+
+impl SinkFilter {
+    fn keeps(&self, r: &Record) -> bool {
+        r.seq >= self.floor && r.is_for(self.name) && self.sources.takes(r.kind)
+    }
 }
 
 /// Receives an export: a chunk of NDJSON and the number of lines in it. Returning
@@ -79,23 +99,33 @@ pub(crate) type ExportSink<'a> = dyn FnMut(&[u8], u64) -> bool + Send + 'a;
 pub trait SpoolView {
     /// What is waiting, how old it is, and why it is not moving.
     async fn inspect(&self) -> Result<InspectReport, OperatorError>;
-    /// Up to `n` pending records from sequence `from`.
-    async fn peek(&self, from: u64, n: usize) -> Result<Vec<PeekRecord>, OperatorError>;
+    /// Up to `n` pending records from sequence `from` (of the destination `sink` only).
+    async fn peek(
+        &self,
+        from: u64,
+        n: usize,
+        sink: Option<&'static str>,
+    ) -> Result<Vec<PeekRecord>, OperatorError>;
     /// Streams pending records into `sink`; returns how many were written.
     async fn export(
         &self,
         range: ExportRange,
         sink: &mut ExportSink<'_>,
     ) -> Result<u64, OperatorError>;
-    async fn dead_list(&self) -> Result<Vec<DeadSummary>, OperatorError>;
+    /// The dead letters (those that concern the destination `sink` only).
+    async fn dead_list(
+        &self,
+        sink: Option<&'static str>,
+    ) -> Result<Vec<DeadSummary>, OperatorError>;
     /// One dead letter; [`OperatorError::NotFound`] when there is none by that id.
     async fn dead_show(&self, id: DeadId) -> Result<DeadDetail, OperatorError>;
-    /// Retries or purges the dead letters `ids` (all of them when `None`); returns the ids
-    /// acted on.
+    /// Retries or purges the dead letters `ids` (all of them when `None`), for the
+    /// destination `sink` only when given; returns the ids acted on.
     async fn dead_act(
         &self,
         action: DeadAction,
         ids: Option<Vec<DeadId>>,
+        sink: Option<&'static str>,
     ) -> Result<Vec<DeadId>, OperatorError>;
 }
 
@@ -109,6 +139,33 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl AdminState {
+    /// The filter for `--sink NAME`; an error naming the configured destinations when
+    /// `NAME` is not one of them.
+    fn sink_filter(&self, sink: Option<&'static str>) -> Result<Option<SinkFilter>, OperatorError> {
+        let Some(name) = sink else {
+            return Ok(None);
+        };
+        match self.destinations.iter().find(|(n, _)| *n == name) {
+            Some(&(name, sources)) => Ok(Some(SinkFilter {
+                name,
+                sources,
+                floor: self.spool.sink_floor(name),
+            })),
+            None => {
+                let names: Vec<&str> = self.destinations.iter().map(|(n, _)| *n).collect();
+                Err(OperatorError::BadRequest(format!(
+                    "no {name} destination is configured (configured: {}); give `relay spool` the environment the relay runs with (--env-file)",
+                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                )))
+            }
+        }
+    }
+
+    /// An error when `sink` names a destination that is not configured.
+    pub(crate) fn check_sink(&self, sink: Option<&'static str>) -> Result<(), OperatorError> {
+        self.sink_filter(sink).map(|_| ())
+    }
+
     /// [`SpoolView::export`], synchronously: it reads blocks from disk as it goes, so the
     /// daemon's socket server runs it on a blocking thread.
     pub fn export_blocking(
@@ -116,12 +173,19 @@ impl AdminState {
         range: ExportRange,
         sink: &mut ExportSink<'_>,
     ) -> Result<u64, OperatorError> {
-        let mut encoder = (!range.raw).then(|| Encoder::new(self.hec.clone()));
+        let filter = self.sink_filter(range.sink)?;
+        let form = match (range.raw, range.sink) {
+            (true, _) => ExportForm::Raw,
+            (false, Some("sentinel")) => ExportForm::Row(RowEncoder::new(self.spool.id())),
+            (false, _) => ExportForm::Hec(Encoder::new(self.hec.clone())),
+        };
+        let from = range.from.max(filter.map_or(0, |f| f.floor));
         let n = report::export(
             &self.spool,
-            encoder.as_mut(),
-            range.from,
+            form,
+            from,
             range.to,
+            |r| filter.is_none_or(|f| f.keeps(r)),
             |chunk, n| sink(&chunk, n),
         )?;
         Ok(n)
@@ -134,10 +198,18 @@ impl SpoolView for AdminState {
         blocking(move || Ok(st.report())).await
     }
 
-    async fn peek(&self, from: u64, n: usize) -> Result<Vec<PeekRecord>, OperatorError> {
+    async fn peek(
+        &self,
+        from: u64,
+        n: usize,
+        sink: Option<&'static str>,
+    ) -> Result<Vec<PeekRecord>, OperatorError> {
+        let filter = self.sink_filter(sink)?;
         let spool = self.spool.clone();
         blocking(move || {
-            let records = spool.pending(from, n, None)?;
+            let from = from.max(filter.map_or(0, |f| f.floor));
+            let records =
+                spool.pending_where(from, n, None, |r| filter.is_none_or(|f| f.keeps(r)))?;
             Ok(records.iter().map(report::peek_record).collect())
         })
         .await
@@ -152,9 +224,20 @@ impl SpoolView for AdminState {
         self.export_blocking(range, sink)
     }
 
-    async fn dead_list(&self) -> Result<Vec<DeadSummary>, OperatorError> {
+    async fn dead_list(
+        &self,
+        sink: Option<&'static str>,
+    ) -> Result<Vec<DeadSummary>, OperatorError> {
+        self.sink_filter(sink)?;
         let spool = self.spool.clone();
-        blocking(move || Ok(spool.dead_list()?)).await
+        blocking(move || {
+            let mut list = spool.dead_list()?;
+            if let Some(s) = sink {
+                list.retain(|d| d.destinations.is_empty() || d.destinations.iter().any(|n| n == s));
+            }
+            Ok(list)
+        })
+        .await
     }
 
     async fn dead_show(&self, id: DeadId) -> Result<DeadDetail, OperatorError> {
@@ -172,12 +255,14 @@ impl SpoolView for AdminState {
         &self,
         action: DeadAction,
         ids: Option<Vec<DeadId>>,
+        sink: Option<&'static str>,
     ) -> Result<Vec<DeadId>, OperatorError> {
+        self.sink_filter(sink)?;
         let spool = self.spool.clone();
         blocking(move || {
             Ok(match action {
-                DeadAction::Retry => spool.dead_retry(ids.as_deref())?,
-                DeadAction::Purge => spool.dead_purge(ids.as_deref())?,
+                DeadAction::Retry => spool.dead_retry(ids.as_deref(), sink)?,
+                DeadAction::Purge => spool.dead_purge(ids.as_deref(), sink)?,
             })
         })
         .await
@@ -189,8 +274,13 @@ impl SpoolView for OperatorClient {
         self.get(routes::INSPECT).await
     }
 
-    async fn peek(&self, from: u64, n: usize) -> Result<Vec<PeekRecord>, OperatorError> {
-        self.get(&routes::peek(from, n)).await
+    async fn peek(
+        &self,
+        from: u64,
+        n: usize,
+        sink: Option<&'static str>,
+    ) -> Result<Vec<PeekRecord>, OperatorError> {
+        self.get(&routes::peek(from, n, sink)).await
     }
 
     async fn export(
@@ -201,8 +291,11 @@ impl SpoolView for OperatorClient {
         self.stream(&routes::export(range), sink).await
     }
 
-    async fn dead_list(&self) -> Result<Vec<DeadSummary>, OperatorError> {
-        self.get(routes::DEAD_LIST).await
+    async fn dead_list(
+        &self,
+        sink: Option<&'static str>,
+    ) -> Result<Vec<DeadSummary>, OperatorError> {
+        self.get(&routes::dead_list(sink)).await
     }
 
     async fn dead_show(&self, id: DeadId) -> Result<DeadDetail, OperatorError> {
@@ -213,8 +306,10 @@ impl SpoolView for OperatorClient {
         &self,
         action: DeadAction,
         ids: Option<Vec<DeadId>>,
+        sink: Option<&'static str>,
     ) -> Result<Vec<DeadId>, OperatorError> {
-        self.post(&routes::dead_act(action, ids.as_deref())).await
+        self.post(&routes::dead_act(action, ids.as_deref(), sink))
+            .await
     }
 }
 

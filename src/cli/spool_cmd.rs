@@ -48,8 +48,11 @@ pub enum SpoolCommand {
         /// JSON lines instead of the summary.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        sink: SinkArg,
     },
-    /// Pending events as NDJSON HEC events, ready to re-ingest by hand.
+    /// Pending events as NDJSON, ready to re-ingest by hand: HEC events, or with
+    /// `--sink sentinel` the rows Sentinel would receive.
     Export {
         #[arg(long, value_name = "SEQ")]
         from: Option<u64>,
@@ -62,12 +65,30 @@ pub enum SpoolCommand {
         /// The records as spooled (raw frames and bodies) instead of HEC events.
         #[arg(long)]
         raw: bool,
+        #[command(flatten)]
+        sink: SinkArg,
     },
-    /// The dead-letter area: events LogScale refused, and corrupt blocks.
+    /// The dead-letter area: events a destination refused, and corrupt blocks.
     Dead {
         #[command(subcommand)]
         command: DeadCommand,
     },
+}
+
+/// `--sink NAME`: one destination's view.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct SinkArg {
+    /// Only what this destination has still to receive (peek, export), or what concerns it
+    /// (dead letters); `export` then writes that destination's form.
+    #[arg(long = "sink", value_name = "NAME", value_parser = parse_sink)]
+    pub name: Option<&'static str>,
+}
+
+fn parse_sink(s: &str) -> Result<&'static str, String> {
+    crate::spool::sink_name(s).ok_or_else(|| {
+        let names: Vec<&str> = crate::spool::SINKS.iter().map(|(n, _)| *n).collect();
+        format!("no destination {s:?}; one of: {}", names.join(", "))
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +97,8 @@ pub enum DeadCommand {
     List {
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        sink: SinkArg,
     },
     /// Show one dead letter (ID as printed by `list`, e.g. event:1234).
     Show { id: DeadId },
@@ -95,6 +118,10 @@ pub struct Selection {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// For this destination only: an entry another destination also refused stays
+    /// listed for that one (and a retry sends the event to this one alone).
+    #[command(flatten)]
+    pub sink: SinkArg,
 }
 
 /// The spool itself, or the daemon that holds it.
@@ -132,7 +159,12 @@ async fn open(global: &Global, args: &SpoolArgs) -> Result<Access, ExitCode> {
     match Spool::open(&config.spool, Arc::new(Metrics::new())) {
         Ok(spool) => {
             let hec = config.hec(spool.id());
-            Ok(Access::Local(AdminState::from_disk(spool, hec)))
+            let destinations = config.destinations();
+            Ok(Access::Local(AdminState::from_disk(
+                spool,
+                hec,
+                destinations,
+            )))
         }
         // Not allowed to open the files: a running relay may still answer (root, or a
         // user the socket admits), else say both.
@@ -178,17 +210,24 @@ pub(super) async fn spool(global: &Global, args: SpoolArgs) -> ExitCode {
 async fn run(view: &impl SpoolView, command: SpoolCommand) -> ExitCode {
     let result = match command {
         SpoolCommand::Inspect { json } => inspect(view, json).await,
-        SpoolCommand::Peek { n, from, json } => peek(view, n, from, json).await,
+        SpoolCommand::Peek {
+            n,
+            from,
+            json,
+            sink,
+        } => peek(view, n, from, json, sink.name).await,
         SpoolCommand::Export {
             from,
             to,
             output,
             raw,
+            sink,
         } => {
             let range = ExportRange {
                 from: from.unwrap_or(0),
                 to,
                 raw,
+                sink: sink.name,
             };
             export(view, range, output).await
         }
@@ -215,8 +254,12 @@ async fn peek(
     n: usize,
     from: Option<u64>,
     json: bool,
+    sink: Option<&'static str>,
 ) -> Result<ExitCode, ExitCode> {
-    let records = view.peek(from.unwrap_or(0), n).await.map_err(fail_op)?;
+    let records = view
+        .peek(from.unwrap_or(0), n, sink)
+        .await
+        .map_err(fail_op)?;
     let mut out = std::io::stdout().lock();
     if records.is_empty() {
         let _ = writeln!(out, "nothing pending");
@@ -262,7 +305,15 @@ async fn export(
     };
     // A progress bar when writing to a file from a terminal.
     let bar = if output.is_some() && std::io::stderr().is_terminal() {
-        let total = view.inspect().await.map_err(fail_op)?.spool.pending_events;
+        let report = view.inspect().await.map_err(fail_op)?;
+        let total = match range.sink {
+            Some(s) => report
+                .destinations
+                .iter()
+                .find(|d| d.spool.name == s)
+                .map_or(0, |d| d.spool.pending_events),
+            None => report.spool.pending_events,
+        };
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
             indicatif::ProgressStyle::with_template(
@@ -326,8 +377,8 @@ fn confirm(what: &str, sel: &Selection) -> bool {
 
 async fn dead(view: &impl SpoolView, command: DeadCommand) -> Result<ExitCode, ExitCode> {
     match command {
-        DeadCommand::List { json } => {
-            let list = view.dead_list().await.map_err(fail_op)?;
+        DeadCommand::List { json, sink } => {
+            let list = view.dead_list(sink.name).await.map_err(fail_op)?;
             if json {
                 println!(
                     "{}",
@@ -337,11 +388,17 @@ async fn dead(view: &impl SpoolView, command: DeadCommand) -> Result<ExitCode, E
                 println!("no dead letters");
             } else {
                 for d in &list {
+                    let to = if d.destinations.is_empty() {
+                        "all".to_string()
+                    } else {
+                        d.destinations.join(",")
+                    };
                     println!(
-                        "{:<16} {}  {:>10}  {}",
+                        "{:<16} {}  {:>10}  {:<17} {}",
                         d.id.to_string(),
                         admin::rfc3339_ms(d.at_ms),
                         format::bytes(d.bytes as u64),
+                        to,
                         d.reason
                     );
                 }
@@ -371,17 +428,23 @@ async fn act(
     sel: Selection,
     action: DeadAction,
 ) -> Result<ExitCode, ExitCode> {
-    let what = match (action, sel.all) {
+    let mut what = match (action, sel.all) {
         (DeadAction::Retry, true) => "Retry every dead-lettered event".to_string(),
         (DeadAction::Purge, true) => "Delete every dead letter for good".to_string(),
         (DeadAction::Retry, false) => format!("Retry {} dead letters", sel.ids.len()),
         (DeadAction::Purge, false) => format!("Delete {} dead letters for good", sel.ids.len()),
     };
+    if let Some(s) = sel.sink.name {
+        what.push_str(&format!(" for {s} only"));
+    }
     if !confirm(&what, &sel) {
         return Err(ExitCode::FAILURE);
     }
     let ids = (!sel.all).then_some(sel.ids);
-    let done = view.dead_act(action, ids).await.map_err(fail_op)?;
+    let done = view
+        .dead_act(action, ids, sel.sink.name)
+        .await
+        .map_err(fail_op)?;
     println!(
         "{} {} dead letters",
         match action {

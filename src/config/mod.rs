@@ -180,6 +180,19 @@ impl Config {
         }
     }
 
+    /// The configured destinations, by the spool's name for them, with the sources each
+    /// takes.
+    pub fn destinations(&self) -> Vec<(&'static str, Sources)> {
+        let mut out = Vec::new();
+        if self.logscale.is_some() {
+            out.push(("logscale", Sources::ALL));
+        }
+        if let Some(s) = &self.sentinel {
+            out.push(("sentinel", s.sources));
+        }
+        out
+    }
+
     /// What HEC events from the spool `spool_id` carry: LogScale's settings, or (when
     /// LogScale is not configured, as for `relay spool export` on a copied spool) the
     /// declared defaults.

@@ -70,6 +70,20 @@ pub struct Sources {
 }
 
 impl Sources {
+    /// Both sources (LogScale takes everything).
+    pub const ALL: Sources = Sources {
+        webhook: true,
+        websocket: true,
+    };
+
+    /// Whether a record from `kind` goes to the destination.
+    pub fn takes(self, kind: crate::spool::SourceKind) -> bool {
+        match kind {
+            crate::spool::SourceKind::Webhook => self.webhook,
+            crate::spool::SourceKind::WebSocket => self.websocket,
+        }
+    }
+
     /// `webhook`, `websocket`, or both separated by a comma.
     pub fn parse(s: &str) -> Option<Sources> {
         let mut out = Sources {

@@ -324,9 +324,17 @@ impl Spool {
     /// Puts dead-lettered events back into the spool as new records (new sequence
     /// numbers) and removes them from the dead-letter area. Corrupt blocks cannot be
     /// retried and are skipped. `ids = None` means all. Returns the retried ids.
-    pub fn dead_retry(&self, ids: Option<&[DeadId]>) -> Result<Vec<DeadId>, SpoolError> {
-        let entries = self.dead_select(ids)?;
-        let events: Vec<DeadLetter> = entries
+    ///
+    /// With `sink`, only entries that concern that destination are taken, the new records
+    /// go to it alone, and an entry another destination also refused stays listed for
+    /// that one.
+    pub fn dead_retry(
+        &self,
+        ids: Option<&[DeadId]>,
+        sink: Option<&str>,
+    ) -> Result<Vec<DeadId>, SpoolError> {
+        let events: Vec<DeadLetter> = self
+            .dead_select(ids, sink)?
             .into_iter()
             .filter(|d| d.kind == DeadKind::Event)
             .collect();
@@ -338,26 +346,82 @@ impl Spool {
             .map(|d| NewRecord {
                 received_ms: d.received_ms,
                 kind: d.source.unwrap_or(SourceKind::WebSocket),
-                flags: d.flags,
+                flags: match sink {
+                    Some(s) => (d.flags & !flags::TARGETS) | sink_bit(s),
+                    None => d.flags,
+                },
                 payload: d.payload.clone(),
             })
             .collect();
         for chunk in records.chunks(MAX_GROUP_RECORDS) {
             self.commit(chunk)?;
         }
-        let ids: Vec<DeadId> = events.iter().map(|d| d.id).collect();
-        self.dead_remove(&ids)?;
-        Ok(ids)
+        self.dead_release(&events, sink)?;
+        Ok(events.iter().map(|d| d.id).collect())
     }
 
     /// Deletes dead letters for good. `ids = None` means all. Returns the purged ids.
-    pub fn dead_purge(&self, ids: Option<&[DeadId]>) -> Result<Vec<DeadId>, SpoolError> {
-        let ids: Vec<DeadId> = self.dead_select(ids)?.iter().map(|d| d.id).collect();
-        self.dead_remove(&ids)?;
-        Ok(ids)
+    /// With `sink`, only that destination lets go of them: an entry another destination
+    /// also refused stays listed for that one.
+    pub fn dead_purge(
+        &self,
+        ids: Option<&[DeadId]>,
+        sink: Option<&str>,
+    ) -> Result<Vec<DeadId>, SpoolError> {
+        let entries = self.dead_select(ids, sink)?;
+        self.dead_release(&entries, sink)?;
+        Ok(entries.iter().map(|d| d.id).collect())
     }
 
-    fn dead_select(&self, ids: Option<&[DeadId]>) -> Result<Vec<DeadLetter>, SpoolError> {
+    /// The target bits a dead letter stands for: its own, or (none: every destination)
+    /// those of the destinations the spool tracks.
+    fn dead_targets(&self, d: &DeadLetter) -> u8 {
+        match d.flags & flags::TARGETS {
+            0 => self.sinks().iter().fold(0, |bits, s| bits | sink_bit(s)),
+            t => t,
+        }
+    }
+
+    /// Removes `entries` for `sink` (for every destination when `None`): an entry still
+    /// held by another destination is rewritten with that one's bit only.
+    fn dead_release(&self, entries: &[DeadLetter], sink: Option<&str>) -> Result<(), SpoolError> {
+        let mut gone = Vec::new();
+        for d in entries {
+            let left = match sink {
+                Some(s) => self.dead_targets(d) & !sink_bit(s),
+                None => 0,
+            };
+            if left == 0 {
+                gone.push(d.id);
+                continue;
+            }
+            let kept = DeadLetter {
+                flags: (d.flags & !flags::TARGETS) | left,
+                ..d.clone()
+            };
+            self.inner
+                .dead
+                .insert(kept.id.key(), kept.encode())
+                .map_err(|e| self.db_err(e))?;
+        }
+        self.dead_remove(&gone)
+    }
+
+    /// The entries `ids` (all when `None`) that concern `sink` (any destination when
+    /// `None`).
+    fn dead_select(
+        &self,
+        ids: Option<&[DeadId]>,
+        sink: Option<&str>,
+    ) -> Result<Vec<DeadLetter>, SpoolError> {
+        let mut all = self.dead_entries(ids)?;
+        if let Some(s) = sink {
+            all.retain(|d| self.dead_targets(d) & sink_bit(s) != 0);
+        }
+        Ok(all)
+    }
+
+    fn dead_entries(&self, ids: Option<&[DeadId]>) -> Result<Vec<DeadLetter>, SpoolError> {
         match ids {
             Some(ids) => {
                 let mut out = Vec::new();

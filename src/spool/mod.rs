@@ -36,7 +36,7 @@ pub use block::{decode as decode_block, encode as encode_block, BlockError, Bloc
 pub use dead::{DeadId, DeadKind, DeadLetter, DeadSummary};
 pub use disk::{free_bytes, BALLAST_BYTES, BALLAST_FILE};
 pub use generation::dir_size;
-pub use record::{flags, sink_bit, targets_of, NewRecord, Record, SourceKind, SINKS};
+pub use record::{flags, sink_bit, sink_name, targets_of, NewRecord, Record, SourceKind, SINKS};
 pub use settings::{FullPolicy, SpoolSettings};
 pub use stats::{SinkStats, SpoolStats};
 pub use writer::{AppendError, Appender};

@@ -55,6 +55,11 @@ pub mod flags {
 /// are the `sink` label of the ship metrics and the keys of the delivery positions.
 pub const SINKS: [(&str, u8); 2] = [("logscale", 0b0000_0010), ("sentinel", 0b0000_0100)];
 
+/// The spool's name for a destination, as `&'static str` (`None`: not one it knows).
+pub fn sink_name(name: &str) -> Option<&'static str> {
+    SINKS.iter().find(|(n, _)| *n == name).map(|(n, _)| *n)
+}
+
 /// The target bit of the destination `name` (0 for a name the spool does not know).
 pub fn sink_bit(name: &str) -> u8 {
     SINKS

@@ -116,7 +116,7 @@ fn a_dead_letter_is_retried_for_the_destinations_that_refused_it() {
     assert_eq!(list.len(), 2);
     let both = list.iter().find(|d| d.id.seq == 2).unwrap();
     assert_eq!(both.destinations, vec!["logscale", "sentinel"]);
-    s.dead_retry(None).unwrap();
+    s.dead_retry(None, None).unwrap();
     let retried = s.read_block(3).unwrap().unwrap().records;
     assert_eq!(retried.len(), 2);
     let for_sentinel_only = retried.iter().find(|r| r.payload == "a-1").unwrap();
@@ -125,6 +125,43 @@ fn a_dead_letter_is_retried_for_the_destinations_that_refused_it() {
     let for_both = retried.iter().find(|r| r.payload == "a-2").unwrap();
     assert!(for_both.is_for("sentinel") && for_both.is_for("logscale"));
     assert!(!for_both.is_malformed());
+}
+
+/// `dead retry --sink` and `dead purge --sink` act for one destination: an entry both
+/// refused stays listed for the other, and the retried record goes to the named one only.
+#[test]
+fn a_dead_letter_both_refused_is_released_one_destination_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&settings(dir.path()));
+    s.set_destinations(&["logscale", "sentinel"]).unwrap();
+    s.commit(&recs("a", 2)).unwrap();
+    let b = s.read_block(0).unwrap().unwrap();
+    for sink in ["logscale", "sentinel"] {
+        s.dead_letter_events(sink, &[(b.records[0].clone(), "HTTP 400".into())])
+            .unwrap();
+    }
+    s.dead_letter_events("logscale", &[(b.records[1].clone(), "HTTP 400".into())])
+        .unwrap();
+    // Retry for Sentinel: only the entry that concerns it, sent to it alone.
+    let retried = s.dead_retry(None, Some("sentinel")).unwrap();
+    assert_eq!(retried, vec![DeadId::new(DeadKind::Event, 0)]);
+    let again = s.read_block(2).unwrap().unwrap().records;
+    assert_eq!(again.len(), 1);
+    assert!(again[0].is_for("sentinel") && !again[0].is_for("logscale"));
+    let list = s.dead_list().unwrap();
+    assert_eq!(
+        list.len(),
+        2,
+        "both entries still listed for LogScale: {list:?}"
+    );
+    assert!(list.iter().all(|d| d.destinations == vec!["logscale"]));
+    assert_eq!(s.stats().dead_letter_events, 2);
+    // Purge for Sentinel: nothing of its own is left.
+    assert!(s.dead_purge(None, Some("sentinel")).unwrap().is_empty());
+    // Purge for LogScale: the entries go.
+    assert_eq!(s.dead_purge(None, Some("logscale")).unwrap().len(), 2);
+    assert!(s.dead_list().unwrap().is_empty());
+    assert_eq!(s.stats().dead_letter_events, 0);
 }
 
 /// At the size cap, `drop-oldest` counts per destination what that destination had not

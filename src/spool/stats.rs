@@ -178,6 +178,17 @@ impl Spool {
         limit: usize,
         to: Option<u64>,
     ) -> Result<Vec<Record>, SpoolError> {
+        self.pending_where(from, limit, to, |_| true)
+    }
+
+    /// [`Spool::pending`], counting only the records `keep` takes (`peek --sink`).
+    pub fn pending_where(
+        &self,
+        from: u64,
+        limit: usize,
+        to: Option<u64>,
+        keep: impl Fn(&Record) -> bool,
+    ) -> Result<Vec<Record>, SpoolError> {
         let mut out = Vec::new();
         let mut pos = from;
         while out.len() < limit {
@@ -188,7 +199,9 @@ impl Spool {
                 if to.is_some_and(|t| r.seq >= t) || out.len() >= limit {
                     return Ok(out);
                 }
-                out.push(r);
+                if keep(&r) {
+                    out.push(r);
+                }
             }
             pos = b.end;
         }

@@ -149,7 +149,7 @@ fn refused_events_can_be_dead_lettered_retried_and_purged() {
     spool.ack(3).unwrap();
     assert_eq!(spool.stats().dead_letter_events, 1);
     assert_eq!(spool.stats().pending_events, 0);
-    let retried = spool.dead_retry(None).unwrap();
+    let retried = spool.dead_retry(None, None).unwrap();
     assert_eq!(retried, vec![DeadId::new(DeadKind::Event, 1)]);
     assert_eq!(all_pending(&spool), vec![(3, "a-1".to_string())]);
     assert_eq!(spool.stats().dead_letter_events, 0);
@@ -163,7 +163,7 @@ fn refused_events_can_be_dead_lettered_retried_and_purged() {
             )],
         )
         .unwrap();
-    assert_eq!(spool.dead_purge(None).unwrap().len(), 1);
+    assert_eq!(spool.dead_purge(None, None).unwrap().len(), 1);
     assert!(spool.dead_list().unwrap().is_empty());
 }
 

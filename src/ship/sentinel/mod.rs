@@ -23,7 +23,7 @@ use super::destination::Destination;
 use super::settings::SentinelSettings;
 use crate::backoff::parse_retry_after;
 use crate::net::http::{Body, HttpClient, HttpError};
-use crate::spool::{Record, SourceKind};
+use crate::spool::Record;
 use bytes::Bytes;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request, Uri};
@@ -221,11 +221,7 @@ impl Destination for Sentinel {
         "Sentinel"
     }
     fn accepts(&self, r: &Record) -> bool {
-        let s = self.inner.settings.sources;
-        match r.kind {
-            SourceKind::Webhook => s.webhook,
-            SourceKind::WebSocket => s.websocket,
-        }
+        self.inner.settings.sources.takes(r.kind)
     }
     fn new_encoder(&self) -> RowEncoder {
         RowEncoder::new(&self.inner.spool_id)
