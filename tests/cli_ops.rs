@@ -122,6 +122,48 @@ fn demo_runs_with_piped_output_and_loses_nothing() {
     );
 }
 
+/// `relay demo --sinks logscale,sentinel`: Sentinel goes down, LogScale goes on, and the
+/// summary has a column per destination in which everything sent was delivered.
+#[test]
+fn demo_with_both_destinations_takes_one_down_and_loses_nothing_for_either() {
+    let out = std::process::Command::new(relay_bin())
+        .args([
+            "demo",
+            "--duration",
+            "6",
+            "--rate",
+            "800",
+            "--sinks",
+            "logscale,sentinel",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Sentinel is DOWN"), "{text}");
+    assert!(text.contains("LogScale: delivered") && text.contains("Sentinel: delivered"));
+    let columns = |label: &str| -> Vec<u64> {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label:?} line in:\n{text}"));
+        line.trim_start()[label.len()..]
+            .split_whitespace()
+            .map_while(|w| w.replace(',', "").parse().ok())
+            .collect()
+    };
+    let sent = columns("sent by simulated Zoom")[0];
+    assert!(sent >= 6 * 800 / 2, "{text}");
+    assert_eq!(columns("delivered (distinct)"), vec![sent, sent], "{text}");
+    assert_eq!(columns("lost"), vec![0, 0], "{text}");
+    let refused = columns("refused (outage)");
+    assert!(refused[1] > 0, "Sentinel refused during its outage: {text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peek_and_export_with_the_daemon_running_and_stopped() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,23 +1,34 @@
-//! `relay demo`: the real pipeline against a simulated Zoom and LogScale, in one process.
+//! `relay demo`: the real pipeline against a simulated Zoom and simulated destinations, in
+//! one process.
 //!
 //! The simulated Zoom streams realistic QSS events of every kind at `--rate`; the relay
 //! receives them over a real WebSocket, spools them in a real sled directory and ships
-//! them over HTTP to a fake LogScale. A third of the way in, the fake LogScale starts
-//! answering 503 for a while: the spool fills, then drains. At the end: received,
-//! delivered, lost (must be 0) and duplicates.
+//! them over HTTP to a fake LogScale, a fake Sentinel (Entra ID + Logs Ingestion), or both
+//! (`--sinks`). A third of the way in, one destination (`--down`) starts answering 503 for
+//! a while: its backlog fills the spool, then drains, and the other goes on meanwhile. At
+//! the end, per destination: delivered, duplicates, lost (must be 0).
 
 use super::format;
-use crate::config::Config;
+use crate::config::{Config, Env};
 use crate::metrics::{label, Metrics};
 use crate::pipeline;
-use crate::sim::logscale::{FakeLogScale, Mode, SinkOptions};
+use crate::sim::logscale::{FakeLogScale, Mode, SinkOptions, SinkStats};
+use crate::sim::sentinel::{FakeSentinel, SentinelMode};
 use crate::sim::zoom::{FakeZoom, ZoomOptions};
-use clap::Args;
+use clap::{Args, ValueEnum};
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A destination the demo can ship to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoSink {
+    Logscale,
+    Sentinel,
+}
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -30,6 +41,12 @@ pub struct DemoArgs {
     /// Spool directory (default: a temporary directory, removed at the end).
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
+    /// Where to ship: `logscale`, `sentinel`, or both (`logscale,sentinel`).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "logscale")]
+    pub sinks: Vec<DemoSink>,
+    /// Which destination goes down for a while (default: Sentinel when both run).
+    #[arg(long, value_enum)]
+    pub down: Option<DemoSink>,
 }
 
 pub(super) async fn demo(args: DemoArgs) -> ExitCode {
@@ -48,17 +65,126 @@ pub(super) async fn demo(args: DemoArgs) -> ExitCode {
     }
 }
 
+/// One simulated destination.
+enum Fake {
+    LogScale(FakeLogScale),
+    Sentinel(FakeSentinel),
+}
+
+impl Fake {
+    async fn start(which: DemoSink) -> Result<Fake, String> {
+        match which {
+            DemoSink::Logscale => FakeLogScale::start(
+                "demo-ingest-token",
+                SinkOptions {
+                    keep_events: false,
+                    track_ids: true,
+                },
+            )
+            .await
+            .map(Fake::LogScale)
+            .map_err(|e| format!("cannot start the simulated LogScale: {e}")),
+            DemoSink::Sentinel => FakeSentinel::start(false)
+                .await
+                .map(Fake::Sentinel)
+                .map_err(|e| format!("cannot start the simulated Sentinel: {e}")),
+        }
+    }
+
+    fn kind(&self) -> DemoSink {
+        match self {
+            Fake::LogScale(_) => DemoSink::Logscale,
+            Fake::Sentinel(_) => DemoSink::Sentinel,
+        }
+    }
+
+    /// The spool's name for it.
+    fn name(&self) -> &'static str {
+        match self {
+            Fake::LogScale(_) => "logscale",
+            Fake::Sentinel(_) => "sentinel",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Fake::LogScale(_) => "LogScale",
+            Fake::Sentinel(_) => "Sentinel",
+        }
+    }
+
+    fn env_pairs(&self) -> Vec<(String, String)> {
+        match self {
+            Fake::LogScale(f) => f.env_pairs(),
+            Fake::Sentinel(f) => {
+                let mut pairs = f.env_pairs();
+                // The demo's Zoom streams QSS only.
+                pairs.push(("SENTINEL_SOURCES".into(), "webhook,websocket".into()));
+                pairs
+            }
+        }
+    }
+
+    /// Down (503) or up.
+    fn set_down(&self, down: bool) {
+        match (self, down) {
+            (Fake::LogScale(f), true) => f.set_mode(Mode::Status {
+                code: 503,
+                retry_after: None,
+            }),
+            (Fake::LogScale(f), false) => f.set_mode(Mode::Accept),
+            (Fake::Sentinel(f), true) => f.set_mode(SentinelMode::Status {
+                code: 503,
+                retry_after: None,
+            }),
+            (Fake::Sentinel(f), false) => f.set_mode(SentinelMode::Accept),
+        }
+    }
+
+    fn stats(&self) -> SinkStats {
+        match self {
+            Fake::LogScale(f) => f.stats(),
+            Fake::Sentinel(f) => f.stats(),
+        }
+    }
+
+    fn sim_counts(&self) -> HashMap<u64, u32> {
+        match self {
+            Fake::LogScale(f) => f.sim_counts(),
+            Fake::Sentinel(f) => f.sim_counts(),
+        }
+    }
+}
+
+/// A destination's figures at the end.
+struct Outcome {
+    delivered: u64,
+    undelivered: u64,
+    still_pending: u64,
+    lost: u64,
+    stats: SinkStats,
+}
+
 async fn run(args: DemoArgs) -> Result<ExitCode, String> {
-    let token = "demo-ingest-token";
-    let sink = FakeLogScale::start(
-        token,
-        SinkOptions {
-            keep_events: false,
-            track_ids: true,
-        },
-    )
-    .await
-    .map_err(|e| format!("cannot start the simulated LogScale: {e}"))?;
+    let mut kinds = args.sinks.clone();
+    kinds.dedup();
+    if kinds.is_empty() {
+        return Err("--sinks names no destination".into());
+    }
+    let down_kind = match args.down {
+        Some(d) if !kinds.contains(&d) => {
+            return Err(format!(
+                "--down {d:?} is not one of --sinks; pick one of those it ships to"
+            ))
+        }
+        Some(d) => d,
+        None if kinds.contains(&DemoSink::Sentinel) => DemoSink::Sentinel,
+        None => kinds[0],
+    };
+    let mut fakes = Vec::new();
+    for k in &kinds {
+        fakes.push(Fake::start(*k).await?);
+    }
     let zoom = FakeZoom::start(ZoomOptions::default())
         .await
         .map_err(|e| format!("cannot start the simulated Zoom: {e}"))?;
@@ -68,7 +194,14 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
         .clone()
         .unwrap_or_else(|| tmp.path().join("spool"));
 
-    let mut env = crate::sim::relay_env(&zoom, &sink, &spool_dir);
+    let mut env = Env::from_pairs(zoom.env_pairs());
+    for f in &fakes {
+        for (k, v) in f.env_pairs() {
+            env.set(k, v);
+        }
+    }
+    env.set("RELAY_SPOOL_DIR", spool_dir.display().to_string());
+    env.set("RELAY_ADMIN_ADDR", "off");
     env.set("LOGSCALE_REPOSITORY", "zoom-demo");
     env.set("RELAY_SHUTDOWN_TIMEOUT_SECS", "5");
     let config = Config::from_env(&env).map_err(|p| p.to_string())?;
@@ -77,15 +210,22 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
         .await
         .map_err(|e| e.to_string())?;
 
+    let titles: Vec<&str> = fakes.iter().map(Fake::title).collect();
+    let down = fakes
+        .iter()
+        .find(|f| f.kind() == down_kind)
+        .expect("the one going down is one of the fakes");
     let tty = std::io::stdout().is_terminal();
     println!(
-        "qss-relay demo: simulated Zoom → relay (spool at {}) → simulated LogScale",
-        spool_dir.display()
+        "qss-relay demo: simulated Zoom → relay (spool at {}) → simulated {}",
+        spool_dir.display(),
+        titles.join(" and ")
     );
     println!(
-        "streaming {} events/s for {} s; the simulated LogScale goes down from {} s to {} s",
+        "streaming {} events/s for {} s; the simulated {} goes down from {} s to {} s",
         args.rate,
         args.duration,
+        down.title(),
         args.duration * 35 / 100,
         args.duration * 60 / 100
     );
@@ -103,8 +243,8 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
     let started = Instant::now();
     let duration = Duration::from_secs(args.duration);
     let (down_at, up_at) = (duration * 35 / 100, duration * 60 / 100);
-    let mut down = false;
-    let mut last_delivered = 0u64;
+    let mut is_down = false;
+    let mut last_delivered = vec![0u64; fakes.len()];
     let mut last_tick = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(if tty { 250 } else { 1000 }));
     let mut plain_every = 0u32;
@@ -114,38 +254,61 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
             .get_or_create(&label("source", "websocket"))
             .get()
     };
+    let pending_for = |name: &str| -> u64 {
+        relay
+            .spool
+            .stats()
+            .sink_positions
+            .iter()
+            .find(|s| s.name == name)
+            .map_or(0, |s| s.pending_events)
+    };
     while started.elapsed() < duration {
         tick.tick().await;
         let t = started.elapsed();
-        if !down && t >= down_at && t < up_at {
-            sink.set_mode(Mode::Status {
-                code: 503,
-                retry_after: None,
-            });
-            down = true;
+        if !is_down && t >= down_at && t < up_at {
+            down.set_down(true);
+            is_down = true;
             line(
                 &bar,
-                "LogScale is DOWN (answering 503): the relay keeps everything in its spool",
+                &format!(
+                    "{} is DOWN (answering 503): the relay keeps its events in the spool{}",
+                    down.title(),
+                    if fakes.len() > 1 {
+                        "; the other destination goes on"
+                    } else {
+                        ""
+                    }
+                ),
             );
-        } else if down && t >= up_at {
-            sink.set_mode(Mode::Accept);
-            down = false;
-            line(&bar, "LogScale is back: the spool drains");
+        } else if is_down && t >= up_at {
+            down.set_down(false);
+            is_down = false;
+            line(
+                &bar,
+                &format!("{} is back: its backlog drains", down.title()),
+            );
         }
-        let delivered = sink.stats().distinct;
-        let rate = (delivered - last_delivered.min(delivered)) as f64
-            / last_tick.elapsed().as_secs_f64().max(0.001);
-        last_delivered = delivered;
+        let secs = last_tick.elapsed().as_secs_f64().max(0.001);
         last_tick = Instant::now();
-        let pending = relay.spool.stats().pending_events;
-        let msg = format!(
-            "received {:>9}  pending in spool {:>8}  delivered {:>9}  ({:>6.0} events/s){}",
-            format::count(received()),
-            format::count(pending),
-            format::count(delivered),
-            rate,
-            if down { "  [LogScale down]" } else { "" }
-        );
+        let mut msg = format!("received {:>9}", format::count(received()));
+        for (f, last) in fakes.iter().zip(last_delivered.iter_mut()) {
+            let delivered = f.stats().distinct;
+            let rate = (delivered - (*last).min(delivered)) as f64 / secs;
+            *last = delivered;
+            msg.push_str(&format!(
+                "  │ {}: delivered {:>9} ({:>6.0}/s) pending {:>8}{}",
+                f.title(),
+                format::count(delivered),
+                rate,
+                format::count(pending_for(f.name())),
+                if is_down && f.kind() == down_kind {
+                    " DOWN"
+                } else {
+                    ""
+                }
+            ));
+        }
         match &bar {
             Some(b) => b.set_message(msg),
             None => {
@@ -157,29 +320,30 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
         }
     }
     zoom.set_rate(None);
-    if down {
-        sink.set_mode(Mode::Accept);
+    if is_down {
+        down.set_down(false);
     }
     line(
         &bar,
         "stopped the simulated Zoom; waiting for the spool to drain",
     );
-    // Everything Zoom was told to send must reach the relay, then LogScale. Above the
-    // relay's capacity the fake is still writing its queue when the rate stops, and the
-    // spool holds a backlog: wait while either makes progress.
-    let mut progress = (0, 0);
+    // Everything Zoom was told to send must reach the relay, then every destination. Above
+    // the relay's capacity the fake is still writing its queue when the rate stops, and
+    // the spool holds a backlog: wait while anything makes progress.
+    let mut progress = Vec::new();
     let mut last_progress = Instant::now();
     let sent = loop {
         let z = zoom.stats();
-        let delivered = sink.stats().distinct;
+        let delivered: Vec<u64> = fakes.iter().map(|f| f.stats().distinct).collect();
         if z.events_sent >= z.events_queued
             && received() >= z.events_sent
-            && delivered >= z.events_sent
+            && delivered.iter().all(|d| *d >= z.events_sent)
         {
             break z.events_sent;
         }
-        if (z.events_sent, delivered) != progress {
-            progress = (z.events_sent, delivered);
+        let now: Vec<u64> = std::iter::once(z.events_sent).chain(delivered).collect();
+        if now != progress {
+            progress = now;
             last_progress = Instant::now();
         } else if last_progress.elapsed() > Duration::from_secs(30) {
             break z.events_sent;
@@ -189,15 +353,25 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let still_pending = relay.spool.stats().pending_events;
+    let outcomes: Vec<Outcome> = fakes
+        .iter()
+        .map(|f| {
+            let counts = f.sim_counts();
+            let undelivered = (0..sent).filter(|n| !counts.contains_key(n)).count() as u64;
+            let still_pending = pending_for(f.name());
+            Outcome {
+                delivered: counts.len() as u64,
+                undelivered,
+                still_pending,
+                // Undelivered events still in the spool are not lost (a real relay would
+                // ship them later); the others are.
+                lost: undelivered.saturating_sub(still_pending),
+                stats: f.stats(),
+            }
+        })
+        .collect();
     relay.stop().await;
 
-    let stats = sink.stats();
-    let counts = sink.sim_counts();
-    let undelivered = (0..sent).filter(|n| !counts.contains_key(n)).count() as u64;
-    // Undelivered events still in the spool are not lost (a real relay would ship them
-    // later); the others are.
-    let lost = undelivered.saturating_sub(still_pending);
     let elapsed = started.elapsed().as_secs_f64();
     println!();
     println!("summary");
@@ -206,29 +380,46 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
         "  received by the relay   {:>10}",
         format::count(received())
     );
-    println!(
-        "  delivered (distinct)    {:>10}",
-        format::count(counts.len() as u64)
+    let row = |label: &str, value: &dyn Fn(&Outcome) -> String, note: &str| {
+        let mut s = format!("  {label:<24}");
+        for o in &outcomes {
+            s.push_str(&format!("{:>10}", value(o)));
+        }
+        println!("{s}{note}");
+    };
+    let mut head = format!("  {:<24}", "");
+    for t in &titles {
+        head.push_str(&format!("{t:>10}"));
+    }
+    println!("{head}");
+    row("delivered (distinct)", &|o| format::count(o.delivered), "");
+    row(
+        "duplicates",
+        &|o| format::count(o.stats.duplicates),
+        "  (at-least-once; the relay id tells them apart)",
     );
-    println!(
-        "  duplicates              {:>10}  (at-least-once; remove with the relay_id field)",
-        format::count(stats.duplicates)
-    );
-    println!("  lost                    {:>10}", format::count(lost));
-    if still_pending > 0 {
-        println!(
-            "  still in the spool      {:>10}  (not delivered when the demo stopped waiting)",
-            format::count(still_pending)
+    row("lost", &|o| format::count(o.lost), "");
+    if outcomes.iter().any(|o| o.still_pending > 0) {
+        row(
+            "still in the spool",
+            &|o| format::count(o.still_pending),
+            "  (not delivered when the demo stopped waiting)",
         );
     }
-    println!(
-        "  ingest requests         {:>10}  ({} refused during the outage)",
-        format::count(stats.requests),
-        format::count(stats.requests - stats.accepted_requests)
+    row("ingest requests", &|o| format::count(o.stats.requests), "");
+    row(
+        "  refused (outage)",
+        &|o| format::count(o.stats.requests - o.stats.accepted_requests),
+        "",
     );
     println!("  elapsed                 {:>9.1}s", elapsed);
+    let lost: u64 = outcomes.iter().map(|o| o.lost).sum();
+    let undelivered: u64 = outcomes.iter().map(|o| o.undelivered).sum();
     if undelivered == 0 {
-        println!("OK: nothing lost, even with LogScale down for a quarter of the run.");
+        println!(
+            "OK: nothing lost, even with {} down for a quarter of the run.",
+            down.title()
+        );
         Ok(ExitCode::SUCCESS)
     } else if lost == 0 {
         println!(
