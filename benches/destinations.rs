@@ -1,0 +1,205 @@
+//! What a second destination costs: the real `relay` binary (its own process, so its RSS
+//! is its own) shipping QSS frames to LogScale alone, then to LogScale and Sentinel at once
+//! (`SENTINEL_SOURCES=webhook,websocket`), in the same run against the same fakes; then a
+//! backlog drained to both. Prints results; asserts only that everything arrived.
+//!
+//! ```text
+//! cargo bench --bench destinations              # 300,000 events end to end, 3 runs each; 1,000,000-event drain
+//! DEST_EVENTS=N DEST_RUNS=N DRAIN_EVENTS=N cargo bench --bench destinations
+//! cargo bench --bench destinations -- e2e       # only the end-to-end comparison
+//! cargo bench --bench destinations -- drain     # only the drain to both
+//! ```
+//!
+//! End to end: the fake Zoom is told to send `DEST_EVENTS` frames as fast as the socket
+//! takes them; the time runs from that moment to the last event accepted by the last
+//! destination. Peak RSS is sampled every 50 ms.
+
+mod common;
+
+use qss_relay::config::{Config, Env};
+use qss_relay::metrics::Metrics;
+use qss_relay::sim::events::FrameFactory;
+use qss_relay::sim::logscale::FakeLogScale;
+use qss_relay::sim::sentinel::FakeSentinel;
+use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
+use qss_relay::spool::{NewRecord, SourceKind, Spool};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "bench-token";
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let want = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if want("e2e") {
+        rt.block_on(end_to_end());
+    }
+    if want("drain") {
+        rt.block_on(drain());
+    }
+}
+
+/// The relay settings that add the fake Sentinel, taking QSS too.
+fn sentinel_env(sentinel: &FakeSentinel) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&'static str, String)> = sentinel
+        .env_pairs()
+        .into_iter()
+        .map(|(k, v)| (&*k.leak(), v))
+        .collect();
+    env.push(("SENTINEL_SOURCES", "webhook,websocket".into()));
+    env
+}
+
+/// Waits until every destination has `target` events, sampling the relay's RSS; returns
+/// the seconds it took and the peak RSS in MiB.
+async fn run_until(
+    pid: u32,
+    started: Instant,
+    mut delivered: impl FnMut() -> Vec<u64>,
+    target: u64,
+) -> (f64, u64) {
+    let mut peak = 0;
+    loop {
+        peak = peak.max(common::rss_kib(pid));
+        if delivered().iter().all(|d| *d >= target) {
+            return (started.elapsed().as_secs_f64(), peak / 1024);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "too slow: {:?} of {target}",
+            delivered()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One end-to-end run: a fresh relay and spool, `events` frames; (seconds, peak MiB).
+async fn one_run(events: u64, with_sentinel: bool) -> (f64, u64) {
+    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
+    let logscale = common::sink(TOKEN, false).await;
+    let sentinel = FakeSentinel::start(false).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = if with_sentinel {
+        sentinel_env(&sentinel)
+    } else {
+        Vec::new()
+    };
+    let child = common::spawn_relay(&zoom, &logscale, &dir.path().join("spool"), &extra);
+    assert!(
+        zoom.wait_until(Duration::from_secs(20), |z| z.connections == 1)
+            .await
+    );
+    let started = Instant::now();
+    zoom.send(events);
+    let delivered = || {
+        let mut d = vec![logscale.stats().events];
+        if with_sentinel {
+            d.push(sentinel.stats().events);
+        }
+        d
+    };
+    let result = run_until(child.id(), started, delivered, events).await;
+    common::stop_relay(child);
+    result
+}
+
+fn range(xs: &[f64]) -> (f64, f64) {
+    let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = xs.iter().copied().fold(0.0, f64::max);
+    (lo, hi)
+}
+
+async fn end_to_end() {
+    let events: u64 = common::env_or("DEST_EVENTS", 300_000);
+    let runs: usize = common::env_or("DEST_RUNS", 3);
+    let avg = FrameFactory::websocket().average_len();
+    let (mut alone, mut both) = (Vec::new(), Vec::new());
+    // Interleaved, so that a slow moment of the machine does not favour one side.
+    for run in 0..runs {
+        let (s, rss) = one_run(events, false).await;
+        println!(
+            "  run {run}: LogScale alone      {:>7.0} events/s ({:>5.1} MB/s), peak RSS {rss} MiB",
+            events as f64 / s,
+            events as f64 * avg as f64 / s / 1e6
+        );
+        alone.push((events as f64 / s, rss));
+        let (s, rss) = one_run(events, true).await;
+        println!(
+            "  run {run}: LogScale + Sentinel {:>7.0} events/s ({:>5.1} MB/s), peak RSS {rss} MiB",
+            events as f64 / s,
+            events as f64 * avg as f64 / s / 1e6
+        );
+        both.push((events as f64 / s, rss));
+    }
+    let rate = |v: &[(f64, u64)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let peak = |v: &[(f64, u64)]| v.iter().map(|x| x.1).max().unwrap_or(0);
+    let (a_lo, a_hi) = range(&rate(&alone));
+    let (b_lo, b_hi) = range(&rate(&both));
+    println!(
+        "{events} events end to end ({avg}-byte frames), {runs} runs each:\n  LogScale alone:      {a_lo:.0}–{a_hi:.0} events/s, peak RSS {} MiB\n  LogScale + Sentinel: {b_lo:.0}–{b_hi:.0} events/s (every event to both), peak RSS {} MiB\n  ratio (both / alone): rate {:.2}, peak RSS {:.2}",
+        peak(&alone),
+        peak(&both),
+        mean(&rate(&both)) / mean(&rate(&alone)),
+        peak(&both) as f64 / peak(&alone).max(1) as f64,
+    );
+}
+
+/// A backlog already in the spool (as an outage of both would leave it) drained to both.
+async fn drain() {
+    let events: u64 = common::env_or("DRAIN_EVENTS", 1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    {
+        let mut env = Env::default();
+        env.set("RELAY_SPOOL_DIR", spool_dir.display().to_string());
+        let cfg = Config::from_env(&env).unwrap();
+        let spool = Spool::open(&cfg.spool, Arc::new(Metrics::new())).unwrap();
+        let f = FrameFactory::websocket();
+        let mut n = 0;
+        while n < events {
+            let recs: Vec<_> = (n..(n + 4000).min(events))
+                .map(|i| NewRecord::new(SourceKind::WebSocket, f.frame(i)))
+                .collect();
+            n += recs.len() as u64;
+            spool.commit(&recs).unwrap();
+        }
+        spool.flush().unwrap();
+    }
+    let on_disk = common::du(&spool_dir) / (1024 * 1024);
+    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
+    let logscale: FakeLogScale = common::sink(TOKEN, false).await;
+    let sentinel = FakeSentinel::start(false).await.unwrap();
+    let started = Instant::now();
+    let child = common::spawn_relay(&zoom, &logscale, &spool_dir, &sentinel_env(&sentinel));
+    let mut first_done = None;
+    let (secs, peak) = run_until(
+        child.id(),
+        started,
+        || {
+            let d = vec![logscale.stats().events, sentinel.stats().events];
+            if first_done.is_none() && d.iter().any(|x| *x >= events) {
+                first_done = Some((started.elapsed().as_secs_f64(), d[0] >= events));
+            }
+            d
+        },
+        events,
+    )
+    .await;
+    common::stop_relay(child);
+    let avg = FrameFactory::websocket().average_len();
+    let (first_secs, logscale_first) = first_done.unwrap_or((secs, true));
+    println!(
+        "drained a {events}-event backlog ({avg}-byte frames, {on_disk} MiB on disk) to LogScale and Sentinel in {secs:.1} s: {:.0} events/s to each ({:.0} MB/s of frames); {} finished first, after {first_secs:.1} s; peak RSS {peak} MiB",
+        events as f64 / secs,
+        events as f64 * avg as f64 / secs / 1e6,
+        if logscale_first { "LogScale" } else { "Sentinel" },
+    );
+}
