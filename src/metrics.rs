@@ -68,6 +68,10 @@ pub struct Metrics {
     pub spool_commit_duration: Histogram,
     pub spool_append_wait: Family<Label, SecondsCounter>,
 
+    pub sink_pending_events: Family<Label, Gauge>,
+    pub sink_oldest_pending_age: Family<Label, FloatGauge>,
+    pub ship_dead_lettered: Family<Label, Counter>,
+
     pub ship_requests: Family<Labels2, Counter>,
     pub ship_retries: Family<Label, Counter>,
     pub ship_request_duration: HistogramFamily,
@@ -112,7 +116,7 @@ impl Metrics {
             events_dropped: reg!("events_dropped", "Events dropped, by reason (spool_full_oldest, spool_full_rejected, disk_full_oldest, disk_full_rejected, spool_error).", Family::default()),
             events_dead_lettered: reg!("events_dead_lettered", "Events moved to the dead-letter area, by reason (rejected, corrupt_block).", Family::default()),
 
-            spool_pending_events: reg!("spool_pending_events", "Events in the spool not yet acknowledged by LogScale.", Gauge::default()),
+            spool_pending_events: reg!("spool_pending_events", "Events in the spool some destination has not yet acknowledged.", Gauge::default()),
             spool_pending_bytes: reg!("spool_pending_bytes", "Uncompressed bytes of the pending events.", Gauge::default()),
             spool_stored_bytes: reg!("spool_stored_bytes", "Compressed bytes of the spool's blocks (what RELAY_SPOOL_MAX_BYTES caps).", Gauge::default()),
             spool_disk_bytes: reg!("spool_disk_bytes", "Bytes the spool's sled database takes on disk.", Gauge::default()),
@@ -123,6 +127,10 @@ impl Metrics {
             spool_commits: reg!("spool_commits", "Group commits (one flushed block each).", Counter::default()),
             spool_commit_duration: reg!("spool_commit_duration_seconds", "Time to compress, store and flush one block.", latency_buckets()),
             spool_append_wait: reg!("spool_append_wait_seconds", "Time producers waited for room in the spool writer's queue (backpressure), by source.", Family::default()),
+
+            sink_pending_events: reg!("sink_pending_events", "Events in the spool a destination has not yet delivered (or dead-lettered), by sink. Events of a source the destination does not take count until it passes over them.", Family::default()),
+            sink_oldest_pending_age: reg!("sink_oldest_pending_age_seconds", "Age of the oldest event a destination has not yet delivered (0 when none), by sink: how far behind it is.", Family::default()),
+            ship_dead_lettered: reg!("ship_dead_lettered", "Events a destination refused (400-class, isolated by bisecting) and the relay dead-lettered for it, by sink.", Family::default()),
 
             ship_requests: reg!("ship_requests", "Ingest requests by sink and outcome class (2xx, 4xx, 5xx, error).", Family::default()),
             ship_retries: reg!("ship_retries", "Ingest requests retried, by sink.", Family::default()),

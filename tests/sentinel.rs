@@ -85,6 +85,23 @@ async fn a_sentinel_outage_costs_logscale_nothing_and_sentinel_nothing_but_delay
     assert!(se.spool.pending_events >= HOOKS, "{se:?}");
     assert_eq!(se.shipper.as_ref().unwrap().state, ShipPhase::BackingOff);
     assert_eq!(destination(&r, "logscale").spool.pending_events, 0);
+    // The per-destination gauges say the same: Sentinel behind, LogScale caught up.
+    let m = metrics_text(relay.admin_addr()).await;
+    let gauge = |series: &str| metric_value(&m, series);
+    assert!(
+        gauge(r#"relay_sink_pending_events{sink="sentinel"}"#) >= HOOKS as f64
+            && gauge(r#"relay_sink_oldest_pending_age_seconds{sink="sentinel"}"#) > 0.0,
+        "{m}"
+    );
+    assert_eq!(
+        gauge(r#"relay_sink_pending_events{sink="logscale"}"#),
+        0.0,
+        "{m}"
+    );
+    assert!(
+        gauge(r#"relay_ship_requests_total{sink="sentinel",class="5xx"}"#) > 0.0,
+        "{m}"
+    );
 
     // kill -9 during the outage, restart, Sentinel comes back: it gets every webhook.
     relay.kill9();
@@ -225,6 +242,16 @@ async fn refused_credentials_keep_everything_and_a_poison_row_is_sentinels_dead_
         "{list}"
     );
     assert_eq!(sentinel.stats().distinct, 20);
+    let m = metrics_text(relay.admin_addr()).await;
+    assert_eq!(
+        metric_value(&m, r#"relay_ship_dead_lettered_total{sink="sentinel"}"#),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(&m, r#"relay_ship_dead_lettered_total{sink="logscale"}"#),
+        0.0
+    );
 }
 
 /// Runs `relay spool ARGS` with `env`; stdout, and stderr when it failed.

@@ -81,6 +81,17 @@ impl AdminState {
         m.spool_stored_bytes.set(s.stored_bytes as i64);
         m.spool_disk_bytes.set(s.disk_bytes as i64);
         m.spool_oldest_pending_age.set(s.oldest_pending_age_secs);
+        for sink in &s.sink_positions {
+            if let Some(name) = crate::spool::sink_name(&sink.name) {
+                let l = crate::metrics::label("sink", name);
+                m.sink_pending_events
+                    .get_or_create(&l)
+                    .set(sink.pending_events as i64);
+                m.sink_oldest_pending_age
+                    .get_or_create(&l)
+                    .set(sink.oldest_pending_age_secs);
+            }
+        }
         s
     }
 

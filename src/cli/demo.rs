@@ -244,8 +244,10 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
     let duration = Duration::from_secs(args.duration);
     let (down_at, up_at) = (duration * 35 / 100, duration * 60 / 100);
     let mut is_down = false;
-    let mut last_delivered = vec![0u64; fakes.len()];
-    let mut last_tick = Instant::now();
+    // Rates are taken over the last two seconds or more: deliveries arrive a batch at a
+    // time, so a shorter window shows the batching rather than the rate.
+    let mut history: std::collections::VecDeque<(Instant, Vec<u64>)> =
+        std::collections::VecDeque::from([(Instant::now(), vec![0u64; fakes.len()])]);
     let mut tick = tokio::time::interval(Duration::from_millis(if tty { 250 } else { 1000 }));
     let mut plain_every = 0u32;
     let received = || {
@@ -289,13 +291,17 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
                 &format!("{} is back: its backlog drains", down.title()),
             );
         }
-        let secs = last_tick.elapsed().as_secs_f64().max(0.001);
-        last_tick = Instant::now();
+        let now = Instant::now();
+        let delivered_now: Vec<u64> = fakes.iter().map(|f| f.stats().distinct).collect();
+        while history.len() > 1 && now - history[1].0 >= Duration::from_secs(2) {
+            history.pop_front();
+        }
+        let (then, delivered_then) = history.front().cloned().expect("history is never empty");
+        let secs = (now - then).as_secs_f64().max(0.001);
+        history.push_back((now, delivered_now.clone()));
         let mut msg = format!("received {:>9}", format::count(received()));
-        for (f, last) in fakes.iter().zip(last_delivered.iter_mut()) {
-            let delivered = f.stats().distinct;
-            let rate = (delivered - (*last).min(delivered)) as f64 / secs;
-            *last = delivered;
+        for ((f, &delivered), &before) in fakes.iter().zip(&delivered_now).zip(&delivered_then) {
+            let rate = delivered.saturating_sub(before) as f64 / secs;
             msg.push_str(&format!(
                 "  │ {}: delivered {:>9} ({:>6.0}/s) pending {:>8}{}",
                 f.title(),

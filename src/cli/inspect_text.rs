@@ -162,7 +162,11 @@ fn title(sink: &str) -> &str {
 /// The shipper's state line, its last error and last success.
 fn render_ship(out: &mut String, ship: &ShipState, lead: &str) {
     out.push_str(&format!("{lead}{}", ship.state.label().replace('_', " ")));
-    if let Some(until) = ship.backoff_until_ms.filter(|u| *u > crate::time::now_ms()) {
+    // A stopped relay makes no attempt: the backoff it had recorded does not apply.
+    let next = ship
+        .backoff_until_ms
+        .filter(|u| *u > crate::time::now_ms() && ship.state != ShipPhase::Stopped);
+    if let Some(until) = next {
         out.push_str(&format!(
             ", next attempt at {} (in {})",
             admin::rfc3339_ms(until),
@@ -264,5 +268,43 @@ fn why_shipping_for(
         },
         _ if oldest_age_secs < 5.0 => "shipping normally: these events arrived in the last seconds.".into(),
         _ => "shipping: the backlog is draining.".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backing_off(state: ShipPhase) -> ShipState {
+        ShipState {
+            state,
+            backoff_until_ms: Some(crate::time::now_ms() + 60_000),
+            consecutive_failures: 3,
+            last_error: None,
+            last_success_ms: None,
+            delivered_events: 0,
+            in_flight_requests: 0,
+        }
+    }
+
+    /// A running shipper's next attempt is shown; a stopped relay's recorded backoff is not
+    /// (nothing will make that attempt until the relay starts).
+    #[test]
+    fn the_next_attempt_is_shown_only_while_the_relay_runs() {
+        let mut out = String::new();
+        render_ship(
+            &mut out,
+            &backing_off(ShipPhase::BackingOff),
+            "  shipper       ",
+        );
+        assert!(out.contains("next attempt at"), "{out}");
+        let mut out = String::new();
+        render_ship(
+            &mut out,
+            &backing_off(ShipPhase::Stopped),
+            "  shipper       ",
+        );
+        assert!(!out.contains("next attempt"), "{out}");
+        assert!(out.contains("stopped, 3 failed attempts in a row"), "{out}");
     }
 }

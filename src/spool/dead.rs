@@ -299,6 +299,12 @@ impl Spool {
                 .events_dead_lettered
                 .get_or_create(&label("reason", "rejected"))
                 .inc();
+            if let Some(name) = super::sink_name(sink) {
+                i.metrics
+                    .ship_dead_lettered
+                    .get_or_create(&label("sink", name))
+                    .inc();
+            }
         }
         self.sync_state(true)
     }
