@@ -68,6 +68,11 @@ impl LazyFs {
     }
 
     fn mount(ctl: PathBuf, root: PathBuf, mnt: PathBuf) -> LazyFs {
+        // The first mount on a machine builds LazyFS (apt-get, cmake); two tests doing that
+        // at once collide on apt's lock. One mount at a time; after the first the build is
+        // cached and mounting takes a moment.
+        static MOUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = MOUNTING.lock().unwrap_or_else(|e| e.into_inner());
         let fs = LazyFs { ctl, root, mnt };
         fs.ctl(&[Path::new("mount"), &fs.root, &fs.mnt]);
         fs
