@@ -16,34 +16,19 @@
 
 mod common;
 
-use qss_relay::config::{Config, Env};
-use qss_relay::metrics::Metrics;
 use qss_relay::sim::events::FrameFactory;
 use qss_relay::sim::logscale::FakeLogScale;
 use qss_relay::sim::sentinel::FakeSentinel;
 use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
-use qss_relay::spool::{NewRecord, SourceKind, Spool};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "bench-token";
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let want = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    if want("e2e") {
-        rt.block_on(end_to_end());
-    }
-    if want("drain") {
-        rt.block_on(drain());
-    }
+    common::run_scenarios(&[
+        ("e2e", || Box::pin(end_to_end())),
+        ("drain", || Box::pin(drain())),
+    ]);
 }
 
 /// The relay settings that add the fake Sentinel, taking QSS too.
@@ -123,20 +108,18 @@ async fn end_to_end() {
     let (mut alone, mut both) = (Vec::new(), Vec::new());
     // Interleaved, so that a slow moment of the machine does not favour one side.
     for run in 0..runs {
-        let (s, rss) = one_run(events, false).await;
-        println!(
-            "  run {run}: LogScale alone      {:>7.0} events/s ({:>5.1} MB/s), peak RSS {rss} MiB",
-            events as f64 / s,
-            events as f64 * avg as f64 / s / 1e6
-        );
-        alone.push((events as f64 / s, rss));
-        let (s, rss) = one_run(events, true).await;
-        println!(
-            "  run {run}: LogScale + Sentinel {:>7.0} events/s ({:>5.1} MB/s), peak RSS {rss} MiB",
-            events as f64 / s,
-            events as f64 * avg as f64 / s / 1e6
-        );
-        both.push((events as f64 / s, rss));
+        for (with_sentinel, label, results) in [
+            (false, "LogScale alone     ", &mut alone),
+            (true, "LogScale + Sentinel", &mut both),
+        ] {
+            let (s, rss) = one_run(events, with_sentinel).await;
+            println!(
+                "  run {run}: {label} {:>7.0} events/s ({:>5.1} MB/s), peak RSS {rss} MiB",
+                events as f64 / s,
+                events as f64 * avg as f64 / s / 1e6
+            );
+            results.push((events as f64 / s, rss));
+        }
     }
     let rate = |v: &[(f64, u64)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
@@ -157,22 +140,7 @@ async fn drain() {
     let events: u64 = common::env_or("DRAIN_EVENTS", 1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let spool_dir = dir.path().join("spool");
-    {
-        let mut env = Env::default();
-        env.set("RELAY_SPOOL_DIR", spool_dir.display().to_string());
-        let cfg = Config::from_env(&env).unwrap();
-        let spool = Spool::open(&cfg.spool, Arc::new(Metrics::new())).unwrap();
-        let f = FrameFactory::websocket();
-        let mut n = 0;
-        while n < events {
-            let recs: Vec<_> = (n..(n + 4000).min(events))
-                .map(|i| NewRecord::new(SourceKind::WebSocket, f.frame(i)))
-                .collect();
-            n += recs.len() as u64;
-            spool.commit(&recs).unwrap();
-        }
-        spool.flush().unwrap();
-    }
+    common::fill_backlog(&spool_dir, events);
     let on_disk = common::du(&spool_dir) / (1024 * 1024);
     let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
     let logscale: FakeLogScale = common::sink(TOKEN, false).await;

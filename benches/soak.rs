@@ -16,11 +16,7 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "soak-token";
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(soak());
+    common::run_scenarios(&[("soak", || Box::pin(soak()))]);
 }
 
 async fn soak() {

@@ -17,39 +17,23 @@
 
 mod common;
 
-use qss_relay::config::{Config, Env};
+use qss_relay::config::Config;
 use qss_relay::metrics::Metrics;
 use qss_relay::sim::events::FrameFactory;
 use qss_relay::sim::logscale::Mode;
 use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
-use qss_relay::spool::{NewRecord, SourceKind, Spool};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "bench-token";
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let want = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    if want("latency") {
-        rt.block_on(latency());
-    }
-    if want("backlog") {
-        rt.block_on(backlog());
-    }
-    if want("throughput") {
-        rt.block_on(throughput());
-    }
-    if want("webhook") {
-        rt.block_on(webhook());
-    }
+    common::run_scenarios(&[
+        ("latency", || Box::pin(latency())),
+        ("backlog", || Box::pin(backlog())),
+        ("throughput", || Box::pin(throughput())),
+        ("webhook", || Box::pin(webhook())),
+    ]);
 }
 
 /// Signed webhooks from 16 concurrent clients against the real binary with LogScale up:
@@ -197,21 +181,7 @@ async fn backlog() {
     // The backlog an outage would leave: filled through the spool's own commit path.
     let started = Instant::now();
     {
-        let mut env = Env::default();
-        env.set("RELAY_SPOOL_DIR", spool_dir.display().to_string());
-        let cfg = Config::from_env(&env).unwrap();
-        let spool = Spool::open(&cfg.spool, Arc::new(Metrics::new())).unwrap();
-        let f = FrameFactory::websocket();
-        let mut n = 0;
-        while n < events {
-            let recs: Vec<_> = (n..(n + 4000).min(events))
-                .map(|i| NewRecord::new(SourceKind::WebSocket, f.frame(i)))
-                .collect();
-            n += recs.len() as u64;
-            spool.commit(&recs).unwrap();
-        }
-        spool.flush().unwrap();
-        let st = spool.stats();
+        let st = common::fill_backlog(&spool_dir, events);
         println!(
             "filled {} events ({:.1} GB of frames) in {:.1} s: {} bytes stored, {} on disk",
             st.pending_events,

@@ -199,24 +199,27 @@ def converted(item: dict, backend) -> dict:
     return coll, out
 
 
-def logscale_query(item: dict) -> str:
+def siem_query(item: dict, native: str, backend, prefix: str, correlation) -> str:
+    """The item's query for one SIEM: the native text, the converted rule, or the converted
+    base rules with the correlation's aggregation (`correlation`) on top."""
     if "native" in item:
-        return item["logscale"]
-    coll, base = converted(item, LogScaleBackend(processing_pipeline=pipeline("logscale")))
+        return item[native]
+    coll, base = converted(item, backend)
+    filters = {k: strip(v, prefix) for k, v in base.items()}
     top = coll.rules[-1]
     if not isinstance(top, SigmaCorrelationRule):
-        return LOGSCALE_PREFIX + strip(base[top.name or str(top.id)], LOGSCALE_PREFIX) + "\n"
-    return correlation_logscale(top, {k: strip(v, LOGSCALE_PREFIX) for k, v in base.items()}) + "\n"
+        return prefix + filters[top.name or str(top.id)] + "\n"
+    return correlation(top, filters) + "\n"
+
+
+def logscale_query(item: dict) -> str:
+    backend = LogScaleBackend(processing_pipeline=pipeline("logscale"))
+    return siem_query(item, "logscale", backend, LOGSCALE_PREFIX, correlation_logscale)
 
 
 def kusto_query(item: dict) -> str:
-    if "native" in item:
-        return item["kql"]
-    coll, base = converted(item, ZoomKusto(processing_pipeline=pipeline("sentinel")))
-    top = coll.rules[-1]
-    if not isinstance(top, SigmaCorrelationRule):
-        return KUSTO_PREFIX + strip(base[top.name or str(top.id)], KUSTO_PREFIX) + "\n"
-    return correlation_kusto(top, {k: strip(v, KUSTO_PREFIX) for k, v in base.items()}) + "\n"
+    backend = ZoomKusto(processing_pipeline=pipeline("sentinel"))
+    return siem_query(item, "kql", backend, KUSTO_PREFIX, correlation_kusto)
 
 
 def base_rule(corr: SigmaCorrelationRule, i: int):

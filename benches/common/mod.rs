@@ -1,5 +1,8 @@
 //! Measurements the process-level benches (`targets`, `soak`) share: a process's
 //! resident memory, a directory's size, and the relay started against the fakes.
+//!
+//! Each bench compiles this module and uses a part of it.
+#![allow(dead_code)]
 
 /// The bench setting `name` from the environment, or `default` when unset or unparsable.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -74,4 +77,50 @@ pub fn stop_relay(mut child: std::process::Child) {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
+}
+
+/// A bench scenario: a name to select it on the command line and the future to run.
+pub type Scenario = (
+    &'static str,
+    fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+);
+
+/// Runs each scenario whose name is on the command line (all of them when none is), in
+/// order, on one multi-threaded runtime: `cargo bench --bench NAME -- SCENARIO...`.
+pub fn run_scenarios(scenarios: &[Scenario]) {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (name, scenario) in scenarios {
+        if args.is_empty() || args.iter().any(|a| a == name) {
+            rt.block_on(scenario());
+        }
+    }
+}
+
+/// A backlog of `events` QSS frames in a spool at `spool_dir`, as an outage would leave
+/// it, written through the spool's own commit path; the spool's figures once flushed.
+pub fn fill_backlog(spool_dir: &std::path::Path, events: u64) -> qss_relay::spool::SpoolStats {
+    use qss_relay::spool::{NewRecord, SourceKind, Spool};
+    let mut env = qss_relay::config::Env::default();
+    env.set("RELAY_SPOOL_DIR", spool_dir.display().to_string());
+    let cfg = qss_relay::config::Config::from_env(&env).unwrap();
+    let metrics = std::sync::Arc::new(qss_relay::metrics::Metrics::new());
+    let spool = Spool::open(&cfg.spool, metrics).unwrap();
+    let f = qss_relay::sim::events::FrameFactory::websocket();
+    let mut n = 0;
+    while n < events {
+        let recs: Vec<_> = (n..(n + 4000).min(events))
+            .map(|i| NewRecord::new(SourceKind::WebSocket, f.frame(i)))
+            .collect();
+        n += recs.len() as u64;
+        spool.commit(&recs).unwrap();
+    }
+    spool.flush().unwrap();
+    spool.stats()
 }
