@@ -46,7 +46,8 @@ fn append(c: &mut Criterion) {
     g.throughput(Throughput::Elements(N));
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(&settings(dir.path()), Arc::new(Metrics::new())).unwrap();
-    let (appender, _writer) = rt.block_on(async { spool.start_writer(16_384) });
+    let (appender, _writer) =
+        rt.block_on(async { spool.start_writer(qss_relay::pipeline::SPOOL_QUEUE_BYTES) });
     g.bench_function("append_durable_50k", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;

@@ -31,8 +31,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Capacity of the spool writer's queue, in records (backpressure beyond it).
-pub const SPOOL_QUEUE: usize = 16_384;
+/// Capacity of the spool writer's queue, in bytes of records (backpressure beyond it):
+/// about 16,000 QSS frames, a few seconds of a slow disk at full rate.
+pub const SPOOL_QUEUE_BYTES: usize = 24 << 20;
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +180,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         dead_letters = stats.dead_letter_events + stats.dead_letter_blocks,
         "spool open"
     );
-    let (appender, writer) = spool.start_writer(SPOOL_QUEUE);
+    let (appender, writer) = spool.start_writer(SPOOL_QUEUE_BYTES);
 
     let proxy = Proxy::new(&config.proxy);
     let http = HttpClient::with_proxy(config.ca_file.as_deref(), proxy.clone())?;

@@ -162,7 +162,7 @@ pub(super) async fn debug(args: DebugArgs) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let (appender, _writer) = spool.start_writer(4096);
+            let (appender, _writer) = spool.start_writer(4 << 20);
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, u64)>();
             for p in 0..producers {
                 let (a, tx) = (appender.clone(), tx.clone());

@@ -440,7 +440,7 @@ mod tests {
             metrics.clone(),
         )
         .unwrap();
-        let (appender, writer) = spool.start_writer(64);
+        let (appender, writer) = spool.start_writer(64 << 10);
         let cfg = WebhookSettings {
             secret_token: Secret::new(SECRET),
             addr: "127.0.0.1:0".parse().unwrap(),

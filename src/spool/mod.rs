@@ -362,9 +362,9 @@ impl Spool {
 
     /// Starts the group-commit writer task (on the current tokio runtime) and returns the
     /// handle producers append through. The task ends when every `Appender` is dropped,
-    /// after committing what it holds.
-    pub fn start_writer(&self, queue_capacity: usize) -> (Appender, tokio::task::JoinHandle<()>) {
-        writer::start(self.clone(), queue_capacity)
+    /// after committing what it holds. `queue_bytes` bounds the records waiting for it.
+    pub fn start_writer(&self, queue_bytes: usize) -> (Appender, tokio::task::JoinHandle<()>) {
+        writer::start(self.clone(), queue_bytes)
     }
 
     /// Commits `records`: numbers them, compresses them into blocks, stores, flushes.

@@ -85,7 +85,7 @@ async fn a_failed_sync_acknowledges_nothing_and_fails_the_spool() {
     let dir = tempfile::tempdir().unwrap();
     let s = settings(dir.path());
     let spool = open(&s);
-    let (appender, writer) = spool.start_writer(64);
+    let (appender, writer) = spool.start_writer(64 << 10);
     let first = appender.send_durable(rec("safe")).await.unwrap();
     assert_eq!(first, 0);
     assert!(spool.failure().is_none());

@@ -199,11 +199,60 @@ fn reads_stop_at_the_durable_end() {
     assert_eq!(spool.read_block(2).unwrap().unwrap().records[0].seq, 4);
 }
 
+/// The writer's queue is bounded in bytes: producers of records far larger in total than
+/// the budget (and one larger than the whole budget) all get through, waiting for room,
+/// and every byte of the budget is given back once the records are committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_queue_is_bounded_in_bytes_and_gives_its_room_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&settings(dir.path()));
+    let budget = 16 << 10;
+    let (appender, writer) = spool.start_writer(budget);
+    let record = |n: usize| NewRecord::new(SourceKind::WebSocket, Bytes::from(vec![b'x'; n]));
+    let mut tasks = Vec::new();
+    let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..4 {
+        let (a, most) = (appender.clone(), most.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..200 {
+                a.send(record(3000)).await.unwrap();
+                most.fetch_max(a.queued_bytes(), std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
+    }
+    // Larger than the whole budget: it takes all of it and still goes through.
+    appender.send_durable(record(40 << 10)).await.unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let m = most.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(m <= budget, "{m} bytes queued with a budget of {budget}");
+    // The producers outran the writer, so the bound was what held them back.
+    assert!(m > budget / 2, "the queue never filled ({m} bytes at most)");
+    // Everything committed: the whole budget is free again.
+    let freed = eventually_sync(|| appender.queued_bytes() == 0);
+    assert!(freed, "{} bytes still held", appender.queued_bytes());
+    drop(appender);
+    writer.await.unwrap();
+    assert_eq!(all_pending(&spool).len(), 801);
+}
+
+fn eventually_sync(f: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_groups_records_and_confirms_durability_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(&settings(dir.path()));
-    let (appender, writer) = spool.start_writer(1024);
+    let (appender, writer) = spool.start_writer(1 << 20);
     let mut tasks = Vec::new();
     for t in 0..8 {
         let a = appender.clone();

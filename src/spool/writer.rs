@@ -1,7 +1,12 @@
 //! The group-commit writer: one task that turns a stream of records into durable blocks.
 //!
-//! Producers hold an [`Appender`] (a bounded channel: when the writer falls behind they
-//! wait, and the wait is measured). The task takes the first record, gathers more for at
+//! Producers hold an [`Appender`]. The queue is bounded in bytes, not records: each record
+//! takes its payload's length from a budget until its block is committed, so memory held
+//! for the writer is bounded whatever the frame sizes; when the writer falls behind,
+//! producers wait for room, and the wait is measured. Records normally stay the `Bytes`
+//! their source read them into (zero-copy); once the queue is more than half full, a record
+//! is copied into an allocation of its own, so that a record waiting in memory holds its
+//! own bytes and not the rest of the read buffer it was sliced from. The task takes the first record, gathers more for at
 //! most `RELAY_SPOOL_COMMIT_MS` or up to a size bound, and commits the group as one block
 //! on a blocking thread. While one group is being compressed and flushed, the next one is
 //! being gathered: at most one commit runs at a time, so sequence order is the order of
@@ -12,8 +17,10 @@
 
 use super::{NewRecord, Spool, SpoolError, MAX_GROUP_BYTES, MAX_GROUP_RECORDS};
 use crate::metrics::label;
+use bytes::Bytes;
+use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 /// Why an append did not become durable.
@@ -32,12 +39,17 @@ type Reply = oneshot::Sender<Result<u64, AppendError>>;
 struct Append {
     record: NewRecord,
     reply: Option<Reply>,
+    /// Bytes of the queue's budget this record holds until its block is committed.
+    held: u32,
 }
 
 /// The producers' handle to the writer. Cheap to clone.
 #[derive(Clone)]
 pub struct Appender {
-    tx: mpsc::Sender<Append>,
+    tx: mpsc::UnboundedSender<Append>,
+    /// The queue's room, in bytes.
+    budget: Arc<Semaphore>,
+    capacity: u32,
     spool: Spool,
 }
 
@@ -45,56 +57,81 @@ impl Appender {
     /// Hands a record to the writer and returns once it is queued (waiting for room if the
     /// queue is full). Durability is not awaited.
     pub async fn send(&self, record: NewRecord) -> Result<(), AppendError> {
-        self.enqueue(Append {
-            record,
-            reply: None,
-        })
-        .await
+        self.enqueue(record, None).await
     }
 
     /// Hands a record to the writer and returns its sequence number once the block
     /// holding it has been flushed to disk.
     pub async fn send_durable(&self, record: NewRecord) -> Result<u64, AppendError> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(Append {
-            record,
-            reply: Some(tx),
-        })
-        .await?;
+        self.enqueue(record, Some(tx)).await?;
         rx.await.unwrap_or(Err(AppendError::Closed))
     }
 
-    async fn enqueue(&self, append: Append) -> Result<(), AppendError> {
-        let source = append.record.kind.name();
-        match self.tx.try_send(append) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(AppendError::Closed),
-            Err(mpsc::error::TrySendError::Full(append)) => {
+    /// Bytes of records queued or being committed (what the budget holds).
+    pub fn queued_bytes(&self) -> usize {
+        self.capacity as usize - self.budget.available_permits()
+    }
+
+    async fn enqueue(
+        &self,
+        mut record: NewRecord,
+        reply: Option<Reply>,
+    ) -> Result<(), AppendError> {
+        let source = record.kind.name();
+        // A record larger than the whole budget takes all of it.
+        let held = u32::try_from(record.payload.len())
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.capacity);
+        let permit = match self.budget.try_acquire_many(held) {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(AppendError::Closed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
                 let started = Instant::now();
-                let result = self.tx.send(append).await.map_err(|_| AppendError::Closed);
+                let permit = self.budget.acquire_many(held).await;
                 self.spool
                     .inner
                     .metrics
                     .spool_append_wait
                     .get_or_create(&label("source", source))
                     .inc_by(started.elapsed().as_secs_f64());
-                result
+                permit.map_err(|_| AppendError::Closed)?
             }
+        };
+        // The writer gives the bytes back once the record's block is committed.
+        permit.forget();
+        if self.budget.available_permits() < self.capacity as usize / 2 {
+            record.payload = Bytes::copy_from_slice(&record.payload);
         }
+        self.tx
+            .send(Append {
+                record,
+                reply,
+                held,
+            })
+            .map_err(|_| {
+                self.budget.add_permits(held as usize);
+                AppendError::Closed
+            })
     }
 }
 
-pub(super) fn start(spool: Spool, capacity: usize) -> (Appender, JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
+/// Starts the writer with a queue of `queue_bytes` of records.
+pub(super) fn start(spool: Spool, queue_bytes: usize) -> (Appender, JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let capacity = u32::try_from(queue_bytes.max(1)).unwrap_or(u32::MAX);
+    let budget = Arc::new(Semaphore::new(capacity as usize));
     let appender = Appender {
         tx,
+        budget: budget.clone(),
+        capacity,
         spool: spool.clone(),
     };
-    let handle = tokio::spawn(run(spool, rx));
+    let handle = tokio::spawn(run(spool, rx, budget));
     (appender, handle)
 }
 
-async fn run(spool: Spool, mut rx: mpsc::Receiver<Append>) {
+async fn run(spool: Spool, mut rx: mpsc::UnboundedReceiver<Append>, budget: Arc<Semaphore>) {
     let window = spool.settings().commit_interval;
     let mut in_flight: Option<JoinHandle<()>> = None;
     loop {
@@ -130,7 +167,12 @@ async fn run(spool: Spool, mut rx: mpsc::Receiver<Append>) {
             let _ = h.await;
         }
         let s = spool.clone();
-        in_flight = Some(tokio::task::spawn_blocking(move || commit_group(&s, group)));
+        let budget = budget.clone();
+        in_flight = Some(tokio::task::spawn_blocking(move || {
+            let held: usize = group.iter().map(|a| a.held as usize).sum();
+            commit_group(&s, group);
+            budget.add_permits(held);
+        }));
         if closed {
             break;
         }
