@@ -746,6 +746,23 @@ def kusto_problems(items: list[dict]) -> list[str]:
     return problems
 
 
+def sigma_problems(items: list[dict]) -> list[str]:
+    """pySigma's own rule validators, over all rules at once (ids and titles unique, no
+    dangling detections, tag formats, ...). The ATT&CK and D3FEND tag validators download
+    MITRE's data at run time, which CI's network does not allow; tags are checked for
+    their format here and by hand against ATT&CK."""
+    from sigma.validation import SigmaValidator
+    from sigma.validators.core import validators
+
+    offline = [v for name, v in validators.items() if name not in ("attacktag", "d3_fendtag")]
+    rules = SigmaCollection([r for i in items if "sigma" in i for r in i["sigma"].rules])
+    problems = [f"sigma validator: {issue}" for issue in SigmaValidator(offline).validate_rules(rules)]
+    ids = [i["meta"]["id"] for i in items]
+    if len(set(ids)) != len(ids):
+        problems.append(f"rule ids are not unique: {ids}")
+    return problems
+
+
 def selftest(items: list[dict]) -> list[str]:
     """The evaluation can fail: a misspelt field must make the rule miss its positive cases."""
     item = next(i for i in items if i["name"] == "zoom_e2e_encryption_disabled")
@@ -835,6 +852,7 @@ def main() -> int:
     for item in items:
         problems += evaluate(item)
         problems += field_problems(item)
+    problems += sigma_problems(items)
     problems += kusto_problems(items)
     problems += selftest(items)
     n_cases = sum(len(cases(i["name"])) for i in items)
