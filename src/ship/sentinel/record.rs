@@ -15,12 +15,15 @@
 //! | `RelayError`    | string   | only then (or for a QSS `content` that is not JSON): why      |
 //!
 //! The record is derived from the HEC event the LogScale encoder writes, so both
-//! destinations see the same transforms and the same time. That costs a second parse
-//! (serde_json) per event; Sentinel takes webhooks by default, where volumes are small.
+//! destinations see the same transforms and the same time. The HEC line is read back
+//! with borrowed, raw values (serde_json's `RawValue`): the `payload` is copied into the
+//! row as the bytes the HEC encoder wrote, not parsed into a tree and written again.
 
 use crate::ship::hec::{Encoder as HecEncoder, HecSettings};
 use crate::spool::{Record, SourceKind};
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// The columns of a row, in the order the DCR declares them (the ARM template's stream
@@ -44,6 +47,48 @@ pub struct RowEncoder {
     line: Vec<u8>,
 }
 
+/// The parts of a HEC line a row is made of.
+#[derive(Deserialize)]
+struct HecLine<'a> {
+    time: Option<f64>,
+    #[serde(borrow)]
+    event: &'a RawValue,
+    #[serde(borrow, default)]
+    fields: HecFields<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct HecFields<'a> {
+    #[serde(borrow)]
+    relay_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    relay_error: Option<Cow<'a, str>>,
+}
+
+/// A Zoom event, or the WebSocket frame's envelope around one (`module`, `content`).
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(borrow)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+    #[serde(borrow)]
+    module: Option<&'a RawValue>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+}
+
+/// The payload's members that have columns of their own.
+#[derive(Deserialize)]
+struct PayloadHead<'a> {
+    #[serde(borrow)]
+    account_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    operator: Option<&'a RawValue>,
+    #[serde(borrow)]
+    operator_id: Option<&'a RawValue>,
+}
+
 impl RowEncoder {
     /// `spool_id` names the spool in `RelayId`.
     pub fn new(spool_id: &str) -> RowEncoder {
@@ -63,13 +108,12 @@ impl RowEncoder {
     pub fn encode(&mut self, r: &Record, out: &mut Vec<u8>) {
         self.line.clear();
         self.hec.encode(r, &mut self.line);
-        let row = match serde_json::from_slice::<Value>(&self.line) {
-            Ok(hec) => row_of(r, &hec),
+        match serde_json::from_slice::<HecLine>(&self.line) {
+            Ok(hec) => write_row(r, &hec, out),
             // The HEC encoder always writes valid JSON; should it not, the row says so
             // rather than losing the event.
-            Err(e) => raw_row(r, &format!("could not be encoded: {e}"), None),
-        };
-        serde_json::to_writer(&mut *out, &row).expect("writing to a Vec");
+            Err(e) => write_raw_row(r, &format!("could not be encoded: {e}"), None, out),
+        }
         out.push(b',');
     }
 }
@@ -85,68 +129,101 @@ fn source_of(r: &Record) -> &'static str {
     }
 }
 
-fn relay_id(hec: Option<&Value>) -> Value {
-    hec.and_then(|h| h.pointer("/fields/relay_id"))
-        .cloned()
-        .unwrap_or(Value::Null)
+/// `,"name":` then `value` as a JSON string.
+fn string_column(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    serde_json::to_writer(&mut *out, value).expect("writing to a Vec");
 }
 
-fn raw_row(r: &Record, why: &str, hec: Option<&Value>) -> Map<String, Value> {
-    let mut row = Map::new();
-    row.insert("TimeGenerated".into(), iso_ms(r.received_ms).into());
-    row.insert("Source".into(), source_of(r).into());
-    row.insert("RelayId".into(), relay_id(hec));
-    row.insert(
-        "RawEvent".into(),
-        String::from_utf8_lossy(&r.payload).into_owned().into(),
-    );
-    row.insert("RelayError".into(), why.into());
-    row
+/// The row's start: `{"TimeGenerated":"..."`.
+fn open_row(out: &mut Vec<u8>, time_ms: u64) {
+    out.extend_from_slice(b"{\"TimeGenerated\":\"");
+    out.extend_from_slice(iso_ms(time_ms).as_bytes());
+    out.push(b'"');
 }
 
-/// The row of a record from its HEC event.
-fn row_of(r: &Record, hec: &Value) -> Map<String, Value> {
-    let error = hec.pointer("/fields/relay_error").and_then(Value::as_str);
-    let event = hec.get("event");
+fn write_raw_row(r: &Record, why: &str, relay_id: Option<&str>, out: &mut Vec<u8>) {
+    open_row(out, r.received_ms);
+    string_column(out, "Source", source_of(r));
+    match relay_id {
+        Some(id) => string_column(out, "RelayId", id),
+        None => out.extend_from_slice(b",\"RelayId\":null"),
+    }
+    string_column(out, "RawEvent", &String::from_utf8_lossy(&r.payload));
+    string_column(out, "RelayError", why);
+    out.push(b'}');
+}
+
+/// A member with a column of its own as text: a string's value, anything else as written.
+fn column_text(v: &RawValue) -> Option<Cow<'_, str>> {
+    let raw = v.get();
+    if raw == "null" {
+        return None;
+    }
+    if raw.starts_with('"') {
+        return serde_json::from_str::<Cow<str>>(raw).ok();
+    }
+    Some(Cow::Borrowed(raw))
+}
+
+/// The row of a record from its HEC line.
+fn write_row(r: &Record, hec: &HecLine, out: &mut Vec<u8>) {
+    let error = hec.fields.relay_error.as_deref();
+    let relay_id = hec.fields.relay_id.as_deref();
     // A record that was not JSON at all is shipped by the HEC encoder as a string.
-    let Some(Value::Object(event)) = event else {
-        return raw_row(r, error.unwrap_or("not a JSON object"), Some(hec));
+    let envelope = match serde_json::from_str::<Event>(hec.event.get()) {
+        Ok(e) if hec.event.get().starts_with('{') => e,
+        _ => return write_raw_row(r, error.unwrap_or("not a JSON object"), relay_id, out),
     };
     // QSS events (WebSocket frames, and QSS webhooks) come in the frame's envelope; the
     // event is its `content`.
-    let inner = match event.get("content") {
-        Some(Value::Object(c)) if event.get("module").is_some() => c,
-        _ => event,
+    let content = envelope
+        .content
+        .filter(|c| envelope.module.is_some() && c.get().starts_with('{'));
+    let inner = match content.map(|c| serde_json::from_str::<Event>(c.get())) {
+        Some(Ok(inner)) => inner,
+        _ => Event { ..envelope },
     };
     let time_ms = hec
-        .get("time")
-        .and_then(Value::as_f64)
+        .time
         .map_or(r.received_ms, |t| (t * 1000.0).round() as u64);
-    let payload = inner.get("payload").cloned().unwrap_or(Value::Null);
-    let mut row = Map::new();
-    row.insert("TimeGenerated".into(), iso_ms(time_ms).into());
-    if let Some(name) = inner.get("event").and_then(Value::as_str) {
-        row.insert("Event".into(), name.into());
+    open_row(out, time_ms);
+    if let Some(name) = &inner.event {
+        string_column(out, "Event", name);
     }
-    for (column, field) in [
-        ("AccountId", "account_id"),
-        ("Operator", "operator"),
-        ("OperatorId", "operator_id"),
-    ] {
-        if let Some(v) = payload.get(field).filter(|v| !v.is_null()) {
-            let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-            row.insert(column.into(), text.into());
+    let head = inner
+        .payload
+        .and_then(|p| serde_json::from_str::<PayloadHead>(p.get()).ok());
+    if let Some(head) = &head {
+        for (column, value) in [
+            ("AccountId", head.account_id),
+            ("Operator", head.operator),
+            ("OperatorId", head.operator_id),
+        ] {
+            if let Some(text) = value.and_then(column_text) {
+                string_column(out, column, &text);
+            }
         }
     }
-    row.insert("Source".into(), source_of(r).into());
-    row.insert("RelayId".into(), relay_id(Some(hec)));
-    row.insert("Payload".into(), payload);
+    string_column(out, "Source", source_of(r));
+    match relay_id {
+        Some(id) => string_column(out, "RelayId", id),
+        None => out.extend_from_slice(b",\"RelayId\":null"),
+    }
+    out.extend_from_slice(b",\"Payload\":");
+    out.extend_from_slice(inner.payload.map_or("null", |p| p.get()).as_bytes());
     if let Some(why) = error {
-        row.insert("RelayError".into(), why.into());
         // A `content` that is not JSON is kept as text.
-        if let Some(Value::String(s)) = event.get("content") {
-            row.insert("RawEvent".into(), s.clone().into());
+        if let Some(text) = envelope
+            .content
+            .filter(|c| c.get().starts_with('"'))
+            .and_then(|c| serde_json::from_str::<Cow<str>>(c.get()).ok())
+        {
+            string_column(out, "RawEvent", &text);
         }
+        string_column(out, "RelayError", why);
     }
-    row
+    out.push(b'}');
 }
