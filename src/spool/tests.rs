@@ -237,6 +237,30 @@ async fn the_writer_queue_is_bounded_in_bytes_and_gives_its_room_back() {
     assert_eq!(all_pending(&spool).len(), 801);
 }
 
+/// Records keep their `Bytes` (zero-copy) while the queue has room; once it is more than
+/// half full they are copied, so that a waiting record no longer shares its source buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_copied_out_of_their_buffer_only_when_the_queue_is_crowded() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&settings(dir.path()));
+    let (appender, writer) = spool.start_writer(1000);
+    let buffer = Bytes::from(vec![b'x'; 4096]);
+    let slice = buffer.slice(0..100);
+    assert_eq!(
+        appender.to_queue(slice.clone()).as_ptr(),
+        slice.as_ptr(),
+        "room: zero-copy"
+    );
+    // Fill the budget past half by holding permits, as queued records would.
+    let held = appender.hold_for_test(600);
+    let queued = appender.to_queue(slice.clone());
+    assert_eq!(queued, slice);
+    assert_ne!(queued.as_ptr(), slice.as_ptr(), "crowded: copied");
+    drop(held);
+    drop(appender);
+    writer.await.unwrap();
+}
+
 fn eventually_sync(f: impl Fn() -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::time::Instant::now() < deadline {

@@ -73,6 +73,23 @@ impl Appender {
         self.capacity as usize - self.budget.available_permits()
     }
 
+    /// Takes `n` bytes of the budget, as queued records would, until the permit drops.
+    #[cfg(test)]
+    pub(super) fn hold_for_test(&self, n: u32) -> tokio::sync::SemaphorePermit<'_> {
+        self.budget.try_acquire_many(n).expect("room in the budget")
+    }
+
+    /// `payload` as it will wait in the queue: the same `Bytes` while the queue is at most
+    /// half full (zero-copy), an allocation of its own beyond (so that it does not keep
+    /// the rest of the read buffer it was sliced from alive while it waits).
+    pub(super) fn to_queue(&self, payload: Bytes) -> Bytes {
+        if self.queued_bytes() > self.capacity as usize / 2 {
+            Bytes::copy_from_slice(&payload)
+        } else {
+            payload
+        }
+    }
+
     async fn enqueue(
         &self,
         mut record: NewRecord,
@@ -100,9 +117,7 @@ impl Appender {
         };
         // The writer gives the bytes back once the record's block is committed.
         permit.forget();
-        if self.budget.available_permits() < self.capacity as usize / 2 {
-            record.payload = Bytes::copy_from_slice(&record.payload);
-        }
+        record.payload = self.to_queue(record.payload);
         self.tx
             .send(Append {
                 record,

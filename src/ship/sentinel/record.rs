@@ -144,13 +144,18 @@ fn open_row(out: &mut Vec<u8>, time_ms: u64) {
     out.push(b'"');
 }
 
-fn write_raw_row(r: &Record, why: &str, relay_id: Option<&str>, out: &mut Vec<u8>) {
-    open_row(out, r.received_ms);
+/// `,"Source":...,"RelayId":...`: the columns every row has.
+fn source_columns(out: &mut Vec<u8>, r: &Record, relay_id: Option<&str>) {
     string_column(out, "Source", source_of(r));
     match relay_id {
         Some(id) => string_column(out, "RelayId", id),
         None => out.extend_from_slice(b",\"RelayId\":null"),
     }
+}
+
+fn write_raw_row(r: &Record, why: &str, relay_id: Option<&str>, out: &mut Vec<u8>) {
+    open_row(out, r.received_ms);
+    source_columns(out, r, relay_id);
     string_column(out, "RawEvent", &String::from_utf8_lossy(&r.payload));
     string_column(out, "RelayError", why);
     out.push(b'}');
@@ -173,19 +178,21 @@ fn write_row(r: &Record, hec: &HecLine, out: &mut Vec<u8>) {
     let error = hec.fields.relay_error.as_deref();
     let relay_id = hec.fields.relay_id.as_deref();
     // A record that was not JSON at all is shipped by the HEC encoder as a string.
-    let envelope = match serde_json::from_str::<Event>(hec.event.get()) {
-        Ok(e) if hec.event.get().starts_with('{') => e,
-        _ => return write_raw_row(r, error.unwrap_or("not a JSON object"), relay_id, out),
+    let raw_event = hec.event.get();
+    let envelope = raw_event
+        .starts_with('{')
+        .then(|| serde_json::from_str::<Event>(raw_event).ok())
+        .flatten();
+    let Some(envelope) = envelope else {
+        return write_raw_row(r, error.unwrap_or("not a JSON object"), relay_id, out);
     };
     // QSS events (WebSocket frames, and QSS webhooks) come in the frame's envelope; the
     // event is its `content`.
-    let content = envelope
-        .content
-        .filter(|c| envelope.module.is_some() && c.get().starts_with('{'));
-    let inner = match content.map(|c| serde_json::from_str::<Event>(c.get())) {
-        Some(Ok(inner)) => inner,
-        _ => Event { ..envelope },
-    };
+    let (module, content) = (envelope.module, envelope.content);
+    let inner = content
+        .filter(|c| module.is_some() && c.get().starts_with('{'))
+        .and_then(|c| serde_json::from_str::<Event>(c.get()).ok())
+        .unwrap_or(envelope);
     let time_ms = hec
         .time
         .map_or(r.received_ms, |t| (t * 1000.0).round() as u64);
@@ -207,17 +214,12 @@ fn write_row(r: &Record, hec: &HecLine, out: &mut Vec<u8>) {
             }
         }
     }
-    string_column(out, "Source", source_of(r));
-    match relay_id {
-        Some(id) => string_column(out, "RelayId", id),
-        None => out.extend_from_slice(b",\"RelayId\":null"),
-    }
+    source_columns(out, r, relay_id);
     out.extend_from_slice(b",\"Payload\":");
     out.extend_from_slice(inner.payload.map_or("null", |p| p.get()).as_bytes());
     if let Some(why) = error {
         // A `content` that is not JSON is kept as text.
-        if let Some(text) = envelope
-            .content
+        if let Some(text) = content
             .filter(|c| c.get().starts_with('"'))
             .and_then(|c| serde_json::from_str::<Cow<str>>(c.get()).ok())
         {
