@@ -24,6 +24,7 @@ rules are evaluated on those shipped events by pySigma's SQLite backend.
 from __future__ import annotations
 
 import copy
+import functools
 import datetime as dt
 import io
 import json
@@ -108,13 +109,17 @@ def pipeline(name: str) -> ProcessingPipeline:
     return ProcessingPipeline.from_yaml((HERE / "pipelines" / f"{name}.yml").read_text())
 
 
+@functools.lru_cache(maxsize=None)
+def sentinel_transformations() -> tuple:
+    return tuple(yaml.safe_load((HERE / "pipelines/sentinel.yml").read_text())["transformations"])
+
+
 def sentinel_field(name: str) -> str:
     """A Sigma field as the Sentinel pipeline maps it (the same mapping, read from its YAML)."""
-    spec = yaml.safe_load((HERE / "pipelines/sentinel.yml").read_text())
-    for t in spec["transformations"]:
+    for t in sentinel_transformations():
         if t["type"] == "field_name_mapping" and name in t["mapping"]:
             return t["mapping"][name]
-    for t in spec["transformations"]:
+    for t in sentinel_transformations():
         if t["type"] == "field_name_prefix_mapping":
             for old, new in t["mapping"].items():
                 if name.startswith(old):
@@ -156,7 +161,10 @@ def load_content() -> list[dict]:
         )
     names = {i["name"] for i in items}
     if names != set(settings):
-        sys.exit(f"content.yml and rules/ + native/ differ: {sorted(names ^ set(settings))}")
+        sys.exit(
+            "every rule in rules/ and native/ needs an entry in content.yml, and every entry a "
+            f"rule; fix these names: {sorted(names ^ set(settings))}"
+        )
     for i in items:
         i.update(settings[i["name"]])
         meta = i.get("native") or sigma_meta(i["top"])
@@ -222,8 +230,17 @@ def kusto_query(item: dict) -> str:
     return siem_query(item, "kql", backend, KUSTO_PREFIX, correlation_kusto)
 
 
-def base_rule(corr: SigmaCorrelationRule, i: int):
-    return corr.rules[i].rule
+def ordered_steps(corr: SigmaCorrelationRule):
+    """A temporal_ordered correlation's steps, in the one shape converted here: a
+    value_count over one rule (grouped like the correlation), then a rule. Returns the
+    value_count, its rule's name and the second rule's name."""
+    first, then = (ref.rule for ref in corr.rules)
+    if not (isinstance(first, SigmaCorrelationRule) and first.type.name.lower() == "value_count"):
+        raise NotImplementedError("temporal_ordered is converted for a value_count followed by a rule")
+    if first.group_by != corr.group_by:
+        raise NotImplementedError("both steps of a temporal_ordered correlation must group by the same fields")
+    (inner,) = first.rules
+    return first, inner.rule.name, then.name
 
 
 def correlation_logscale(corr: SigmaCorrelationRule, filters: dict) -> str:
@@ -240,18 +257,13 @@ def correlation_logscale(corr: SigmaCorrelationRule, filters: dict) -> str:
         q += f"| groupBy([{group}], function=[{fn}, min(@timestamp, as=first_seen), max(@timestamp, as=last_seen)])\n"
         return q + f"| {metric} {OPS[corr.condition.op].replace('==', '=')} {corr.condition.count}"
     if corr.type.name.lower() == "temporal_ordered":
-        first, then = (base_rule(corr, 0), base_rule(corr, 1))
-        assert isinstance(first, SigmaCorrelationRule) and first.type.name.lower() == "value_count", (
-            "temporal_ordered is converted for a value_count followed by a rule"
-        )
-        assert first.group_by == corr.group_by, "both steps must group by the same fields"
-        (inner,) = first.rules
+        first, a, b = ordered_steps(corr)
         field = first.condition.fieldref
         return (
             LOGSCALE_PREFIX
             + "case {\n"
-            + f"    {filters[inner.rule.name]} | step_item := {field} | first_at := @timestamp ;\n"
-            + f"    {filters[then.name]} | then_at := @timestamp ;\n"
+            + f"    {filters[a]} | step_item := {field} | first_at := @timestamp ;\n"
+            + f"    {filters[b]} | then_at := @timestamp ;\n"
             + "  }\n"
             + f"| groupBy([{group}], function=[count(step_item, distinct=true, as=items), max(first_at, as=last_first), max(then_at, as=last_then)])\n"
             + f"| items {OPS[first.condition.op]} {first.condition.count}\n"
@@ -277,11 +289,8 @@ def correlation_kusto(corr: SigmaCorrelationRule, filters: dict) -> str:
         q += f"| summarize {metric} = {fn}, FirstSeen = min(TimeGenerated), LastSeen = max(TimeGenerated) by {by}\n"
         return q + f"| where {metric} {OPS[corr.condition.op]} {corr.condition.count}"
     if corr.type.name.lower() == "temporal_ordered":
-        first, then = (base_rule(corr, 0), base_rule(corr, 1))
-        assert isinstance(first, SigmaCorrelationRule) and first.type.name.lower() == "value_count"
-        assert first.group_by == corr.group_by
-        (inner,) = first.rules
-        a, b = filters[inner.rule.name], filters[then.name]
+        first, a, b = ordered_steps(corr)
+        a, b = filters[a], filters[b]
         return (
             KUSTO_PREFIX
             + f"({a}) or ({b})\n"
@@ -298,6 +307,7 @@ def correlation_kusto(corr: SigmaCorrelationRule, filters: dict) -> str:
 # Fixtures
 
 
+@functools.lru_cache(maxsize=None)
 def samples() -> dict[str, list[dict]]:
     by_name: dict[str, list[dict]] = {}
     for line in SAMPLES.read_text().splitlines():
@@ -340,6 +350,7 @@ def bodies(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+@functools.lru_cache(maxsize=None)
 def shipped(name: str) -> list[dict]:
     path = HERE / "fixtures/shipped" / f"{name}.ndjson"
     if not path.exists():
@@ -645,7 +656,6 @@ def table(conn: sqlite3.Connection, events: list[dict]) -> None:
         rows.append(row)
     cols = sorted({c for r in rows for c in r})
     conn.execute("CREATE TABLE logs (" + ", ".join(f'"{c}"' for c in cols) + ")")
-    conn.execute("CREATE VIEW events AS SELECT rowid, * FROM logs")
     for r in rows:
         conn.execute(
             "INSERT INTO logs (" + ", ".join(f'"{c}"' for c in r) + ") VALUES (" + ", ".join("?" for _ in r) + ")",
@@ -670,7 +680,7 @@ def fires(query: str, events: list[dict]) -> bool:
     for col in wanted - {"rowid"}:
         if col not in {r[1] for r in conn.execute("PRAGMA table_info(logs)")}:
             conn.execute(f'ALTER TABLE logs ADD COLUMN "{col}"')
-    conn.execute("DROP VIEW events")
+    # The native SQL reads `events`, with the row ids.
     conn.execute("CREATE VIEW events AS SELECT rowid, * FROM logs")
     return bool(conn.execute(query).fetchall())
 
@@ -772,8 +782,7 @@ def selftest(items: list[dict]) -> list[str]:
     )
     if not evaluate(broken):
         return ["selftest: a rule with a misspelt field still passed its fixtures"]
-    broken_fields = dict(broken)
-    if not field_problems(broken_fields):
+    if not field_problems(broken):
         return ["selftest: a misspelt field was not reported by the field check"]
     return []
 
@@ -821,28 +830,32 @@ def compare(files: dict[str, bytes]) -> list[str]:
     return problems
 
 
+def write(files: dict[str, bytes]) -> None:
+    """Writes every generated file and removes generated files that are no longer made."""
+    for root in ("generated", "fixtures/bodies"):
+        for p in (HERE / root).rglob("*"):
+            if p.is_file() and str(p.relative_to(HERE)) not in files:
+                p.unlink()
+    for path, data in files.items():
+        p = HERE / path
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    print(f"wrote {len(files)} files")
+
+
 def main() -> int:
     mode = sys.argv[1] if len(sys.argv) > 1 else "check"
     items = load_content()
     if mode == "generate":
-        files = generate(items) if all((HERE / "fixtures/shipped" / f"{i['name']}.ndjson").exists() for i in items) else None
-        if files is None:
-            # First run for a new rule: bodies first, then the shipped forms, then the rest.
+        if not all((HERE / "fixtures/shipped" / f"{i['name']}.ndjson").exists() for i in items):
+            # A new rule: its bodies first, then the relay ships them, then the content.
             for i in items:
                 p = HERE / f"fixtures/bodies/{i['name']}.ndjson"
                 p.parent.mkdir(parents=True, exist_ok=True)
                 p.write_text(bodies(i["name"]))
             print("wrote the fixture bodies; now `UPDATE_GOLDEN=1 cargo test --test detections_shipped`, then generate again")
             return 0
-        for root in ("generated", "fixtures/bodies"):
-            for p in (HERE / root).rglob("*"):
-                if p.is_file() and str(p.relative_to(HERE)) not in files:
-                    p.unlink()
-        for path, data in files.items():
-            p = HERE / path
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(data)
-        print(f"wrote {len(files)} files")
+        write(generate(items))
         return 0
     if mode != "check":
         print(__doc__)
