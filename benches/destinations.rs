@@ -12,7 +12,7 @@
 //!
 //! End to end: the fake Zoom is told to send `DEST_EVENTS` frames as fast as the socket
 //! takes them; the time runs from that moment to the last event accepted by the last
-//! destination. Peak RSS is sampled every 50 ms.
+//! destination. Peak RSS is the kernel's high-water mark (`VmHWM`).
 
 mod common;
 
@@ -52,7 +52,7 @@ async fn run_until(
 ) -> (f64, u64) {
     let mut peak = 0;
     loop {
-        peak = peak.max(common::rss_kib(pid));
+        peak = peak.max(common::peak_rss_kib(pid));
         if delivered().iter().all(|d| *d >= target) {
             return (started.elapsed().as_secs_f64(), peak / 1024);
         }

@@ -128,6 +128,7 @@ async fn soak() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let final_disk = common::du(&spool_dir);
     let final_rss = common::rss_kib(pid) / 1024;
+    let peak_rss = common::peak_rss_kib(pid) / 1024;
     let r = inspect().await.unwrap();
     let peak_disk = samples.iter().map(|s| s.2).max().unwrap_or(0);
     let (min_rss, max_rss) = (
@@ -142,7 +143,7 @@ async fn soak() {
         peak_disk >> 20,
         final_disk >> 20
     );
-    println!("  RSS: at start {baseline_rss} MiB, min {min_rss} MiB, max {max_rss} MiB, after the drain {final_rss} MiB");
+    println!("  RSS: at start {baseline_rss} MiB, min {min_rss} MiB, max {max_rss} MiB (high-water mark {peak_rss} MiB), after the drain {final_rss} MiB");
     let st = sink.stats();
     let sent = zoom.stats().events_sent;
     println!(

@@ -201,8 +201,9 @@ async fn backlog() {
         peak_hold = peak_hold.max(common::rss_kib(pid));
     }
     println!(
-        "RSS holding the {events}-event backlog with LogScale down for 20 s: peak {} MiB",
-        peak_hold / 1024
+        "RSS holding the {events}-event backlog with LogScale down for 20 s: peak {} MiB (high-water mark {} MiB)",
+        peak_hold / 1024,
+        common::peak_rss_kib(pid) / 1024
     );
     sink.set_mode(Mode::Accept);
     let drain_start = Instant::now();
@@ -225,10 +226,11 @@ async fn backlog() {
     }
     let secs = drain_start.elapsed().as_secs_f64();
     println!(
-        "drained {events} events in {secs:.1} s: {:.0} events/s ({:.0} MB/s of frames); RSS peak while draining {} MiB",
+        "drained {events} events in {secs:.1} s: {:.0} events/s ({:.0} MB/s of frames); RSS peak while draining {} MiB (high-water mark of the whole run {} MiB)",
         events as f64 / secs,
         events as f64 * FrameFactory::websocket().average_len() as f64 / secs / 1e6,
-        peak_drain / 1024
+        peak_drain / 1024,
+        common::peak_rss_kib(pid) / 1024
     );
     for (t, rss, delivered) in samples.iter().step_by((samples.len() / 10).max(1)) {
         println!("  t={t:>3}s rss={rss} MiB delivered={delivered}");
@@ -294,11 +296,12 @@ async fn throughput() {
         zoom.stats().events_sent - r0,
     );
     println!(
-        "steady state over {secs:.0} s ({avg:.0}-byte frames): delivered {:.0} events/s ({:.0} MB/s of frames), received {:.0} events/s ({:.0} MB/s); relay RSS max {max_rss} MiB",
+        "steady state over {secs:.0} s ({avg:.0}-byte frames): delivered {:.0} events/s ({:.0} MB/s of frames), received {:.0} events/s ({:.0} MB/s); relay RSS max of the samples {max_rss} MiB, high-water mark {} MiB",
         delivered as f64 / secs,
         delivered as f64 * avg / secs / 1e6,
         received as f64 / secs,
         received as f64 * avg / secs / 1e6,
+        common::peak_rss_kib(child.id()) / 1024,
     );
     common::stop_relay(child);
 }

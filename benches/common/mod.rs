@@ -14,11 +14,21 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// Resident memory of process `pid` in KiB (`VmRSS`), 0 if it is gone.
 pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// Peak resident memory of process `pid` since it started (the kernel's high-water mark,
+/// `VmHWM`), in KiB: the true peak, which samples of [`rss_kib`] can miss.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
@@ -54,11 +64,13 @@ pub fn spawn_relay(
     spool_dir: &std::path::Path,
     extra: &[(&str, String)],
 ) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+    relay_command()
         .arg("run")
         .env_clear()
         .envs(std::env::vars().filter(|(k, _)| {
-            (k.starts_with("RELAY_") && k != "RELAY_SPOOL_DIR") || k.starts_with("MALLOC_")
+            (k.starts_with("RELAY_") && k != "RELAY_SPOOL_DIR")
+                || k.starts_with("MALLOC_")
+                || k == "PATH"
         }))
         .envs(zoom.env_pairs())
         .envs(sink.env_pairs())
@@ -71,8 +83,28 @@ pub fn spawn_relay(
         .expect("the relay binary starts")
 }
 
+/// The relay binary, or, when `RELAY_BENCH_WRAPPER` is set (e.g. `heaptrack -o /tmp/ht`),
+/// that command with the relay binary as its last argument: a profile of the relay under
+/// a bench's load.
+pub fn relay_command() -> std::process::Command {
+    let relay = env!("CARGO_BIN_EXE_relay");
+    match std::env::var("RELAY_BENCH_WRAPPER") {
+        Ok(wrapper) if !wrapper.trim().is_empty() => {
+            let mut words = wrapper.split_whitespace();
+            let mut cmd = std::process::Command::new(words.next().expect("not empty"));
+            cmd.args(words).arg(relay);
+            cmd
+        }
+        _ => std::process::Command::new(relay),
+    }
+}
+
 /// Stops a relay started by [`spawn_relay`] the way systemd does (SIGTERM) and waits.
 pub fn stop_relay(mut child: std::process::Child) {
+    // Under RELAY_BENCH_WRAPPER the relay is the wrapper's child: it gets the signal first.
+    let _ = std::process::Command::new("pkill")
+        .args(["-TERM", "-P", &child.id().to_string()])
+        .status();
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub(crate) mod proxy;
+pub mod read_cap;
 pub(crate) mod server;
 pub mod tls;
 

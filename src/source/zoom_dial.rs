@@ -10,6 +10,7 @@ use super::frame::{classify, FrameKind};
 use super::zoom_token::urlencode;
 use super::zoom_ws::EndReason;
 use crate::net::proxy::Proxy;
+use crate::net::read_cap::{ReadCap, WS_READ_CHUNK};
 use crate::net::redact_url;
 use crate::secret::Secret;
 use crate::source::settings::ZoomWsSettings;
@@ -200,7 +201,11 @@ impl Dialer {
             .expect("valid request");
         match tokio::time::timeout(
             CONNECT_TIMEOUT,
-            fastwebsockets::handshake::client(&SpawnExecutor, req, stream),
+            fastwebsockets::handshake::client(
+                &SpawnExecutor,
+                req,
+                ReadCap::new(stream, WS_READ_CHUNK),
+            ),
         )
         .await
         {

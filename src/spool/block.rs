@@ -35,11 +35,11 @@ const RECORD_HEADER_LEN: usize = 14;
 pub(super) const MAX_RAW_LEN: usize = 512 << 20;
 /// zstd level: level 1 compresses QSS JSON about 6x at several hundred MB/s per core.
 pub(super) const ZSTD_LEVEL: i32 = 1;
-/// zstd's window: 2 MiB, more than a block's raw size (about
-/// [`super::BLOCK_RAW_TARGET`], 1 MiB), so that the encoder never wraps its window
-/// (level 1 alone would pick 512 KiB): 10% fewer instructions per block (callgrind,
-/// 675 and 1,000 simulated frames), and readers need no more memory than the block.
-pub(super) const WINDOW_LOG: u32 = 21;
+/// zstd's window: 512 KiB, more than a block's raw size (about
+/// [`super::BLOCK_RAW_TARGET`], 256 KiB), so that the encoder never wraps its window
+/// (10% fewer instructions per block than a wrapping window, callgrind, when blocks were
+/// 1 MiB), and readers need no more memory than the block.
+pub(super) const WINDOW_LOG: u32 = 19;
 
 /// The fixed-size header, readable without decompressing the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -91,6 +91,9 @@ pub(super) struct Gen {
     pub id: u64,
     pub dir: PathBuf,
     cache_bytes: u64,
+    /// sled's segment size for this database: [`super::SEGMENT_SIZE`] when new, what it
+    /// was created with otherwise (sled refuses to open it with another).
+    segment_size: usize,
     db: Mutex<Option<Arc<GenDb>>>,
 }
 
@@ -127,9 +130,11 @@ impl Gen {
     /// A handle to generation `id` under `root`, opened (created if new) at once so that
     /// errors show here.
     pub(super) fn open(root: &Path, id: u64, cache_bytes: u64) -> sled::Result<Gen> {
+        let dir = root.join(Self::dir_name(id));
         let gen = Gen {
             id,
-            dir: root.join(Self::dir_name(id)),
+            segment_size: segment_size_of(&dir).unwrap_or(super::SEGMENT_SIZE),
+            dir,
             cache_bytes,
             db: Mutex::new(None),
         };
@@ -152,7 +157,7 @@ impl Gen {
             sled::Config::new()
                 .path(&self.dir)
                 .cache_capacity(self.cache_bytes)
-                .segment_size(super::SEGMENT_SIZE)
+                .segment_size(self.segment_size)
                 .mode(sled::Mode::HighThroughput)
                 .flush_every_ms(Some(500))
                 .open()
@@ -296,6 +301,19 @@ impl Gen {
     pub(super) fn size_on_disk(&self) -> u64 {
         dir_size(&self.dir)
     }
+}
+
+/// The segment size an existing generation's database was created with, from the
+/// `conf` file sled writes when it creates a database (`segment_size: N`); `None` for a
+/// directory sled has not created yet. Generations made before 4 MiB segments have 16 MiB
+/// ones, and sled opens a database only with its own size.
+fn segment_size_of(dir: &Path) -> Option<usize> {
+    // The text is followed by a binary checksum.
+    let conf = std::fs::read(dir.join("conf")).ok()?;
+    String::from_utf8_lossy(&conf)
+        .lines()
+        .find_map(|l| l.strip_prefix("segment_size:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Bytes of the files under `dir`, recursively (0 if it cannot be read). What the spool

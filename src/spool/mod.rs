@@ -58,18 +58,23 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_GROUP_RECORDS: usize = 16_384;
 /// Largest uncompressed group the writer commits at once (possibly as several blocks).
 pub const MAX_GROUP_BYTES: usize = 8 << 20;
-/// Uncompressed bytes aimed at per block.
-pub const BLOCK_RAW_TARGET: usize = 1 << 20;
+/// Uncompressed bytes aimed at per block: at QSS JSON's 11:1 (zstd level 1) about 23 KiB
+/// stored, under [`MAX_BLOCK_STORED`] for anything that compresses better than 5:1.
+pub const BLOCK_RAW_TARGET: usize = 256 << 10;
+/// sled segment size of the block databases this version creates. It is also the size of
+/// each of sled's write buffers, which sled allocates afresh each time it fills one: with
+/// 16 MiB segments they were 135 MiB of a 356 MiB heap peak under overload (heaptrack).
+/// Fixed when a generation is created: older generations keep theirs (see
+/// `generation::segment_size_of`).
+pub const SEGMENT_SIZE: usize = 4 << 20;
 /// Largest stored (compressed) block, unless a single record is larger by itself.
 ///
 /// Why: sled 0.34 writes a leaf node larger than a quarter of a segment as a separate
 /// "blob" file, and in an insert-then-remove workload those files are never removed (we
 /// measured the blob directory growing without bound while the live data stayed at 7 MB).
-/// A leaf holds up to 17 values, so with 16 MiB segments (the most sled allows) keeping
-/// blocks under 192 KiB keeps every leaf inline.
-pub const MAX_BLOCK_STORED: usize = 192 << 10;
-/// sled segment size of the block databases (fixed when a generation is created).
-pub const SEGMENT_SIZE: usize = 16 << 20;
+/// A leaf holds up to 17 values (sled splits it past 16), so blocks under 1/80 of a
+/// segment (52 KiB with 4 MiB segments) keep 18 of them, keys and headers inside a quarter.
+pub const MAX_BLOCK_STORED: usize = SEGMENT_SIZE / 80;
 /// A generation larger than this on disk is closed for writing; a new one starts, and the
 /// old one is deleted once drained. An empty generation larger than 3/8 of it (24 MiB) is
 /// replaced by a fresh one: the space comes back after a backlog drained. Only the

@@ -649,3 +649,71 @@ fn sled_writes_no_blob_files() {
     let files = std::fs::read_dir(&blobs).map(|d| d.count()).unwrap_or(0);
     assert_eq!(files, 0, "blob files in {}", blobs.display());
 }
+
+/// Rewrites generation `id`'s sled database with `segment_size` (the same trees and
+/// values): what a generation made by a relay with another segment size looks like.
+fn remake_generation(root: &Path, id: u64, segment_size: usize) {
+    let dir = root.join(Gen::dir_name(id));
+    let copy = root.join("remade");
+    {
+        let old = sled::Config::new()
+            .path(&dir)
+            .segment_size(SEGMENT_SIZE)
+            .open()
+            .unwrap();
+        let new = sled::Config::new()
+            .path(&copy)
+            .segment_size(segment_size)
+            .open()
+            .unwrap();
+        for name in ["blocks", "index"] {
+            let (from, to) = (old.open_tree(name).unwrap(), new.open_tree(name).unwrap());
+            for kv in from.iter() {
+                let (k, v) = kv.unwrap();
+                to.insert(k, v).unwrap();
+            }
+        }
+        new.flush().unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::rename(&copy, &dir).unwrap();
+}
+
+/// Generations made with 16 MiB segments (before they were 4 MiB) open with their own
+/// size, are read and written, and the next generation gets the new size: sled refuses
+/// to open a database with another segment size than the one it was made with.
+#[test]
+fn a_generation_made_with_other_segments_keeps_them_and_new_ones_get_the_new_size() {
+    const LEGACY: usize = 16 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    let first = {
+        let spool = open(&s);
+        spool.commit(&recs("old", 5)).unwrap();
+        spool.flush().unwrap();
+        spool.active().id
+    };
+    remake_generation(dir.path(), first, LEGACY);
+    let conf = |id: u64| {
+        let conf = std::fs::read(dir.path().join(Gen::dir_name(id)).join("conf")).unwrap();
+        String::from_utf8_lossy(&conf).into_owned()
+    };
+    assert!(conf(first).contains(&format!("segment_size: {LEGACY}")));
+    s.rotate_bytes = 1 << 20;
+    let spool = open(&s);
+    spool.commit(&recs("more", 3)).unwrap();
+    for c in 0..16 {
+        spool.commit(&noisy(20, 4000, c)).unwrap();
+    }
+    let got = all_pending(&spool);
+    assert_eq!(
+        got[..8].iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>(),
+        ["old-0", "old-1", "old-2", "old-3", "old-4", "more-0", "more-1", "more-2"]
+    );
+    let newest = spool.active().id;
+    assert!(newest > first, "rotated");
+    assert!(conf(first).contains(&format!("segment_size: {LEGACY}")));
+    assert!(conf(newest).contains(&format!("segment_size: {SEGMENT_SIZE}")));
+    drop(spool);
+    assert_eq!(all_pending(&open(&s)), got, "and after a reopen");
+}
