@@ -7,7 +7,8 @@
 //! cargo bench --bench targets -- throughput   # steady-state end to end, fake Zoom at full speed, 20 s
 //!                                             # (THROUGHPUT_SECS=N, THROUGHPUT_RATE=events/s)
 //! cargo bench --bench targets -- webhook      # webhook 200 latency (durable: fdatasync'd), 16 clients, 20,000 posts
-//! cargo bench --bench targets                 # all four
+//! cargo bench --bench targets -- stages       # where the relay's CPU goes per event, by stage (perf; not in "all")
+//! cargo bench --bench targets                 # the first four
 //! ```
 //!
 //! Latency is measured exactly, per event: from the moment the fake Zoom flushed it to
@@ -33,6 +34,7 @@ fn main() {
         ("backlog", || Box::pin(backlog())),
         ("throughput", || Box::pin(throughput())),
         ("webhook", || Box::pin(webhook())),
+        ("stages", || Box::pin(stages())),
     ]);
 }
 
@@ -304,4 +306,86 @@ async fn throughput() {
         common::peak_rss_kib(child.id()) / 1024,
     );
     common::stop_relay(child);
+}
+
+/// The cost per event of each stage: the relay (its own process) relays `STAGES_EVENTS`
+/// frames (default 1,000,000) from the fake Zoom, sent as fast as the socket takes them,
+/// to the fake LogScale, while `perf record` samples its threads (CPU clock, DWARF call
+/// stacks); `benches/tools/stages.py` then gives each sample to the innermost stage its
+/// stack names. Needs `perf` (Debian's linux-perf) and python3; says so and stops if
+/// either is missing. The profile slows the relay: the rate printed is the profiled one.
+async fn stages() {
+    let have = |cmd: &str| {
+        std::process::Command::new(cmd)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("perf") || !have("python3") {
+        println!("stages: needs perf and python3 on PATH; skipped");
+        return;
+    }
+    let events: u64 = common::env_or("STAGES_EVENTS", 1_000_000);
+    let freq: u32 = common::env_or("STAGES_FREQ", 499);
+    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
+    let sink = common::sink(TOKEN, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let child = common::spawn_relay(&zoom, &sink, &dir.path().join("spool"), &[]);
+    assert!(
+        zoom.wait_until(Duration::from_secs(20), |z| z.connections == 1)
+            .await
+    );
+    let data = dir.path().join("relay.perf");
+    let mut perf = std::process::Command::new("perf")
+        .args(["record", "-q", "-e", "cpu-clock", "-F", &freq.to_string()])
+        .args([
+            "--call-graph",
+            "dwarf,16384",
+            "-p",
+            &child.id().to_string(),
+            "-o",
+        ])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("perf starts");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    zoom.send(events);
+    while sink.stats().events < events {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(started.elapsed() < Duration::from_secs(600), "too slow");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &perf.id().to_string()])
+        .status();
+    let _ = perf.wait();
+    common::stop_relay(child);
+    let avg = FrameFactory::websocket().average_len();
+    println!(
+        "stages: {events} events ({avg}-byte frames) in {secs:.1} s under the profiler: {:.0} events/s",
+        events as f64 / secs
+    );
+    let script = std::process::Command::new("perf")
+        .args(["script", "--no-inline", "-F", "tid,ip,sym", "-i"])
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("perf script starts");
+    let table = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/tools/stages.py"
+        ))
+        .arg(events.to_string())
+        .arg(format!("{secs:.3}"))
+        .env("PERF_FREQ", freq.to_string())
+        .stdin(script.stdout.expect("piped"))
+        .output()
+        .expect("python3 runs");
+    print!("{}", String::from_utf8_lossy(&table.stdout));
+    eprint!("{}", String::from_utf8_lossy(&table.stderr));
 }
