@@ -368,7 +368,7 @@ async fn stages() {
         "stages: {events} events ({avg}-byte frames) in {secs:.1} s under the profiler: {:.0} events/s",
         events as f64 / secs
     );
-    let script = std::process::Command::new("perf")
+    let mut script = std::process::Command::new("perf")
         .args(["script", "--no-inline", "-F", "tid,ip,sym", "-i"])
         .arg(&data)
         .stdout(std::process::Stdio::piped())
@@ -383,9 +383,10 @@ async fn stages() {
         .arg(events.to_string())
         .arg(format!("{secs:.3}"))
         .env("PERF_FREQ", freq.to_string())
-        .stdin(script.stdout.expect("piped"))
+        .stdin(script.stdout.take().expect("piped"))
         .output()
         .expect("python3 runs");
+    let _ = script.wait();
     print!("{}", String::from_utf8_lossy(&table.stdout));
     eprint!("{}", String::from_utf8_lossy(&table.stderr));
 }

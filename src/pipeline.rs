@@ -32,8 +32,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Capacity of the spool writer's queue, in bytes of records (backpressure beyond it):
-/// about 16,000 QSS frames, a few seconds of a slow disk at full rate.
-pub const SPOOL_QUEUE_BYTES: usize = 24 << 20;
+/// about 10,800 QSS frames of the realistic mix, 0.1 s of the relay's full rate. Beyond
+/// it the WebSocket reader waits, TCP's window closes, and Zoom's side of the socket
+/// buffers (README, "Memory").
+pub const SPOOL_QUEUE_BYTES: usize = 16 << 20;
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
