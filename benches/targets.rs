@@ -335,7 +335,10 @@ async fn stages() {
         zoom.wait_until(Duration::from_secs(20), |z| z.connections == 1)
             .await
     );
-    let data = dir.path().join("relay.perf");
+    // STAGES_PERF_DATA keeps the profile for `perf report`.
+    let data = std::env::var_os("STAGES_PERF_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("relay.perf"));
     let mut perf = std::process::Command::new("perf")
         .args(["record", "-q", "-e", "cpu-clock", "-F", &freq.to_string()])
         .args([

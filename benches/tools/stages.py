@@ -5,8 +5,9 @@
     perf script -i relay.perf --no-inline -F tid,comm,ip,sym | python3 benches/tools/stages.py EVENTS SECONDS
 
 Each sample is given to the stage of the innermost frame of its stack that names one
-(the patterns below, tried in order for each frame from the leaf up); samples with no
-such frame are "runtime and other" (tokio's scheduler, allocator calls from elsewhere,
+(the patterns below, tried in order for each frame from the leaf up; HTTP and memory
+only when no pipeline stage is on the stack); samples with no such frame are "runtime
+and other" (tokio's scheduler, allocator calls from elsewhere,
 the kernel outside the listed system calls). EVENTS is how many events the relay
 delivered during the SECONDS the profile covered: the script prints each stage's share of
 the samples, its CPU time per event in nanoseconds, and its share of the machine's cores.
@@ -36,10 +37,13 @@ OTHER = "runtime and other"
 
 
 def stage_of(frames):
-    for sym in frames:
-        for name, pat in COMPILED:
-            if pat.search(sym):
-                return name
+    # A stage of the pipeline anywhere in the stack wins (a memcpy or malloc inside the
+    # encoder is the encoder's cost); memory and HTTP work outside any stage come next.
+    for pats in (COMPILED[:-2], COMPILED[-2:]):
+        for sym in frames:
+            for name, pat in pats:
+                if pat.search(sym):
+                    return name
     return OTHER
 
 
@@ -53,7 +57,9 @@ def samples(lines):
                 yield frames
             frames, in_sample = [], False
             continue
-        if not line[0].isspace():
+        # A sample's header (its thread id, right-aligned) is followed by its frames,
+        # one per line, each indented with a tab.
+        if not line.startswith("\t"):
             in_sample = True
             continue
         parts = line.split(None, 1)
