@@ -240,9 +240,14 @@ async fn backlog() {
     common::stop_relay(child);
 }
 
-/// End to end at steady state: the fake Zoom sends as fast as the relay takes frames; the
-/// rate is measured over the middle 20 s of a 30 s run (no start-up, no final linger).
-async fn throughput() {
+/// The relay (its own process, a fresh spool) connected to a fake Zoom that sends nothing
+/// yet, and a fake LogScale that accepts.
+async fn connected_relay() -> (
+    FakeZoom,
+    qss_relay::sim::logscale::FakeLogScale,
+    tempfile::TempDir,
+    std::process::Child,
+) {
     let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
     let sink = common::sink(TOKEN, false).await;
     let dir = tempfile::tempdir().unwrap();
@@ -251,6 +256,13 @@ async fn throughput() {
         zoom.wait_until(Duration::from_secs(20), |z| z.connections == 1)
             .await
     );
+    (zoom, sink, dir, child)
+}
+
+/// End to end at steady state: the fake Zoom sends as fast as the relay takes frames; the
+/// rate is measured over the middle 20 s of a 30 s run (no start-up, no final linger).
+async fn throughput() {
+    let (zoom, sink, dir, child) = connected_relay().await;
     // Keep plenty queued: the fake sends as fast as the socket takes, or at
     // THROUGHPUT_RATE events/s when set (memory at a given rate).
     match std::env::var("THROUGHPUT_RATE")
@@ -327,14 +339,7 @@ async fn stages() {
     }
     let events: u64 = common::env_or("STAGES_EVENTS", 1_000_000);
     let freq: u32 = common::env_or("STAGES_FREQ", 499);
-    let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
-    let sink = common::sink(TOKEN, false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let child = common::spawn_relay(&zoom, &sink, &dir.path().join("spool"), &[]);
-    assert!(
-        zoom.wait_until(Duration::from_secs(20), |z| z.connections == 1)
-            .await
-    );
+    let (zoom, sink, dir, child) = connected_relay().await;
     // STAGES_PERF_DATA keeps the profile for `perf report`.
     let data = std::env::var_os("STAGES_PERF_DATA")
         .map(std::path::PathBuf::from)
