@@ -335,6 +335,38 @@ mod tests {
         }
     }
 
+    /// Blocks written before blocks were 256 KiB used a 2 MiB zstd window over 1 MiB of
+    /// records: they still decode (the window is in zstd's frame header, and the decoder
+    /// takes windows up to its default limit, far above both).
+    #[test]
+    fn blocks_written_with_the_earlier_2_mib_window_decode() {
+        let records: Vec<_> = (0..800)
+            .map(|i| {
+                rec(
+                    i,
+                    &format!("{{\"n\":{i},\"pad\":\"{}\"}}", "q".repeat(1400)),
+                )
+            })
+            .collect();
+        let block = encode(7, &records);
+        let raw = zstd::bulk::decompress(&block[HEADER_LEN..], 2 << 20).unwrap();
+        assert!(raw.len() > 1 << 20, "a 1 MiB block, as they were");
+        let mut enc = zstd::bulk::Compressor::new(ZSTD_LEVEL).unwrap();
+        enc.set_parameter(zstd::zstd_safe::CParameter::WindowLog(21))
+            .unwrap();
+        let mut old = block[..HEADER_LEN].to_vec();
+        old.extend_from_slice(&enc.compress(&raw).unwrap());
+        let crc = checksum(&old);
+        old[36..40].copy_from_slice(&crc.to_le_bytes());
+        assert_ne!(old, block, "compressed differently");
+        let (h, out) = decode(&old).unwrap();
+        assert_eq!((h.first_seq, out.len()), (7, 800));
+        assert!(records
+            .iter()
+            .zip(&out)
+            .all(|(a, b)| a.payload == b.payload));
+    }
+
     #[test]
     fn empty_payloads_and_empty_blocks() {
         let block = encode(7, &[rec(0, "")]);
