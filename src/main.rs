@@ -22,16 +22,15 @@ fn main() -> std::process::ExitCode {
 /// when set, is left to rule.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
-        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+    for (param, value, env) in [
+        (libc::M_MMAP_THRESHOLD, 2 << 20, "MALLOC_MMAP_THRESHOLD_"),
+        (libc::M_ARENA_MAX, 1, "MALLOC_ARENA_MAX"),
+    ] {
+        if std::env::var_os(env).is_none() {
+            // SAFETY: mallopt only sets allocator parameters; called before any thread
+            // starts.
             unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 2 << 20);
-            }
-        }
-        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-            unsafe {
-                libc::mallopt(libc::M_ARENA_MAX, 1);
+                libc::mallopt(param, value);
             }
         }
     }
