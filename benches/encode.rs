@@ -17,6 +17,7 @@ fn encoder() -> Encoder {
         index: Some("zoom".into()),
         spool_id: "0123456789abcdef".into(),
         webhook_sourcetype: "zoom_webhook".into(),
+        redact: Default::default(),
     })
 }
 

@@ -15,6 +15,7 @@ fn encoder() -> Encoder {
         index: Some("zoom".into()),
         spool_id: "0000000000000000".into(),
         webhook_sourcetype: "zoom_webhook".into(),
+        redact: crate::redact::Redaction::with_extra(["clientId"]),
     })
 }
 
@@ -62,11 +63,39 @@ pub fn check_frame(data: &[u8]) {
 }
 
 /// Any bytes as the `content` of a Zoom message frame (the double-encoded event): the
-/// transforms never panic and the output is one line of valid JSON.
+/// transforms never panic and the output is one line of valid JSON; with Zoom's header
+/// around it, the `Authorization` value is in no output.
 pub fn check_content(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let frame = crate::sim::events::ws_frame(&text);
     check_frame(frame.as_bytes());
+
+    const SECRET: &str = "fuzz-credential-5b1d";
+    if text.contains(SECRET) {
+        return;
+    }
+    let frame = serde_json::json!({
+        "module": "message",
+        "success": true,
+        "content": text,
+        "header": {"Authorization": SECRET, "clientId": "c", "x-zm-trackingid": "t"},
+    })
+    .to_string();
+    let r = Record {
+        seq: 7,
+        received_ms: 1_700_000_000_000,
+        kind: SourceKind::WebSocket,
+        flags: 0,
+        payload: Bytes::from(frame),
+    };
+    let mut out = Vec::new();
+    encoder().encode(&r, &mut out);
+    assert_one_json_line(&out);
+    assert!(
+        memchr::memmem::find(&out, SECRET.as_bytes()).is_none(),
+        "the Authorization value was shipped: {}",
+        String::from_utf8_lossy(&out)
+    );
 }
 
 /// Any bytes as a spool block: decoding returns an error or records, never panics; what

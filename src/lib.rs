@@ -31,6 +31,7 @@ mod logging;
 pub mod metrics;
 pub mod net;
 pub mod pipeline;
+pub mod redact;
 mod secret;
 pub mod ship;
 pub mod sim;

@@ -225,6 +225,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
             http.clone(),
             sentinel.clone(),
             spool.id(),
+            config.redact.clone(),
             config.ship.request_timeout,
         )
         .map_err(StartError::Other)?;

@@ -30,8 +30,9 @@ fn shipped(bodies: &str) -> String {
         index: Some("zoom".into()),
         spool_id: "0123456789abcdef".into(),
         webhook_sourcetype: "zoom_webhook".into(),
+        redact: Default::default(),
     });
-    let mut rows = RowEncoder::new("0123456789abcdef");
+    let mut rows = RowEncoder::new("0123456789abcdef", Default::default());
     let mut out = String::new();
     for (seq, line) in bodies.lines().filter(|l| !l.trim().is_empty()).enumerate() {
         let case: Value = serde_json::from_str(line).expect("a bodies line is JSON");

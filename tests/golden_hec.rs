@@ -8,7 +8,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::golden::{check_golden, frame, samples};
+use common::golden::{check_golden, frame, frame_with_header, samples, SAMPLE_CREDENTIAL};
 use qss_relay::ship::hec::{Encoder, HecSettings};
 use qss_relay::spool::{flags, Record, SourceKind};
 use serde_json::{json, Value};
@@ -19,6 +19,7 @@ fn encoder() -> Encoder {
         index: Some("zoom".into()),
         spool_id: "0123456789abcdef".into(),
         webhook_sourcetype: "zoom_webhook".into(),
+        redact: Default::default(),
     })
 }
 
@@ -79,6 +80,59 @@ fn meeting_participant_qos() {
     assert_eq!(qos["video_input"]["frame_rate"], "24 fps");
     assert_eq!(qos["cpu_usage"]["zoom_avg_cpu_usage"], "5%");
     assert_eq!(qos.as_object().unwrap().len(), 3);
+}
+
+/// Zoom's `Authorization` header never reaches LogScale: its value becomes `[REDACTED]`,
+/// the header keeps its shape and the tracing fields, and the content is the same as for a
+/// frame with an empty header.
+#[test]
+fn the_authorization_header_is_redacted_and_the_rest_of_the_header_kept() {
+    let (text, sample) = frame_with_header();
+    let out = encode(SourceKind::WebSocket, &text, 0);
+    check_golden("ws_header_redacted", &out);
+    assert!(!out.contains(SAMPLE_CREDENTIAL), "{out}");
+    let v = parsed(&out);
+    let header = &v["event"]["header"];
+    assert_eq!(header["Authorization"], "[REDACTED]");
+    for kept in [
+        "clientId",
+        "x-zm-trackingid",
+        "x-zm-signature",
+        "x-zm-request-timestamp",
+    ] {
+        assert_eq!(header[kept], sample["header"][kept], "{kept} is kept");
+    }
+    assert_eq!(
+        header.as_object().unwrap().len(),
+        5,
+        "the header keeps its shape"
+    );
+    let content: Value = serde_json::from_str(sample["content"].as_str().unwrap()).unwrap();
+    let bare = parsed(&encode(
+        SourceKind::WebSocket,
+        &frame(&serde_json::to_string(&content).unwrap()),
+        0,
+    ));
+    assert_eq!(v["event"]["content"], bare["event"]["content"]);
+
+    // Every other way the encoder writes a frame redacts too: pretty-printed (written from
+    // the tape), a `content` that is not JSON, a frame cut short (shipped as raw text), and
+    // the member name in another letter case.
+    let pretty = serde_json::to_string_pretty(&sample).unwrap();
+    let mut odd = sample.clone();
+    odd["content"] = json!("{not json");
+    let cut = &text[..text.len() - 40];
+    let lower = text.replace("\"Authorization\"", "\"authorization\"");
+    for (what, input) in [
+        ("pretty", pretty.as_str()),
+        ("content not JSON", &odd.to_string()),
+        ("cut short", cut),
+        ("lower case", &lower),
+    ] {
+        let out = encode(SourceKind::WebSocket, input, 0);
+        assert!(!out.contains(SAMPLE_CREDENTIAL), "{what}: {out}");
+        assert!(out.contains("[REDACTED]"), "{what}: {out}");
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::golden::{check_golden, frame, samples};
+use common::golden::{check_golden, frame, frame_with_header, samples, SAMPLE_CREDENTIAL};
 use qss_relay::ship::sentinel::record::{RowEncoder, COLUMNS};
 use qss_relay::spool::{Record, SourceKind};
 use serde_json::{json, Value};
@@ -21,7 +21,7 @@ fn row(kind: SourceKind, payload: &str) -> (String, Value) {
         payload: Bytes::copy_from_slice(payload.as_bytes()),
     };
     let mut out = Vec::new();
-    RowEncoder::new("0123456789abcdef").encode(&r, &mut out);
+    RowEncoder::new("0123456789abcdef", Default::default()).encode(&r, &mut out);
     let text = String::from_utf8(out).unwrap();
     let text = text
         .strip_suffix(',')
@@ -71,6 +71,23 @@ fn qss_events_from_the_websocket() {
     let qos = &v["Payload"]["object"]["participant"]["qos"];
     assert_eq!(qos["audio_input"]["bitrate"], "63 kbps");
     assert_eq!(v["TimeGenerated"], "2021-07-14T02:44:51.572Z");
+}
+
+/// The row of a frame with Zoom's full header holds no credential (the row is built from
+/// the redacted HEC line), whether the frame is JSON (`Payload`) or cut short (`RawEvent`).
+#[test]
+fn the_authorization_header_never_reaches_a_row() {
+    let (text, _) = frame_with_header();
+    let (out, v) = row(SourceKind::WebSocket, &text);
+    check_golden("sentinel/ws_header_redacted", &out);
+    assert!(!out.contains(SAMPLE_CREDENTIAL), "{out}");
+    assert_eq!(v["Event"], "meeting.participant_qos");
+    let (out, v) = row(SourceKind::WebSocket, &text[..text.len() - 40]);
+    assert!(!out.contains(SAMPLE_CREDENTIAL), "{out}");
+    assert!(
+        v["RawEvent"].as_str().unwrap().contains("[REDACTED]"),
+        "{out}"
+    );
 }
 
 #[test]

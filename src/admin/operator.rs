@@ -88,6 +88,8 @@ fn answer<T: serde::Serialize>(result: Result<T, OperatorError>) -> Response<Res
 async fn handle(st: AdminState, req: Request<Incoming>) -> Response<RespBody> {
     let q = query(&req);
     let num = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok());
+    let flag = |k: &str| q.get(k).is_some_and(|v| v == "1" || v == "true");
+    let unredacted = flag("unredacted");
     let sink = match q.get("sink").map(|s| (s, crate::spool::sink_name(s))) {
         None => None,
         Some((_, Some(name))) => Some(name),
@@ -97,14 +99,15 @@ async fn handle(st: AdminState, req: Request<Incoming>) -> Response<RespBody> {
         (Method::GET, routes::INSPECT) => answer(st.inspect().await),
         (Method::GET, routes::PEEK) => {
             let n = num("n").unwrap_or(10) as usize;
-            answer(st.peek(num("from").unwrap_or(0), n, sink).await)
+            answer(st.peek(num("from").unwrap_or(0), n, sink, unredacted).await)
         }
         (Method::GET, routes::EXPORT) => {
             let range = ExportRange {
                 from: num("from").unwrap_or(0),
                 to: num("to"),
-                raw: q.get("raw").is_some_and(|v| v == "1" || v == "true"),
+                raw: flag("raw"),
                 sink,
+                unredacted,
             };
             // A destination that is not configured is an error before the stream starts.
             if let Err(e) = st.check_sink(sink) {
@@ -129,7 +132,7 @@ async fn handle(st: AdminState, req: Request<Incoming>) -> Response<RespBody> {
         }
         (Method::GET, routes::DEAD_LIST) => answer(st.dead_list(sink).await),
         (Method::GET, routes::DEAD_SHOW) => match q.get("id").map(|s| s.parse::<DeadId>()) {
-            Some(Ok(id)) => answer(st.dead_show(id).await),
+            Some(Ok(id)) => answer(st.dead_show(id, unredacted).await),
             Some(Err(e)) => error(StatusCode::BAD_REQUEST, e),
             None => error(StatusCode::BAD_REQUEST, "id= is required"),
         },

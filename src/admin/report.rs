@@ -2,6 +2,7 @@
 //! running daemon (over the operator socket) or from a spool opened directly: `inspect`,
 //! `peek`, `dead show`, and the NDJSON export.
 
+use crate::redact::Redaction;
 use crate::ship::hec::Encoder;
 use crate::ship::sentinel::record::RowEncoder;
 use crate::ship::status::{ShipError, ShipState};
@@ -104,11 +105,13 @@ pub fn rfc3339_ms(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-/// Decodes a record for `spool peek` (not on the hot path: serde_json is fine here).
-pub fn peek_record(r: &Record) -> PeekRecord {
+/// Decodes a record for `spool peek` (not on the hot path: serde_json is fine here), with
+/// the frame header members `redact` names replaced.
+pub fn peek_record(r: &Record, redact: &Redaction) -> PeekRecord {
     let mut json: Option<serde_json::Value> = serde_json::from_slice(&r.payload).ok();
     let mut event = None;
     if let Some(v) = json.as_mut() {
+        redact.redact_json(v);
         if let Some(content) = v
             .get("content")
             .and_then(|c| c.as_str())
@@ -136,11 +139,14 @@ pub fn peek_record(r: &Record) -> PeekRecord {
         malformed: r.is_malformed(),
         event,
         bytes: r.payload.len(),
-        text: json
-            .is_none()
-            .then(|| String::from_utf8_lossy(&r.payload).into_owned()),
+        text: json.is_none().then(|| redacted_text(&r.payload, redact)),
         json,
     }
+}
+
+/// Bytes that are not JSON, as text, with what `redact` names replaced wherever it is.
+fn redacted_text(bytes: &[u8], redact: &Redaction) -> String {
+    String::from_utf8_lossy(&redact.redact_text(bytes)).into_owned()
 }
 
 /// A dead letter for `spool dead show`.
@@ -152,14 +158,16 @@ pub struct DeadDetail {
     pub text: Option<String>,
 }
 
-impl From<&DeadLetter> for DeadDetail {
-    fn from(d: &DeadLetter) -> DeadDetail {
-        let json: Option<serde_json::Value> = serde_json::from_slice(&d.payload).ok();
+impl DeadDetail {
+    /// The dead letter `d`, with the frame header members `redact` names replaced.
+    pub fn new(d: &DeadLetter, redact: &Redaction) -> DeadDetail {
+        let mut json: Option<serde_json::Value> = serde_json::from_slice(&d.payload).ok();
+        if let Some(v) = json.as_mut() {
+            redact.redact_json(v);
+        }
         DeadDetail {
             summary: d.summary(),
-            text: json
-                .is_none()
-                .then(|| String::from_utf8_lossy(&d.payload).into_owned()),
+            text: json.is_none().then(|| redacted_text(&d.payload, redact)),
             json,
         }
     }
@@ -171,8 +179,8 @@ pub enum ExportForm {
     Hec(Encoder),
     /// The `ZoomLogs_CL` row Sentinel would receive.
     Row(RowEncoder),
-    /// The record as spooled.
-    Raw,
+    /// The record as spooled, but for what the redaction replaces.
+    Raw(Redaction),
 }
 
 impl ExportForm {
@@ -186,13 +194,13 @@ impl ExportForm {
                 buf.pop();
                 buf.push(b'\n');
             }
-            ExportForm::Raw => {
+            ExportForm::Raw(redact) => {
                 let line = serde_json::json!({
                     "seq": r.seq,
                     "received_ms": r.received_ms,
                     "source": r.kind,
                     "malformed": r.is_malformed(),
-                    "payload": String::from_utf8_lossy(&r.payload),
+                    "payload": redacted_text(&r.payload, redact),
                 });
                 serde_json::to_writer(&mut *buf, &line).expect("writing to a Vec");
                 buf.push(b'\n');

@@ -8,6 +8,8 @@
 //! | `GET /spool/export?from=&to=&raw=&sink=` | pending records as NDJSON (streamed)   |
 //! | `GET /spool/dead?sink=`                  | the dead-letter list                   |
 //! | `GET /spool/dead/show?id=`               | one dead letter as [`DeadDetail`]      |
+//!
+//! `unredacted=true` (peek, export, dead show) shows credential header fields as received.
 //! | `POST /spool/dead/retry?ids=&sink=`, `.../purge?ids=&sink=` | `ids=all` or a comma list |
 //!
 //! `sink=NAME` (optional) narrows a route to one destination.
@@ -32,8 +34,21 @@ fn sink_param(sink: Option<&str>) -> String {
     sink.map(|s| format!("&sink={s}")).unwrap_or_default()
 }
 
-pub(crate) fn peek(from: u64, n: usize, sink: Option<&str>) -> String {
-    format!("{PEEK}?n={n}&from={from}{}", sink_param(sink))
+/// `&unredacted=true`, or nothing.
+fn unredacted_param(unredacted: bool) -> &'static str {
+    if unredacted {
+        "&unredacted=true"
+    } else {
+        ""
+    }
+}
+
+pub(crate) fn peek(from: u64, n: usize, sink: Option<&str>, unredacted: bool) -> String {
+    format!(
+        "{PEEK}?n={n}&from={from}{}{}",
+        sink_param(sink),
+        unredacted_param(unredacted)
+    )
 }
 
 pub(crate) fn export(range: ExportRange) -> String {
@@ -42,6 +57,7 @@ pub(crate) fn export(range: ExportRange) -> String {
         path.push_str(&format!("&to={t}"));
     }
     path.push_str(&sink_param(range.sink));
+    path.push_str(unredacted_param(range.unredacted));
     path
 }
 
@@ -52,8 +68,8 @@ pub(crate) fn dead_list(sink: Option<&str>) -> String {
     }
 }
 
-pub(crate) fn dead_show(id: DeadId) -> String {
-    format!("{DEAD_SHOW}?id={id}")
+pub(crate) fn dead_show(id: DeadId, unredacted: bool) -> String {
+    format!("{DEAD_SHOW}?id={id}{}", unredacted_param(unredacted))
 }
 
 pub(crate) fn dead_act_path(action: DeadAction) -> &'static str {
@@ -106,8 +122,16 @@ mod tests {
         );
         assert_eq!(dead_list(Some("logscale")), "/spool/dead?sink=logscale");
         assert_eq!(
-            peek(3, 2, Some("sentinel")),
+            peek(3, 2, Some("sentinel"), false),
             "/spool/peek?n=2&from=3&sink=sentinel"
+        );
+        assert_eq!(
+            peek(3, 2, None, true),
+            "/spool/peek?n=2&from=3&unredacted=true"
+        );
+        assert_eq!(
+            dead_show("event:7".parse().unwrap(), true),
+            "/spool/dead/show?id=event:7&unredacted=true"
         );
         assert_eq!(parse_ids("all").unwrap(), None);
         assert_eq!(
@@ -116,6 +140,7 @@ mod tests {
                 to: Some(9),
                 raw: true,
                 sink: None,
+                unredacted: false,
             }),
             "/spool/export?from=5&raw=true&to=9"
         );

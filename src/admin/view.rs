@@ -11,7 +11,8 @@ use super::client::OperatorClient;
 use super::report::{self, DeadDetail, ExportForm, InspectReport, PeekRecord};
 use super::routes;
 use super::AdminState;
-use crate::ship::hec::Encoder;
+use crate::redact::Redaction;
+use crate::ship::hec::{Encoder, HecSettings};
 use crate::ship::sentinel::record::RowEncoder;
 use crate::ship::Sources;
 use crate::spool::{DeadId, DeadSummary, Record, SpoolError};
@@ -72,6 +73,9 @@ pub struct ExportRange {
     /// Only what this destination has still to receive, in its form (Sentinel: rows).
     /// `None`: every pending record, as HEC events.
     pub sink: Option<&'static str>,
+    /// Credential header fields as received (`--unredacted`) instead of redacted as the
+    /// destinations receive them.
+    pub unredacted: bool,
 }
 
 /// What `--sink NAME` selects: the records a destination has not yet been sent (at or
@@ -99,12 +103,14 @@ pub(crate) type ExportSink<'a> = dyn FnMut(&[u8], u64) -> bool + Send + 'a;
 pub trait SpoolView {
     /// What is waiting, how old it is, and why it is not moving.
     async fn inspect(&self) -> Result<InspectReport, OperatorError>;
-    /// Up to `n` pending records from sequence `from` (of the destination `sink` only).
+    /// Up to `n` pending records from sequence `from` (of the destination `sink` only);
+    /// credential header fields redacted unless `unredacted`.
     async fn peek(
         &self,
         from: u64,
         n: usize,
         sink: Option<&'static str>,
+        unredacted: bool,
     ) -> Result<Vec<PeekRecord>, OperatorError>;
     /// Streams pending records into `sink`; returns how many were written.
     async fn export(
@@ -117,8 +123,9 @@ pub trait SpoolView {
         &self,
         sink: Option<&'static str>,
     ) -> Result<Vec<DeadSummary>, OperatorError>;
-    /// One dead letter; [`OperatorError::NotFound`] when there is none by that id.
-    async fn dead_show(&self, id: DeadId) -> Result<DeadDetail, OperatorError>;
+    /// One dead letter, credential header fields redacted unless `unredacted`;
+    /// [`OperatorError::NotFound`] when there is none by that id.
+    async fn dead_show(&self, id: DeadId, unredacted: bool) -> Result<DeadDetail, OperatorError>;
     /// Retries or purges the dead letters `ids` (all of them when `None`), for the
     /// destination `sink` only when given; returns the ids acted on.
     async fn dead_act(
@@ -161,6 +168,15 @@ impl AdminState {
         }
     }
 
+    /// What leaves through the operator's commands: the shippers' redaction, or none.
+    fn redaction(&self, unredacted: bool) -> Redaction {
+        if unredacted {
+            Redaction::off()
+        } else {
+            self.hec.redact.clone()
+        }
+    }
+
     /// An error when `sink` names a destination that is not configured.
     pub(crate) fn check_sink(&self, sink: Option<&'static str>) -> Result<(), OperatorError> {
         self.sink_filter(sink).map(|_| ())
@@ -174,10 +190,14 @@ impl AdminState {
         sink: &mut ExportSink<'_>,
     ) -> Result<u64, OperatorError> {
         let filter = self.sink_filter(range.sink)?;
+        let redact = self.redaction(range.unredacted);
         let form = match (range.raw, range.sink) {
-            (true, _) => ExportForm::Raw,
-            (false, Some("sentinel")) => ExportForm::Row(RowEncoder::new(self.spool.id())),
-            (false, _) => ExportForm::Hec(Encoder::new(self.hec.clone())),
+            (true, _) => ExportForm::Raw(redact),
+            (false, Some("sentinel")) => ExportForm::Row(RowEncoder::new(self.spool.id(), redact)),
+            (false, _) => ExportForm::Hec(Encoder::new(HecSettings {
+                redact,
+                ..self.hec.clone()
+            })),
         };
         let from = range.from.max(filter.map_or(0, |f| f.floor));
         let n = report::export(
@@ -203,14 +223,19 @@ impl SpoolView for AdminState {
         from: u64,
         n: usize,
         sink: Option<&'static str>,
+        unredacted: bool,
     ) -> Result<Vec<PeekRecord>, OperatorError> {
         let filter = self.sink_filter(sink)?;
         let spool = self.spool.clone();
+        let redact = self.redaction(unredacted);
         blocking(move || {
             let from = from.max(filter.map_or(0, |f| f.floor));
             let records =
                 spool.pending_where(from, n, None, |r| filter.is_none_or(|f| f.keeps(r)))?;
-            Ok(records.iter().map(report::peek_record).collect())
+            Ok(records
+                .iter()
+                .map(|r| report::peek_record(r, &redact))
+                .collect())
         })
         .await
     }
@@ -240,10 +265,11 @@ impl SpoolView for AdminState {
         .await
     }
 
-    async fn dead_show(&self, id: DeadId) -> Result<DeadDetail, OperatorError> {
+    async fn dead_show(&self, id: DeadId, unredacted: bool) -> Result<DeadDetail, OperatorError> {
         let spool = self.spool.clone();
+        let redact = self.redaction(unredacted);
         blocking(move || match spool.dead_get(id)? {
-            Some(d) => Ok(DeadDetail::from(&d)),
+            Some(d) => Ok(DeadDetail::new(&d, &redact)),
             None => Err(OperatorError::NotFound(format!(
                 "no dead letter {id} (see `relay spool dead list`)"
             ))),
@@ -279,8 +305,9 @@ impl SpoolView for OperatorClient {
         from: u64,
         n: usize,
         sink: Option<&'static str>,
+        unredacted: bool,
     ) -> Result<Vec<PeekRecord>, OperatorError> {
-        self.get(&routes::peek(from, n, sink)).await
+        self.get(&routes::peek(from, n, sink, unredacted)).await
     }
 
     async fn export(
@@ -298,8 +325,8 @@ impl SpoolView for OperatorClient {
         self.get(&routes::dead_list(sink)).await
     }
 
-    async fn dead_show(&self, id: DeadId) -> Result<DeadDetail, OperatorError> {
-        self.get(&routes::dead_show(id)).await
+    async fn dead_show(&self, id: DeadId, unredacted: bool) -> Result<DeadDetail, OperatorError> {
+        self.get(&routes::dead_show(id, unredacted)).await
     }
 
     async fn dead_act(
@@ -323,7 +350,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let client = OperatorClient::new(&dir.path().join("relay.sock"));
         let id: DeadId = "event:1".parse().unwrap();
-        match client.dead_show(id).await {
+        match client.dead_show(id, false).await {
             Err(OperatorError::Unreachable(m)) => assert!(m.contains("relay.sock"), "{m}"),
             other => panic!("expected Unreachable, got {other:?}"),
         }

@@ -187,6 +187,7 @@ pub(super) async fn check(global: &Global) -> ExitCode {
             http.clone(),
             se.clone(),
             "check",
+            config.redact.clone(),
             config.ship.request_timeout,
         ) {
             Err(e) => c.fail(

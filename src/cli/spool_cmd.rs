@@ -50,6 +50,8 @@ pub enum SpoolCommand {
         json: bool,
         #[command(flatten)]
         sink: SinkArg,
+        #[command(flatten)]
+        reveal: Reveal,
     },
     /// Pending events as NDJSON, ready to re-ingest by hand: HEC events, or with
     /// `--sink sentinel` the rows Sentinel would receive.
@@ -67,12 +69,24 @@ pub enum SpoolCommand {
         raw: bool,
         #[command(flatten)]
         sink: SinkArg,
+        #[command(flatten)]
+        reveal: Reveal,
     },
     /// The dead-letter area: events a destination refused, and corrupt blocks.
     Dead {
         #[command(subcommand)]
         command: DeadCommand,
     },
+}
+
+/// `--unredacted`: credential header fields as received.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Reveal {
+    /// Show Zoom's `Authorization` header (and the RELAY_REDACT_HEADER_FIELDS names) as
+    /// received instead of `[REDACTED]`, as the destinations get them. The output then
+    /// holds an app credential: do not re-ingest or share it.
+    #[arg(long)]
+    pub unredacted: bool,
 }
 
 /// `--sink NAME`: one destination's view.
@@ -101,7 +115,11 @@ pub enum DeadCommand {
         sink: SinkArg,
     },
     /// Show one dead letter (ID as printed by `list`, e.g. event:1234).
-    Show { id: DeadId },
+    Show {
+        id: DeadId,
+        #[command(flatten)]
+        reveal: Reveal,
+    },
     /// Put dead-lettered events back into the spool to be shipped again.
     Retry(Selection),
     /// Delete dead letters for good.
@@ -215,19 +233,22 @@ async fn run(view: &impl SpoolView, command: SpoolCommand) -> ExitCode {
             from,
             json,
             sink,
-        } => peek(view, n, from, json, sink.name).await,
+            reveal,
+        } => peek(view, n, from, json, sink.name, reveal.unredacted).await,
         SpoolCommand::Export {
             from,
             to,
             output,
             raw,
             sink,
+            reveal,
         } => {
             let range = ExportRange {
                 from: from.unwrap_or(0),
                 to,
                 raw,
                 sink: sink.name,
+                unredacted: reveal.unredacted,
             };
             export(view, range, output).await
         }
@@ -255,9 +276,10 @@ async fn peek(
     from: Option<u64>,
     json: bool,
     sink: Option<&'static str>,
+    unredacted: bool,
 ) -> Result<ExitCode, ExitCode> {
     let records = view
-        .peek(from.unwrap_or(0), n, sink)
+        .peek(from.unwrap_or(0), n, sink, unredacted)
         .await
         .map_err(fail_op)?;
     let mut out = std::io::stdout().lock();
@@ -406,8 +428,11 @@ async fn dead(view: &impl SpoolView, command: DeadCommand) -> Result<ExitCode, E
             }
             Ok(ExitCode::SUCCESS)
         }
-        DeadCommand::Show { id } => {
-            let d = view.dead_show(id).await.map_err(fail_op)?;
+        DeadCommand::Show { id, reveal } => {
+            let d = view
+                .dead_show(id, reveal.unredacted)
+                .await
+                .map_err(fail_op)?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&d).expect("serializable")

@@ -37,6 +37,7 @@ pub use env::{parse_env_file, Env, EnvFileError};
 pub use read::normalize_logscale_host;
 pub use settings::{Setting, SETTINGS};
 
+use crate::redact::Redaction;
 use crate::ship::Limits;
 use read::Reader;
 use settings as s;
@@ -90,6 +91,8 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     pub proxy: ProxySettings,
     pub hostname: String,
+    /// The frame header members that never leave the host.
+    pub redact: Redaction,
     pub shutdown_timeout: Duration,
 }
 
@@ -158,6 +161,7 @@ impl Config {
             .string(&s::RELAY_HOSTNAME)
             .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
         let shutdown_timeout = r.secs(&s::RELAY_SHUTDOWN_TIMEOUT_SECS);
+        let redact = Redaction::with_extra(r.list(&s::RELAY_REDACT_HEADER_FIELDS));
 
         if r.problems.is_empty() {
             Ok(Config {
@@ -173,6 +177,7 @@ impl Config {
                 ca_file,
                 proxy,
                 hostname,
+                redact,
                 shutdown_timeout,
             })
         } else {
@@ -198,7 +203,7 @@ impl Config {
     /// declared defaults.
     pub fn hec(&self, spool_id: &str) -> crate::ship::HecSettings {
         match &self.logscale {
-            Some(l) => l.hec(&self.hostname, spool_id),
+            Some(l) => l.hec(&self.hostname, spool_id, &self.redact),
             None => crate::ship::HecSettings {
                 host: self.hostname.clone(),
                 index: None,
@@ -207,6 +212,7 @@ impl Config {
                     .default
                     .expect("declared default")
                     .to_string(),
+                redact: self.redact.clone(),
             },
         }
     }

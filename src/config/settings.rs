@@ -360,6 +360,7 @@ pub const RELAY_HOSTNAME: Setting =
     Setting::new("RELAY_HOSTNAME", Kind::Text, "The HEC `host` field.")
         .shown("(the machine's host name)");
 pub const RELAY_ADMIN_ADDR: Setting = Setting::new("RELAY_ADMIN_ADDR", Kind::Addr, "Admin endpoint: `/metrics`, `/healthz`, `/readyz` only (the spool's state and operations are on the operator socket `relay.sock` in the spool directory, mode 0600). `off` disables it.").default("127.0.0.1:9464");
+pub const RELAY_REDACT_HEADER_FIELDS: Setting = Setting::new("RELAY_REDACT_HEADER_FIELDS", Kind::List, "Comma-separated names of Zoom frame `header` members whose values are shipped as `[REDACTED]`, in addition to `Authorization` (always redacted, in any letter case). The spool keeps frames as received.");
 pub const RELAY_ADMIN_ALLOWED_HOSTS: Setting = Setting::new("RELAY_ADMIN_ALLOWED_HOSTS", Kind::List, "Comma-separated host names accepted in the admin endpoint's `Host` header besides IP addresses and `localhost` (e.g. the name Prometheus scrapes it by). Other names are refused (DNS rebinding).");
 pub const RELAY_LOG_FORMAT: Setting = Setting::new(
     "RELAY_LOG_FORMAT",
@@ -426,6 +427,7 @@ pub const SETTINGS: &[Setting] = &[
     RELAY_HOSTNAME,
     RELAY_ADMIN_ADDR,
     RELAY_ADMIN_ALLOWED_HOSTS,
+    RELAY_REDACT_HEADER_FIELDS,
     RELAY_LOG_FORMAT,
     RELAY_SHUTDOWN_TIMEOUT_SECS,
 ];

@@ -20,8 +20,9 @@
 //! One [`Encoder`] per shipping task: it owns the scratch buffers and simd-json tapes and
 //! reuses them for every event, writing the output straight into the request body.
 
-use super::json::{self, get, str_at, write_key, write_str, write_value};
+use super::json::{self, get, str_at, write_str, write_value};
 use super::transform::{rewrites, write_content, write_rewrite, Transforms};
+use crate::redact::{Redaction, MARKER};
 use crate::spool::{Record, SourceKind};
 use simd_json::{Buffers, Node, StaticNode, Tape, INPUT_PADDING};
 
@@ -33,6 +34,8 @@ pub struct HecSettings {
     /// The spool's id, the first half of `relay_id`.
     pub spool_id: String,
     pub webhook_sourcetype: String,
+    /// The frame `header` members whose values never leave the host.
+    pub redact: Redaction,
 }
 
 const QSS_SOURCETYPE: &str = "zoom_qss";
@@ -151,18 +154,21 @@ impl Encoder {
 
             write_head(out, time_ms, "zoom_websocket", QSS_SOURCETYPE, head_tail);
             let t = Transforms::for_event(name);
+            let secrets = header_secrets(nodes, &settings.redact);
             // Fast path: the frame as received, its `content` string replaced by the
-            // content itself, both copied verbatim but for what the transforms change.
+            // content itself, both copied verbatim but for what the transforms change and
+            // the redacted header values.
             let mut done = false;
             if let (true, Some(s)) = (parsed && !has_line_break(&r.payload), content_str) {
                 let start = offset_of(s, frame_base);
                 let end = content_idx
                     .and_then(|ci| content_end(&r.payload, frame_base, nodes, ci, start));
-                if let Some(end) = end {
+                let hidden = string_regions(&r.payload, frame_base, nodes, &secrets);
+                if let (Some(end), Some(hidden)) = (end, hidden) {
                     let mark = out.len();
-                    out.extend_from_slice(&r.payload[..start - 1]);
+                    copy_hiding(out, &r.payload, 0, start - 1, &hidden);
                     if write_verbatim(out, s.as_bytes(), content_base, &ct.0, t) {
-                        out.extend_from_slice(&r.payload[end..]);
+                        copy_hiding(out, &r.payload, end, r.payload.len(), &hidden);
                         done = true;
                     } else {
                         out.truncate(mark);
@@ -170,27 +176,18 @@ impl Encoder {
                 }
             }
             if !done {
-                let Node::Object { len, .. } = nodes[0] else {
-                    unreachable!("checked above")
-                };
-                out.push(b'{');
-                let mut j = 1;
-                for n in 0..len {
-                    if n > 0 {
-                        out.push(b',');
-                    }
-                    let is_content = Some(j + 1) == content_idx;
-                    j = write_key(out, nodes, j);
+                json::write_object_with(out, nodes, 0, |out, _, j| {
+                    let is_content = Some(j) == content_idx;
                     if is_content && parsed {
                         write_content(out, &ct.0, 0, t);
-                        j = json::skip(nodes, j);
+                        json::skip(nodes, j)
                     } else if is_content && croot.is_some() {
-                        j = write_content(out, nodes, j, t);
+                        write_content(out, nodes, j, t)
                     } else {
-                        j = write_value(out, nodes, j);
+                        // A header's members by index: only they are in `secrets`.
+                        write_hiding(out, nodes, j, &secrets)
                     }
-                }
-                out.push(b'}');
+                });
             }
             write_fields(out, &settings.spool_id, r.seq, error);
         }
@@ -262,7 +259,8 @@ impl Encoder {
             SourceKind::Webhook => ("zoom_webhook", self.settings.webhook_sourcetype.as_str()),
         };
         write_head(out, r.received_ms, source, sourcetype, &self.head_tail);
-        write_str(out, &String::from_utf8_lossy(&r.payload));
+        let text = self.settings.redact.redact_text(&r.payload);
+        write_str(out, &String::from_utf8_lossy(&text));
         write_fields(out, &self.settings.spool_id, r.seq, Some(why));
     }
 }
@@ -413,6 +411,83 @@ fn write_verbatim(
     true
 }
 
+/// The value indices of the members that `redact` hides in the frame's `header` objects
+/// (every top-level member so named, in any letter case, should a frame have two).
+fn header_secrets(nodes: &[Node<'_>], redact: &Redaction) -> Vec<usize> {
+    let mut hidden = Vec::new();
+    for h in members(nodes, 0).filter(|&(k, _)| k.eq_ignore_ascii_case("header")) {
+        hidden.extend(
+            members(nodes, h.1)
+                .filter(|&(k, _)| redact.matches(k))
+                .map(|m| m.1),
+        );
+    }
+    hidden
+}
+
+/// The members (key, value index) of the object at `i`; none if it is not an object.
+fn members<'a, 'n>(nodes: &'n [Node<'a>], i: usize) -> impl Iterator<Item = (&'a str, usize)> + 'n {
+    let len = match nodes[i] {
+        Node::Object { len, .. } => len,
+        _ => 0,
+    };
+    let mut j = i + 1;
+    (0..len).map(move |_| {
+        let key = json::key_at(nodes, j);
+        let value = j + 1;
+        j = json::skip(nodes, value);
+        (key, value)
+    })
+}
+
+/// The byte ranges (quotes included) in `text` of the string values at `values`; `None`
+/// when one is not a string or cannot be placed (the caller then writes from the tape).
+fn string_regions(
+    text: &[u8],
+    base: usize,
+    nodes: &[Node<'_>],
+    values: &[usize],
+) -> Option<Vec<(usize, usize)>> {
+    values
+        .iter()
+        .map(|&v| {
+            let s = str_at(nodes, v)?;
+            let start = (s.as_ptr() as usize).checked_sub(base)?;
+            if start == 0 || text.get(start - 1) != Some(&b'"') {
+                return None;
+            }
+            Some((start - 1, string_end(text, start)?))
+        })
+        .collect()
+}
+
+/// Copies `text[from..to]`, writing the marker for each of the `hidden` string regions
+/// inside it.
+fn copy_hiding(out: &mut Vec<u8>, text: &[u8], from: usize, to: usize, hidden: &[(usize, usize)]) {
+    let mut cursor = from;
+    for &(start, end) in hidden {
+        if start >= from && end <= to {
+            out.extend_from_slice(&text[cursor..start]);
+            write_str(out, MARKER);
+            cursor = end;
+        }
+    }
+    out.extend_from_slice(&text[cursor..to]);
+}
+
+/// Writes the object at `i` with the values at `hidden` replaced by the marker; returns the
+/// index just past it.
+fn write_hiding(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize, hidden: &[usize]) -> usize {
+    json::write_object_with(out, nodes, i, |out, _, j| {
+        if hidden.contains(&j) {
+            write_str(out, MARKER);
+            json::skip(nodes, j)
+        } else {
+            write_value(out, nodes, j)
+        }
+    })
+}
+
 /// `event_ts` of the object at `i`, in ms.
 fn event_ts(nodes: &[Node<'_>], i: usize) -> Option<u64> {
     match nodes[get(nodes, i, "event_ts")?] {
@@ -456,4 +531,69 @@ fn write_fields(out: &mut Vec<u8>, spool_id: &str, seq: u64, error: Option<&str>
 /// Reads the HEC event's `relay_id` sequence back (the fake LogScale, tests).
 pub fn relay_seq(relay_id: &str) -> Option<u64> {
     relay_id.rsplit_once(':')?.1.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn encode(frame: &str, redact: Redaction) -> String {
+        let mut enc = Encoder::new(HecSettings {
+            host: "h".into(),
+            index: None,
+            spool_id: "s".into(),
+            webhook_sourcetype: "zoom_webhook".into(),
+            redact,
+        });
+        let r = Record {
+            seq: 1,
+            received_ms: 0,
+            kind: SourceKind::WebSocket,
+            flags: 0,
+            payload: Bytes::copy_from_slice(frame.as_bytes()),
+        };
+        let mut out = Vec::new();
+        enc.encode(&r, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Real frames all carry `Authorization`: they must still take the verbatim path (the
+    /// blank after a colon in the header survives only there), with exactly the value
+    /// replaced, wherever in the frame the header is.
+    #[test]
+    fn a_frame_with_a_redacted_header_is_still_copied_verbatim() {
+        let content = r#"{\"event\":\"meeting.participant_qos\",\"payload\":{}}"#;
+        let after = format!(
+            r#"{{"module":"message","content":"{content}","header":{{"Authorization": "a\"b","clientId": "c","X-Extra":7}}}}"#
+        );
+        let out = encode(&after, Redaction::default());
+        assert!(
+            out.contains(
+                r#""header":{"Authorization": "[REDACTED]","clientId": "c","X-Extra":7}}"#
+            ),
+            "{out}"
+        );
+        let before = format!(
+            r#"{{"header":{{"authorization": "s3cr3t","clientId": "c"}},"module":"message","content":"{content}"}}"#
+        );
+        let out = encode(&before, Redaction::with_extra(["clientid"]));
+        assert!(
+            out.contains(
+                r#"{"header":{"authorization": "[REDACTED]","clientId": "[REDACTED]"},"module""#
+            ),
+            "{out}"
+        );
+        // A value that is not a string: written from the tape, still redacted.
+        let out = encode(&after, Redaction::with_extra(["x-extra"]));
+        assert!(out.contains(r#""X-Extra":"[REDACTED]""#), "{out}");
+        assert!(!out.contains("a\\\"b") && !out.contains(":7"), "{out}");
+        // Two `header` members (duplicate keys): both redacted.
+        let twice = format!(
+            r#"{{"module":"message","content":"{content}","header":{{}},"header":{{"Authorization":"s3cr3t"}}}}"#
+        );
+        assert!(!encode(&twice, Redaction::default()).contains("s3cr3t"));
+        // Off: as received (the operator's `--unredacted`).
+        assert!(encode(&before, Redaction::off()).contains("s3cr3t"));
+    }
 }

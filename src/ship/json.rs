@@ -101,20 +101,36 @@ pub(crate) fn write_value(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize) -> us
             out.push(b']');
             j
         }
-        Node::Object { len, .. } => {
-            out.push(b'{');
-            let mut j = i + 1;
-            for n in 0..len {
-                if n > 0 {
-                    out.push(b',');
-                }
-                j = write_key(out, nodes, j);
-                j = write_value(out, nodes, j);
-            }
-            out.push(b'}');
-            j
+        Node::Object { .. } => {
+            write_object_with(out, nodes, i, |out, _, j| write_value(out, nodes, j))
         }
     }
+}
+
+/// Writes the object at `i`, each member's value by `value(out, key, index)`, which returns
+/// the index just past the value; returns the index just past the object. Anything but an
+/// object is written as it is.
+pub(crate) fn write_object_with(
+    out: &mut Vec<u8>,
+    nodes: &[Node<'_>],
+    i: usize,
+    mut value: impl FnMut(&mut Vec<u8>, &str, usize) -> usize,
+) -> usize {
+    let Node::Object { len, .. } = nodes[i] else {
+        return write_value(out, nodes, i);
+    };
+    out.push(b'{');
+    let mut j = i + 1;
+    for n in 0..len {
+        if n > 0 {
+            out.push(b',');
+        }
+        let key = key_at(nodes, j);
+        j = write_key(out, nodes, j);
+        j = value(out, key, j);
+    }
+    out.push(b'}');
+    j
 }
 
 /// Writes the object key at `i` followed by `:`; returns `i + 1`.

@@ -3,6 +3,7 @@
 
 use super::batch::Limits;
 use super::hec::HecSettings;
+use crate::redact::Redaction;
 use crate::secret::Secret;
 use std::time::Duration;
 
@@ -40,12 +41,13 @@ pub struct LogscaleSettings {
 
 impl LogscaleSettings {
     /// What every HEC event from the spool `spool_id`, relayed by `host`, carries.
-    pub fn hec(&self, host: &str, spool_id: &str) -> HecSettings {
+    pub fn hec(&self, host: &str, spool_id: &str, redact: &Redaction) -> HecSettings {
         HecSettings {
             host: host.to_string(),
             index: self.repository.clone(),
             spool_id: spool_id.to_string(),
             webhook_sourcetype: self.webhook_sourcetype.clone(),
+            redact: redact.clone(),
         }
     }
 }

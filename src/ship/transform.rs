@@ -13,7 +13,7 @@
 //! `payload.object.call_qos`), `session.*` (under `payload.object.user`), unknown names,
 //! arrays with odd items. Nothing is refused for its shape.
 
-use super::json::{get, key_at, skip, str_at, write_key, write_value};
+use super::json::{get, key_at, skip, str_at, write_key, write_object_with, write_value};
 use simd_json::Node;
 
 /// The path to the participant object.
@@ -103,18 +103,8 @@ fn write_object_on_path(
     depth: usize,
     t: Transforms,
 ) -> usize {
-    let Node::Object { len, .. } = nodes[i] else {
-        return write_value(out, nodes, i);
-    };
-    out.push(b'{');
-    let mut j = i + 1;
-    for n in 0..len {
-        if n > 0 {
-            out.push(b',');
-        }
-        let key = key_at(nodes, j);
-        j = write_key(out, nodes, j);
-        j = if depth < PATH.len() && key == PATH[depth] {
+    write_object_with(out, nodes, i, |out, key, j| {
+        if depth < PATH.len() && key == PATH[depth] {
             write_object_on_path(out, nodes, j, depth + 1, t)
         } else if depth == PATH.len() && t.qos && key == "qos" && qos_is_transformable(nodes, j) {
             write_qos_object(out, nodes, j)
@@ -122,10 +112,8 @@ fn write_object_on_path(
             write_first_element(out, nodes, j)
         } else {
             write_value(out, nodes, j)
-        };
-    }
-    out.push(b'}');
-    j
+        }
+    })
 }
 
 /// An array whose items are all objects with a string `type`.

@@ -93,6 +93,7 @@ struct State {
     requests: AtomicU64,
     mode_changed: tokio::sync::Notify,
     last_version: Mutex<Option<hyper::Version>>,
+    needle: super::needle::Needle,
 }
 
 /// A running fake LogScale. Stops when dropped.
@@ -156,6 +157,7 @@ impl FakeLogScale {
             requests: AtomicU64::new(0),
             mode_changed: tokio::sync::Notify::new(),
             last_version: Mutex::new(None),
+            needle: Default::default(),
         });
         let shutdown = CancellationToken::new();
         let st = state.clone();
@@ -206,6 +208,16 @@ impl FakeLogScale {
     }
 
     /// Every ingest request seen, whatever the answer.
+    /// Watch every later ingestion request (headers and decompressed body) for `needle`.
+    pub fn watch_for(&self, needle: &[u8]) {
+        self.state.needle.set(needle);
+    }
+
+    /// (ingestion requests watched, those that held the needle), since [`Self::watch_for`].
+    pub fn needle_counts(&self) -> (u64, u64) {
+        self.state.needle.counts()
+    }
+
     pub fn requests_seen(&self) -> u64 {
         self.state.requests.load(Ordering::Relaxed)
     }
@@ -341,6 +353,7 @@ async fn ingest(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
+    let headers = req.headers().clone();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return server::text(StatusCode::BAD_REQUEST, "broken body"),
@@ -349,6 +362,7 @@ async fn ingest(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
         Ok(r) => r,
         Err(e) => return server::text(StatusCode::BAD_REQUEST, format!("cannot decode body: {e}")),
     };
+    st.needle.look(&headers, &raw);
     if !st.options.track_ids && !st.options.keep_events {
         // Throughput mode: decompress and count events (one per line), nothing more.
         let events = raw.iter().filter(|&&b| b == b'\n').count() as u64;

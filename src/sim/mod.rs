@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod logscale;
+mod needle;
 pub mod sentinel;
 pub mod zoom;
 

@@ -95,6 +95,7 @@ struct State {
     max_body: Mutex<usize>,
     answers: Mutex<Vec<Answer>>,
     received: Mutex<Received>,
+    needle: super::needle::Needle,
 }
 
 /// One ingestion request as the fake answered it.
@@ -145,6 +146,7 @@ impl FakeSentinel {
             max_body: Mutex::new(MAX_BODY),
             answers: Mutex::new(Vec::new()),
             received: Mutex::new(Received::default()),
+            needle: Default::default(),
         });
         let shutdown = CancellationToken::new();
         let st = state.clone();
@@ -216,6 +218,16 @@ impl FakeSentinel {
 
     pub fn token_requests(&self) -> u64 {
         self.state.token_requests.load(Ordering::Relaxed)
+    }
+
+    /// Watch every later ingestion request (headers and decompressed body) for `needle`.
+    pub fn watch_for(&self, needle: &[u8]) {
+        self.state.needle.set(needle);
+    }
+
+    /// (ingestion requests watched, those that held the needle), since [`Self::watch_for`].
+    pub fn needle_counts(&self) -> (u64, u64) {
+        self.state.needle.counts()
     }
 
     pub fn requests_seen(&self) -> u64 {
@@ -421,6 +433,7 @@ async fn answer_ingest(
         );
     }
     let encoding = header("content-encoding").to_ascii_lowercase();
+    let headers = req.headers().clone();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return error(StatusCode::BAD_REQUEST, "InvalidContent", "broken body"),
@@ -429,6 +442,7 @@ async fn answer_ingest(
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidContent", &e),
     };
+    st.needle.look(&headers, &raw);
     size.0 = raw.len();
     if raw.len() > *st.max_body.lock().expect("not poisoned") {
         return error(

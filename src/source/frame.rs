@@ -120,6 +120,8 @@ mod tests {
                 FrameKind::TokenRejected {
                     content: "Invalid Token".into()
                 },
+                // An event with Zoom's full `header` (Authorization, clientId, ...).
+                FrameKind::Event,
             ]
         );
     }

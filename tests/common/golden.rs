@@ -23,6 +23,19 @@ pub fn frame(event: &str) -> String {
     format!(r#"{{"module":"message","success":true,"content":{content},"header":{{}}}}"#)
 }
 
+/// The last sample WebSocket frame: an event with the `header` Zoom sends (`Authorization`,
+/// `clientId`, `x-zm-trackingid`, `x-zm-signature`, `x-zm-request-timestamp`; made-up
+/// values).
+pub fn frame_with_header() -> (String, Value) {
+    samples("websocket-frames.ndjson")
+        .into_iter()
+        .find(|(_, f)| f["header"].get("Authorization").is_some())
+        .expect("a sample frame with an Authorization header")
+}
+
+/// The credential in [`frame_with_header`]: no byte of it may leave the relay.
+pub const SAMPLE_CREDENTIAL: &str = "SAMPLE-verification-token-0000";
+
 /// Compares `actual` with `tests/golden/{path}.json`; with `UPDATE_GOLDEN` set (never in
 /// CI), writes it instead.
 pub fn check_golden(path: &str, actual: &str) {

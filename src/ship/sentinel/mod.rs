@@ -23,6 +23,7 @@ use super::destination::Destination;
 use super::settings::SentinelSettings;
 use crate::backoff::parse_retry_after;
 use crate::net::http::{Body, HttpClient, HttpError};
+use crate::redact::Redaction;
 use crate::spool::Record;
 use bytes::Bytes;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
@@ -50,6 +51,7 @@ struct Inner {
     token: EntraToken,
     settings: SentinelSettings,
     spool_id: String,
+    redact: Redaction,
     timeout: Duration,
 }
 
@@ -104,6 +106,7 @@ impl Sentinel {
         http: HttpClient,
         settings: SentinelSettings,
         spool_id: &str,
+        redact: Redaction,
         timeout: Duration,
     ) -> Result<Sentinel, String> {
         let url: Uri = format!(
@@ -120,6 +123,7 @@ impl Sentinel {
                 token,
                 settings,
                 spool_id: spool_id.to_string(),
+                redact,
                 timeout,
             }),
         })
@@ -224,7 +228,7 @@ impl Destination for Sentinel {
         self.inner.settings.sources.takes(r.kind)
     }
     fn new_encoder(&self) -> RowEncoder {
-        RowEncoder::new(&self.inner.spool_id)
+        RowEncoder::new(&self.inner.spool_id, self.inner.redact.clone())
     }
     fn encode(encoder: &mut RowEncoder, r: &Record, out: &mut Vec<u8>) {
         encoder.encode(r, out)

@@ -19,6 +19,7 @@
 //! with borrowed, raw values (serde_json's `RawValue`): the `payload` is copied into the
 //! row as the bytes the HEC encoder wrote, not parsed into a tree and written again.
 
+use crate::redact::Redaction;
 use crate::ship::hec::{Encoder as HecEncoder, HecSettings};
 use crate::spool::{Record, SourceKind};
 use serde::Deserialize;
@@ -90,14 +91,16 @@ struct PayloadHead<'a> {
 }
 
 impl RowEncoder {
-    /// `spool_id` names the spool in `RelayId`.
-    pub fn new(spool_id: &str) -> RowEncoder {
+    /// `spool_id` names the spool in `RelayId`; `redact` says which frame header members
+    /// are shipped as the marker (as for LogScale: the row is made from the HEC line).
+    pub fn new(spool_id: &str, redact: Redaction) -> RowEncoder {
         RowEncoder {
             hec: HecEncoder::new(HecSettings {
                 host: String::new(),
                 index: None,
                 spool_id: spool_id.to_string(),
                 webhook_sourcetype: "zoom_webhook".into(),
+                redact,
             }),
             line: Vec::new(),
         }
@@ -112,7 +115,11 @@ impl RowEncoder {
             Ok(hec) => write_row(r, &hec, out),
             // The HEC encoder always writes valid JSON; should it not, the row says so
             // rather than losing the event.
-            Err(e) => write_raw_row(r, &format!("could not be encoded: {e}"), None, out),
+            Err(e) => {
+                let text = self.hec.settings().redact.redact_text(&r.payload);
+                let why = format!("could not be encoded: {e}");
+                write_raw_row(r, &String::from_utf8_lossy(&text), &why, None, out)
+            }
         }
         out.push(b',');
     }
@@ -153,10 +160,12 @@ fn source_columns(out: &mut Vec<u8>, r: &Record, relay_id: Option<&str>) {
     }
 }
 
-fn write_raw_row(r: &Record, why: &str, relay_id: Option<&str>, out: &mut Vec<u8>) {
+/// A row for a record that is not a JSON object: `text` (the record as the HEC encoder
+/// shipped it, redacted) in `RawEvent`.
+fn write_raw_row(r: &Record, text: &str, why: &str, relay_id: Option<&str>, out: &mut Vec<u8>) {
     open_row(out, r.received_ms);
     source_columns(out, r, relay_id);
-    string_column(out, "RawEvent", &String::from_utf8_lossy(&r.payload));
+    string_column(out, "RawEvent", text);
     string_column(out, "RelayError", why);
     out.push(b'}');
 }
@@ -184,7 +193,10 @@ fn write_row(r: &Record, hec: &HecLine, out: &mut Vec<u8>) {
         .then(|| serde_json::from_str::<Event>(raw_event).ok())
         .flatten();
     let Some(envelope) = envelope else {
-        return write_raw_row(r, error.unwrap_or("not a JSON object"), relay_id, out);
+        // The HEC encoder wrote the record's text (redacted) as a JSON string.
+        let text = serde_json::from_str::<Cow<str>>(raw_event).unwrap_or(Cow::Borrowed(raw_event));
+        let why = error.unwrap_or("not a JSON object");
+        return write_raw_row(r, &text, why, relay_id, out);
     };
     // QSS events (WebSocket frames, and QSS webhooks) come in the frame's envelope; the
     // event is its `content`.
