@@ -65,6 +65,7 @@ pub struct Metrics {
     pub spool_failed: Gauge,
     pub spool_oldest_pending_age: FloatGauge,
     pub spool_commits: Counter,
+    pub spool_reclaims: Counter,
     pub spool_commit_duration: Histogram,
     pub spool_append_wait: Family<Label, SecondsCounter>,
 
@@ -121,10 +122,11 @@ impl Metrics {
             spool_stored_bytes: reg!("spool_stored_bytes", "Compressed bytes of the spool's blocks (what RELAY_SPOOL_MAX_BYTES caps).", Gauge::default()),
             spool_disk_bytes: reg!("spool_disk_bytes", "Bytes the spool's sled database takes on disk.", Gauge::default()),
             spool_disk_free_bytes: reg!("spool_disk_free_bytes", "Free bytes on the spool's file system (statvfs, as the relay's user).", Gauge::default()),
-            spool_disk_full: reg!("spool_disk_full", "1 while free space is below RELAY_SPOOL_MIN_FREE_BYTES and the full policy applies.", Gauge::default()),
+            spool_disk_full: reg!("spool_disk_full", "1 while free space is below the floor (RELAY_SPOOL_MIN_FREE_BYTES fitted to the volume) and the full policy applies.", Gauge::default()),
             spool_failed: reg!("spool_failed", "1 once a write or fsync of the spool failed: nothing more is acknowledged and the relay exits for its service manager to restart it.", Gauge::default()),
             spool_oldest_pending_age: reg!("spool_oldest_pending_age_seconds", "Age of the oldest pending event (0 when none).", FloatGauge::default()),
             spool_commits: reg!("spool_commits", "Group commits (one flushed block each).", Counter::default()),
+            spool_reclaims: reg!("spool_reclaims", "Drained block databases replaced because free space fell below the floor (space given back instead of dropping events).", Counter::default()),
             spool_commit_duration: reg!("spool_commit_duration_seconds", "Time to compress, store and flush one block.", latency_buckets()),
             spool_append_wait: reg!("spool_append_wait_seconds", "Time producers waited for room in the spool writer's queue (backpressure), by source.", Family::default()),
 

@@ -180,8 +180,24 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         dir = %config.spool.dir.display(),
         pending_events = stats.pending_events,
         dead_letters = stats.dead_letter_events + stats.dead_letter_blocks,
+        file_system_bytes = stats.fs_bytes,
+        floor_bytes = stats.min_free_bytes,
+        can_hold_bytes = stats.holdable_bytes,
         "spool open"
     );
+    if let Some(note) = &stats.floor_adjusted {
+        tracing::warn!("spool: {note}");
+    }
+    if let Some(h) = stats
+        .holdable_bytes
+        .filter(|h| *h < crate::spool::MIN_USEFUL_BYTES)
+    {
+        tracing::warn!(
+            can_hold_bytes = h,
+            "spool: its file system is too small to be useful (it can hold less than {} MiB); give RELAY_SPOOL_DIR a larger volume (`relay check` says how much)",
+            crate::spool::MIN_USEFUL_BYTES >> 20
+        );
+    }
     let (appender, writer) = spool.start_writer(SPOOL_QUEUE_BYTES);
 
     let proxy = Proxy::new(&config.proxy);

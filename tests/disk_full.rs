@@ -9,47 +9,13 @@
 
 mod common;
 
+use common::tmpfs::Tmpfs;
 use common::*;
 use qss_relay::sim::logscale::{FakeLogScale, Mode, SinkOptions};
 use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// A tmpfs of `size` mounted at a temporary directory; unmounted on drop.
-struct Tmpfs {
-    mnt: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(parent: &Path, size: &str) -> Result<Tmpfs, String> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err("not root (mounting a tmpfs needs it; CI runs as root)".into());
-        }
-        let mnt = parent.join("small-disk");
-        std::fs::create_dir_all(&mnt).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&mnt)
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount -t tmpfs failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(Tmpfs { mnt })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
-    }
-}
 
 fn env_on(
     dir: &Path,

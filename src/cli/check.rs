@@ -263,15 +263,41 @@ fn check_spool_disk(c: &mut Checklist, stats: &SpoolStats, state: &str) {
             ),
             "free space on that file system, move RELAY_SPOOL_DIR to a larger disk, or set RELAY_SPOOL_MAX_BYTES below what it holds",
         );
+    } else if let Some(holdable) = stats
+        .holdable_bytes
+        .filter(|h| *h < crate::spool::MIN_USEFUL_BYTES)
+    {
+        c.fail(
+            "spool disk",
+            &format!(
+                "too small to be useful: the spool can hold {} on the file system of {} ({} in all, {} free, floor {}); at ~130 bytes per stored QSS event that is under a minute at 2,000 events/s",
+                super::format::bytes(holdable),
+                stats.spool_dir,
+                super::format::bytes(stats.fs_bytes.unwrap_or(0)),
+                super::format::bytes(free.unwrap_or(0)),
+                super::format::bytes(stats.min_free_bytes)
+            ),
+            &format!(
+                "give RELAY_SPOOL_DIR a file system with at least {} free (a larger volume, or free space on this one)",
+                super::format::bytes(crate::spool::MIN_USEFUL_BYTES + stats.min_free_bytes)
+            ),
+        );
     } else {
         c.pass(
             "spool directory",
             &format!(
-                "{} {state} ({} pending, {} free on its file system)",
+                "{} {state} ({} pending, {} free on its file system{})",
                 stats.spool_dir,
                 stats.pending_events,
-                free.map_or("unknown".into(), super::format::bytes)
+                free.map_or("unknown".into(), super::format::bytes),
+                stats.holdable_bytes.map_or(String::new(), |h| format!(
+                    "; it can hold {}",
+                    super::format::bytes(h)
+                ))
             ),
         );
+    }
+    if let Some(note) = &stats.floor_adjusted {
+        c.pass("spool floor", note);
     }
 }

@@ -49,14 +49,21 @@ pub struct DemoArgs {
     pub down: Option<DemoSink>,
 }
 
-pub(super) async fn demo(args: DemoArgs) -> ExitCode {
+pub(super) async fn demo(global: &super::Global, args: DemoArgs) -> ExitCode {
     // Quiet by default: the progress display is the show. RUST_LOG=info shows the relay's logs.
     if std::env::var_os("RUST_LOG").is_none() {
         // SAFETY: single-threaded at this point of the demo's start (nothing else reads env).
         unsafe { std::env::set_var("RUST_LOG", "off") };
     }
     crate::logging::init(crate::config::LogFormat::Text);
-    match run(args).await {
+    let tuning = match Env::load(global.env_file.as_deref()) {
+        Ok(env) => tuning_of(&env),
+        Err(p) => {
+            eprint!("error: {p}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args, tuning).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -165,7 +172,18 @@ struct Outcome {
     stats: SinkStats,
 }
 
-async fn run(args: DemoArgs) -> Result<ExitCode, String> {
+/// The `RELAY_*` settings of the environment and env file (spool, batching, shipping
+/// tuning), which the demo runs with; destinations, sources and the addresses it sets
+/// itself are never taken, so a real env file cannot send the demo's events anywhere.
+fn tuning_of(env: &Env) -> Vec<(String, String)> {
+    const OWN: &[&str] = &["RELAY_SPOOL_DIR", "RELAY_ADMIN_ADDR", "RELAY_WEBHOOK_ADDR"];
+    env.iter()
+        .filter(|(k, _)| k.starts_with("RELAY_") && !OWN.contains(k))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn run(args: DemoArgs, tuning: Vec<(String, String)>) -> Result<ExitCode, String> {
     let mut kinds = args.sinks.clone();
     kinds.dedup();
     if kinds.is_empty() {
@@ -194,7 +212,10 @@ async fn run(args: DemoArgs) -> Result<ExitCode, String> {
         .clone()
         .unwrap_or_else(|| tmp.path().join("spool"));
 
-    let mut env = Env::from_pairs(zoom.env_pairs());
+    let mut env = Env::from_pairs(tuning);
+    for (k, v) in zoom.env_pairs() {
+        env.set(k, v);
+    }
     for f in &fakes {
         for (k, v) in f.env_pairs() {
             env.set(k, v);

@@ -85,7 +85,7 @@ pub fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Run => run::run(&cli.global).await,
-            Command::Demo(args) => demo::demo(args).await,
+            Command::Demo(args) => demo::demo(&cli.global, args).await,
             Command::Check => check::check(&cli.global).await,
             Command::Health(args) => health(&cli.global, args).await,
             Command::Spool(args) => spool_cmd::spool(&cli.global, args).await,

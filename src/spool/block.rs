@@ -21,9 +21,9 @@
 //! past the end) is a [`BlockError`], and the spool moves such a block to the dead-letter
 //! area instead of stopping the shipper.
 
+use super::fit::BlockLimits;
 use super::generation::BlockMeta;
 use super::record::{NewRecord, Record, SourceKind};
-use super::{BLOCK_RAW_TARGET, MAX_BLOCK_STORED};
 use bytes::Bytes;
 use std::io::Write;
 
@@ -79,10 +79,12 @@ pub enum BlockError {
     KeyMismatch { key: u64, header: u64 },
 }
 
-/// Splits `records` (numbered from `first`) into blocks of about [`BLOCK_RAW_TARGET`]
-/// uncompressed bytes, halving any whose compressed size exceeds [`MAX_BLOCK_STORED`].
+/// Splits `records` (numbered from `first`) into blocks of about `limits.raw_target`
+/// uncompressed bytes ([`super::BLOCK_RAW_TARGET`] on a large disk), halving any whose
+/// compressed size exceeds `limits.max_stored` ([`super::MAX_BLOCK_STORED`]).
 pub(super) fn encode_blocks(
     gen: u64,
+    limits: BlockLimits,
     first: u64,
     records: &[NewRecord],
 ) -> Vec<(u64, Vec<u8>, BlockMeta)> {
@@ -91,7 +93,7 @@ pub(super) fn encode_blocks(
     let mut raw = 0;
     for (idx, r) in records.iter().enumerate() {
         raw += r.payload.len();
-        if raw >= BLOCK_RAW_TARGET || idx + 1 == records.len() {
+        if raw >= limits.raw_target || idx + 1 == records.len() {
             chunks.push((chunk_start, idx + 1));
             chunk_start = idx + 1;
             raw = 0;
@@ -121,7 +123,7 @@ pub(super) fn encode_blocks(
     };
     let mut out = Vec::with_capacity(encoded.len());
     while let Some(((a, b), block)) = encoded.pop() {
-        if block.len() > MAX_BLOCK_STORED && b - a > 1 {
+        if block.len() > limits.max_stored && b - a > 1 {
             let mid = a + (b - a) / 2;
             encoded.push(encode((mid, b)));
             encoded.push(encode((a, mid)));
@@ -284,10 +286,18 @@ mod tests {
         }
     }
 
-    /// Invariant 8: what is stored stays under `MAX_BLOCK_STORED` (sled would otherwise
-    /// write a blob file it never reclaims), except a single record larger by itself.
+    /// Invariant 8: what is stored stays under the generation's limit (`MAX_BLOCK_STORED`
+    /// with 4 MiB segments, less with the smaller ones of a small volume; sled would
+    /// otherwise write a blob file it never reclaims), except a single record larger by
+    /// itself.
     #[test]
     fn blocks_are_split_under_the_stored_limit_and_cover_every_record() {
+        for segment in [super::super::SEGMENT_SIZE, 512 << 10] {
+            split_under(BlockLimits::for_segment(segment));
+        }
+    }
+
+    fn split_under(limits: BlockLimits) {
         let mut rng = fastrand::Rng::with_seed(7);
         let mut records: Vec<NewRecord> = (0..400)
             .map(|i| {
@@ -297,7 +307,7 @@ mod tests {
             .collect();
         let huge: String = (0..400_000).map(|_| rng.alphanumeric()).collect();
         records.push(rec(400, &huge));
-        let blocks = encode_blocks(1, 5_000, &records);
+        let blocks = encode_blocks(1, limits, 5_000, &records);
         let mut next = 5_000;
         for (first, block, meta) in &blocks {
             assert_eq!(*first, next, "contiguous, in order");
@@ -305,7 +315,7 @@ mod tests {
             assert_eq!(h.first_seq, *first);
             assert_eq!(meta.stored_len as usize, block.len());
             assert!(
-                block.len() <= MAX_BLOCK_STORED || recs.len() == 1,
+                block.len() <= limits.max_stored || recs.len() == 1,
                 "{} records in {} stored bytes",
                 recs.len(),
                 block.len()

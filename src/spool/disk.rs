@@ -71,6 +71,35 @@ pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Bytes an unprivileged process may still write on the file system holding `path`. An
 /// error for file systems that report no size (the free-space floor is then not applied).
 pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    #[cfg(test)]
+    if let Some(room) = PRETEND_FREE.with(|p| p.get()) {
+        return Ok(room.saturating_sub(super::dir_size(path)));
+    }
+    statvfs(path).map(|s| s.0)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Unit tests on this thread: [`free_bytes`] reports this less what the spool
+    /// directory holds, as on a volume with that much room for the spool (a full disk
+    /// without filling one; the integration tests fill a real tmpfs).
+    static PRETEND_FREE: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Unit tests: make [`free_bytes`] report `room` less the spool directory's size on this
+/// thread (`None`: the truth).
+#[cfg(test)]
+pub(super) fn pretend_free(room: Option<u64>) {
+    PRETEND_FREE.with(|p| p.set(room));
+}
+
+/// The size of the file system holding `path`; an error where it reports none.
+pub(super) fn fs_bytes(path: &Path) -> io::Result<u64> {
+    statvfs(path).map(|s| s.1)
+}
+
+/// (bytes available to unprivileged writers, total bytes) of the file system at `path`.
+fn statvfs(path: &Path) -> io::Result<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
@@ -91,7 +120,8 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     }
     // The field types differ between targets (u64 here, u32 on some).
     #[allow(clippy::unnecessary_cast)]
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    let (avail, total, unit) = (st.f_bavail as u64, st.f_blocks as u64, st.f_frsize as u64);
+    Ok((avail.saturating_mul(unit), total.saturating_mul(unit)))
 }
 
 /// What [`Ballast::adjust`] did.

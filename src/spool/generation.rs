@@ -9,6 +9,7 @@
 
 use super::block::BlockHeader;
 use super::disk::{sync_dir, SyncedFile};
+use super::fit::BlockLimits;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -91,10 +92,13 @@ pub(super) struct Gen {
     pub id: u64,
     pub dir: PathBuf,
     cache_bytes: u64,
-    /// sled's segment size for this database: [`super::SEGMENT_SIZE`] when new, what it
-    /// was created with otherwise (sled refuses to open it with another).
+    /// sled's segment size for this database: the fitted one ([`super::Fit`]) when new,
+    /// what it was created with otherwise (sled refuses to open it with another).
     segment_size: usize,
     db: Mutex<Option<Arc<GenDb>>>,
+    /// Deleted ([`Gen::discard`]): never reopened (that would make its directory anew),
+    /// and reads find nothing.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 /// What opening a generation found.
@@ -127,16 +131,22 @@ impl Gen {
         Ok(ids)
     }
 
-    /// A handle to generation `id` under `root`, opened (created if new) at once so that
-    /// errors show here.
-    pub(super) fn open(root: &Path, id: u64, cache_bytes: u64) -> sled::Result<Gen> {
+    /// A handle to generation `id` under `root`, opened (created with `new_segment_size`
+    /// byte segments if new) at once so that errors show here.
+    pub(super) fn open(
+        root: &Path,
+        id: u64,
+        cache_bytes: u64,
+        new_segment_size: usize,
+    ) -> sled::Result<Gen> {
         let dir = root.join(Self::dir_name(id));
         let gen = Gen {
             id,
-            segment_size: segment_size_of(&dir).unwrap_or(super::SEGMENT_SIZE),
+            segment_size: segment_size_of(&dir).unwrap_or(new_segment_size),
             dir,
             cache_bytes,
             db: Mutex::new(None),
+            deleted: Default::default(),
         };
         let created = !gen.dir.exists();
         gen.db()?;
@@ -147,11 +157,22 @@ impl Gen {
         Ok(gen)
     }
 
-    /// The open database, opening it if needed.
+    /// The open database, opening it if needed; an error once deleted.
     fn db(&self) -> sled::Result<Arc<GenDb>> {
+        self.db_unless_deleted()?
+            .ok_or_else(|| sled::Error::Unsupported(format!("generation {} was deleted", self.id)))
+    }
+
+    /// The open database, opening it if needed; `None` once deleted (decided under the
+    /// same lock as [`Gen::discard`], so a database is never reopened, and its directory
+    /// made anew, while it is being deleted).
+    fn db_unless_deleted(&self) -> sled::Result<Option<Arc<GenDb>>> {
         let mut slot = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        if self.is_deleted() {
+            return Ok(None);
+        }
         if let Some(db) = slot.as_ref() {
-            return Ok(db.clone());
+            return Ok(Some(db.clone()));
         }
         let db = super::open::open_retrying_lock(|| {
             sled::Config::new()
@@ -172,11 +193,34 @@ impl Gen {
             log,
         });
         *slot = Some(db.clone());
-        Ok(db)
+        Ok(Some(db))
+    }
+
+    /// sled's segment size of this generation.
+    pub(super) fn segment_size(&self) -> usize {
+        self.segment_size
+    }
+
+    /// How large this generation's blocks may be (from its segment size).
+    pub(super) fn block_limits(&self) -> BlockLimits {
+        BlockLimits::for_segment(self.segment_size)
     }
 
     pub(super) fn is_open(&self) -> bool {
         self.db.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// Closes the database without flushing it: for a generation being deleted. Its files'
+    /// space returns to the file system only once no handle is left.
+    pub(super) fn discard(&self) {
+        let mut slot = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        self.deleted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(slot.take());
+    }
+
+    fn is_deleted(&self) -> bool {
+        self.deleted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Flushes and closes the database (it reopens on the next use).
@@ -260,8 +304,13 @@ impl Gen {
         Ok(())
     }
 
+    /// A block's bytes; nothing once the generation is deleted (its blocks were dropped
+    /// or delivered while a reader was on its way to them).
     pub(super) fn get(&self, seq: u64) -> sled::Result<Option<sled::IVec>> {
-        self.db()?.blocks.get(key(seq))
+        match self.db_unless_deleted()? {
+            Some(g) => g.blocks.get(key(seq)),
+            None => Ok(None),
+        }
     }
 
     /// Overwrites a block's bytes (tests simulate corruption with it).
@@ -278,7 +327,10 @@ impl Gen {
     }
 
     pub(super) fn remove_raw(&self, k: &[u8]) -> sled::Result<()> {
-        let g = self.db()?;
+        let Some(g) = self.db_unless_deleted()? else {
+            // Its directory is gone with every block in it.
+            return Ok(());
+        };
         g.index.remove(k)?;
         g.blocks.remove(k)?;
         Ok(())
@@ -341,9 +393,10 @@ impl super::Spool {
     pub(super) fn start_generation(&self, current: &Gen) {
         let id = current.id + 1;
         let cache = (self.inner.settings.cache_bytes / 2).max(4 << 20);
-        match Gen::open(&self.inner.dir, id, cache) {
+        match Gen::open(&self.inner.dir, id, cache, self.inner.fit.segment_size) {
             Ok(g) => {
-                tracing::info!(generation = id, previous_bytes = current.size_on_disk(), "spool: new block database generation (the previous one is deleted once drained)");
+                // Routine (every 64 MiB, or every few MiB on a small volume): debug level.
+                tracing::debug!(generation = id, previous_bytes = current.size_on_disk(), "spool: new block database generation (the previous one is deleted once drained)");
                 self.inner
                     .gens
                     .write()
@@ -383,7 +436,7 @@ impl super::Spool {
             return;
         };
         if !in_use.contains(&active.id)
-            && active.size_on_disk() > self.inner.settings.rotate_bytes * 3 / 8
+            && active.size_on_disk() > self.inner.fit.rotate_bytes * 3 / 8
         {
             self.start_generation(&active);
         }
@@ -404,12 +457,14 @@ impl super::Spool {
         }
         for g in retire {
             let (id, dir, bytes) = (g.id, g.dir.clone(), g.size_on_disk());
-            drop(g);
             crash::point("retire:before_delete");
             // Readers may still hold the database open for a moment: unlinked files stay
             // readable until closed, so removing now is safe.
+            // Closed and marked first: nothing reopens it while its files go.
+            g.discard();
+            drop(g);
             match std::fs::remove_dir_all(&dir) {
-                Ok(()) => tracing::info!(
+                Ok(()) => tracing::debug!(
                     generation = id,
                     freed_bytes = bytes,
                     "spool: drained block database deleted"

@@ -23,6 +23,7 @@ mod block;
 mod crash;
 mod dead;
 mod disk;
+mod fit;
 mod generation;
 mod open;
 mod positions;
@@ -35,6 +36,7 @@ mod writer;
 pub use block::{decode as decode_block, encode as encode_block, BlockError, BlockHeader};
 pub use dead::{DeadId, DeadKind, DeadLetter, DeadSummary};
 pub use disk::{free_bytes, BALLAST_BYTES, BALLAST_FILE};
+pub use fit::{Fit, MIN_USEFUL_BYTES};
 pub use generation::dir_size;
 pub use record::{flags, sink_bit, sink_name, targets_of, NewRecord, Record, SourceKind, SINKS};
 pub use settings::{FullPolicy, SpoolSettings};
@@ -146,6 +148,8 @@ struct State {
     dead_events: u64,
     dead_blocks: u64,
     commits: u64,
+    /// Stored bytes committed since the active generation's size was last read.
+    written_since_size_check: u64,
     /// One past the last block handed to the shipper ([`Spool::read_for_shipping`]).
     read_end: u64,
 }
@@ -192,6 +196,8 @@ struct Inner {
     dir: PathBuf,
     id: String,
     settings: SpoolSettings,
+    /// The sizes fitted to the file system (floor, segments, rotation).
+    fit: Fit,
     metrics: Arc<Metrics>,
     state: Mutex<State>,
     /// Serializes commits (the writer task, and `dead retry`), which assign sequences,
@@ -350,6 +356,11 @@ impl Spool {
         &self.inner.settings
     }
 
+    /// The sizes fitted to the spool's file system: the floor applied, what it can hold.
+    pub fn fit(&self) -> &Fit {
+        &self.inner.fit
+    }
+
     /// The delivered position of every destination: every record below it is done with.
     pub fn floor(&self) -> u64 {
         self.state().floor
@@ -386,10 +397,22 @@ impl Spool {
             return Ok(first..first);
         }
         let started = std::time::Instant::now();
-        let gen = self.active();
-        let blocks = block::encode_blocks(gen.id, first, records);
+        let mut gen = self.active();
+        let mut blocks = block::encode_blocks(gen.id, gen.block_limits(), first, records);
         let total: u64 = blocks.iter().map(|(_, b, _)| b.len() as u64).sum();
         self.make_room(&commits, total, n)?;
+        // Making room may have replaced the generation being written.
+        let now = self.active();
+        if now.id != gen.id {
+            if now.block_limits() == gen.block_limits() {
+                for (_, _, m) in &mut blocks {
+                    m.gen = now.id;
+                }
+            } else {
+                blocks = block::encode_blocks(now.id, now.block_limits(), first, records);
+            }
+            gen = now;
+        }
         let stored = (|| {
             for (seq, encoded, m) in &blocks {
                 gen.insert(*seq, encoded, m)?;
@@ -414,7 +437,15 @@ impl Spool {
                 }
             }
             st.commits += 1;
-            st.commits.is_multiple_of(16)
+            // The size is read every 16 commits, or sooner when a 16th of the rotation
+            // size (at least 256 KiB) was written since: small volumes rotate at a few MiB.
+            st.written_since_size_check += total;
+            let check = st.commits.is_multiple_of(16)
+                || st.written_since_size_check > (i.fit.rotate_bytes / 16).max(256 << 10);
+            if check {
+                st.written_since_size_check = 0;
+            }
+            check
         };
         // Not flushed here: `next_seq` is also recovered from the blocks and the floor.
         let _ = i.meta.insert(META_NEXT_SEQ, &key(first + n));
@@ -425,7 +456,7 @@ impl Spool {
         i.metrics
             .spool_commit_duration
             .observe(started.elapsed().as_secs_f64());
-        if check_size && gen.size_on_disk() > i.settings.rotate_bytes {
+        if check_size && gen.size_on_disk() > i.fit.rotate_bytes {
             self.start_generation(&gen);
         }
         Ok(first..first + n)
@@ -476,13 +507,17 @@ impl Spool {
                 self.trim_open_generations(Some(m.gen));
             }
             let (Some(gen), Some(value)) = (gen, value) else {
+                let mut st = self.state();
+                if !st.blocks.contains_key(&first) {
+                    // Dropped or delivered (and its generation deleted) since we looked.
+                    continue;
+                }
                 // Indexed but not stored: nothing to read; forget it, loudly.
                 tracing::error!(
                     block = first,
                     generation = m.gen,
                     "spool block listed in the index is missing from its database; skipped"
                 );
-                let mut st = self.state();
                 if st.blocks.remove(&first).is_some() {
                     st.stored_bytes -= u64::from(m.stored_len);
                 }

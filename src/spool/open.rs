@@ -4,11 +4,11 @@
 
 use super::disk::{self, Ballast, SyncedFile};
 use super::generation::Gen;
-use super::SpoolSettings;
 use super::{
     DeadId, DeadKind, Inner, Spool, SpoolError, State, LEGACY_SINK, META_DROPPED, META_FLOOR,
     META_NEXT_SEQ, META_SINK_DROPPED, META_SINK_FLOOR, META_SPOOL_ID,
 };
+use super::{Fit, SpoolSettings};
 use crate::logging::LogThrottle;
 use crate::metrics::Metrics;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -28,7 +28,12 @@ impl Spool {
         // On a nearly full disk the reserve goes before sled opens anything (recovery may
         // need to write); the same rule as at every commit (`Ballast::adjust`).
         let ballast = Ballast::new(&dir);
-        if settings.min_free_bytes > 0 {
+        let fit = Fit::new(
+            disk::fs_bytes(&dir).ok(),
+            settings.min_free_bytes,
+            settings.rotate_bytes,
+        );
+        if fit.floor > 0 {
             if let Ok(free) = disk::free_bytes(&dir) {
                 if ballast.adjust(free, u64::MAX) == disk::Reserve::Released {
                     tracing::warn!(free_bytes = free, "spool: the disk is nearly full; released the emergency reserve so that the backlog can be delivered and removed");
@@ -115,7 +120,7 @@ impl Spool {
         let mut corrupt = Vec::new();
         let newest = ids.last().copied();
         for id in ids {
-            let gen = Gen::open(&dir, id, gen_cache).map_err(db_err)?;
+            let gen = Gen::open(&dir, id, gen_cache, fit.segment_size).map_err(db_err)?;
             let loaded = gen.load(state.floor).map_err(db_err)?;
             if Some(id) != newest {
                 // Opened to read its index; reopened when the reader gets there.
@@ -145,6 +150,7 @@ impl Spool {
                 dir: dir.clone(),
                 id,
                 settings: settings.clone(),
+                fit,
                 metrics,
                 state: Mutex::new(state),
                 commit_lock: Mutex::new(()),

@@ -1,9 +1,15 @@
 //! Making room before a commit. Two limits, one policy:
 //!
 //! - the size cap, `RELAY_SPOOL_MAX_BYTES`, on the stored (compressed) blocks;
-//! - the free-space floor, `RELAY_SPOOL_MIN_FREE_BYTES`, on the file system (statvfs before
-//!   every commit), so that the effective cap is the smaller of the configured one and what
-//!   the disk can hold, and a full disk behaves like a full cap instead of failing writes.
+//! - the free-space floor, `RELAY_SPOOL_MIN_FREE_BYTES` fitted to the volume
+//!   ([`super::fit`]), on the file system (statvfs before every commit), so that the
+//!   effective cap is the smaller of the configured one and what the disk can hold, and a
+//!   full disk behaves like a full cap instead of failing writes.
+//!
+//! Below the floor the spool first gives back what it holds and does not need: a
+//! generation being written that holds nothing pending is replaced by a fresh one and
+//! deleted (sled keeps the space of removed blocks). Only then does the policy apply, so a
+//! full disk made by the spool's own drained files never costs an event.
 //!
 //! At either limit `RELAY_SPOOL_FULL_POLICY` decides: `reject-new` refuses the commit
 //! (webhooks get 503), `drop-oldest` drops the oldest pending blocks. On a low disk the
@@ -18,6 +24,7 @@
 //! commit.
 
 use super::disk::{self, Reserve, BALLAST_BYTES};
+use super::generation::BlockMeta;
 use super::FullPolicy;
 use super::{key, CommitGuard, Spool, SpoolError, META_DROPPED};
 use crate::metrics::label;
@@ -59,7 +66,7 @@ impl Spool {
     /// once there is room again. Returns the free bytes (`None` if statvfs failed).
     pub(super) fn check_disk(&self) -> Option<u64> {
         let i = &self.inner;
-        let min_free = i.settings.min_free_bytes;
+        let min_free = i.fit.floor;
         let mut free = match disk::free_bytes(&i.dir) {
             Ok(f) => f,
             Err(e) => {
@@ -104,8 +111,8 @@ impl Spool {
             i.disk_limited_ms.store(now, Ordering::Relaxed);
         }
         let last = i.disk_limited_ms.load(Ordering::Relaxed);
-        let full = free < i.settings.min_free_bytes
-            || (last != 0 && now.saturating_sub(last) < DISK_FULL_HOLD_MS);
+        let full =
+            free < i.fit.floor || (last != 0 && now.saturating_sub(last) < DISK_FULL_HOLD_MS);
         let was = i.disk_full.swap(full, Ordering::Relaxed);
         i.metrics.spool_disk_full.set(i64::from(full));
         if was && !full {
@@ -118,6 +125,13 @@ impl Spool {
 
     /// Applies the size cap and the free-space floor before `incoming` stored bytes
     /// (`incoming_events` events) are committed. The caller holds the commit lock.
+    ///
+    /// Below the floor, in this order: give back a drained generation ([`Self::reclaim`]);
+    /// with `drop-oldest`, drop whole generations, oldest first, re-reading the free space
+    /// after each (deleting one gives its space back at once; a commit never goes ahead
+    /// on the hope that it did); then, when only the generation being written holds
+    /// pending events, drop about twice the incoming size from it (sled reuses that
+    /// space). `reject-new`, or nothing left to drop: the commit is refused.
     pub(super) fn make_room(
         &self,
         commits: &CommitGuard<'_>,
@@ -125,19 +139,36 @@ impl Spool {
         incoming_events: u64,
     ) -> Result<(), SpoolError> {
         let i = &self.inner;
-        let (max, min_free) = (i.settings.max_bytes, i.settings.min_free_bytes);
-        let free = if min_free > 0 {
-            self.check_disk()
-        } else {
-            None
+        let (max, min_free) = (i.settings.max_bytes, i.fit.floor);
+        let check = || {
+            let free = (min_free > 0).then(|| self.check_disk()).flatten();
+            (
+                free,
+                free.is_some_and(|f| f < min_free.saturating_add(incoming)),
+            )
         };
-        let disk_low = free.is_some_and(|f| f < min_free.saturating_add(incoming));
+        let (mut free, mut disk_low) = check();
+        if disk_low && self.reclaim(commits) {
+            (free, disk_low) = check();
+        }
+        if disk_low && i.settings.full_policy == FullPolicy::DropOldest {
+            for _ in 0..self.gens().len() {
+                let Some(victims) = self.oldest_generation_unless_active() else {
+                    break;
+                };
+                self.set_disk_full(true, free.unwrap_or(0));
+                self.drop_victims(commits, Limit::Disk, victims, free)?;
+                (free, disk_low) = check();
+                if !disk_low {
+                    break;
+                }
+            }
+        }
         if disk_low {
             self.set_disk_full(true, free.unwrap_or(0));
         }
-        let active = self.active().id;
-        let (removed, dropped_events, total, limit) = {
-            let mut st = self.state();
+        let (victims, limit) = {
+            let st = self.state();
             let over_cap = st.stored_bytes + incoming > max && !st.blocks.is_empty();
             let limit = match (disk_low, over_cap) {
                 (true, _) => Limit::Disk,
@@ -164,36 +195,58 @@ impl Spool {
                 }
                 victims
             } else {
-                // A low disk: only deleting a whole generation gives space back at once.
-                let oldest_gen = st.blocks.values().next().map(|m| m.gen);
-                match oldest_gen {
-                    Some(g) if g != active => st
-                        .blocks
-                        .iter()
-                        .filter(|(_, m)| m.gen == g)
-                        .map(|(f, m)| (*f, *m))
-                        .collect(),
-                    // One generation: sled reuses what is removed; drop twice what comes.
-                    _ => {
-                        let mut freed = 0u64;
-                        st.blocks
-                            .iter()
-                            .take_while(|(_, m)| {
-                                let more = freed < 2 * incoming;
-                                freed += u64::from(m.stored_len);
-                                more
-                            })
-                            .map(|(f, m)| (*f, *m))
-                            .collect()
-                    }
-                }
+                // Only the generation being written holds pending blocks: sled reuses
+                // what is removed from it; drop twice what comes.
+                let mut freed = 0u64;
+                st.blocks
+                    .iter()
+                    .take_while(|(_, m)| {
+                        let more = freed < 2 * incoming;
+                        freed += u64::from(m.stored_len);
+                        more
+                    })
+                    .map(|(f, m)| (*f, *m))
+                    .collect()
             };
             if victims.is_empty() {
+                let mut st = st;
                 st.dropped_events += incoming_events;
                 let (stored, total) = (st.stored_bytes, st.dropped_events);
                 drop(st);
                 return Err(self.reject(limit, incoming_events, total, stored, free));
             }
+            (victims, limit)
+        };
+        self.drop_victims(commits, limit, victims, free)
+    }
+
+    /// The blocks of the oldest generation holding pending blocks, unless it is the one
+    /// being written.
+    fn oldest_generation_unless_active(&self) -> Option<Vec<(u64, BlockMeta)>> {
+        let active = self.active().id;
+        let st = self.state();
+        let oldest = st.blocks.values().next().map(|m| m.gen)?;
+        (oldest != active).then(|| {
+            st.blocks
+                .iter()
+                .filter(|(_, m)| m.gen == oldest)
+                .map(|(f, m)| (*f, *m))
+                .collect()
+        })
+    }
+
+    /// Drops `victims` (pending blocks) to make room at `limit`: counted per reason and
+    /// destination, logged, the counts synced, the blocks removed and drained generations
+    /// deleted.
+    fn drop_victims(
+        &self,
+        commits: &CommitGuard<'_>,
+        limit: Limit,
+        victims: Vec<(u64, BlockMeta)>,
+        free: Option<u64>,
+    ) -> Result<(), SpoolError> {
+        let (removed, dropped_events, total) = {
+            let mut st = self.state();
             let mut dropped = 0u64;
             let mut removed = Vec::with_capacity(victims.len());
             for (first, m) in victims {
@@ -211,18 +264,51 @@ impl Spool {
                 removed.push((first, m.gen));
             }
             st.dropped_events += dropped;
-            (removed, dropped, st.dropped_events, limit)
+            (removed, dropped, st.dropped_events)
         };
-        i.metrics
+        self.inner
+            .metrics
             .events_dropped
             .get_or_create(&label("reason", limit.dropped_reason()))
             .inc_by(dropped_events);
         self.log_limit(limit, true, dropped_events, total, free);
         self.record_floor(Some(total), &[])?;
         super::crash::point("drop:counts_synced");
-        self.remove_blocks(&removed)?;
+        // A generation left without blocks is deleted whole below: writing removals into
+        // it first would take room on a full disk for nothing.
+        let emptied =
+            |g: u64| g != self.active().id && !self.state().blocks.values().any(|m| m.gen == g);
+        let partial: Vec<(u64, u64)> = removed.into_iter().filter(|(_, g)| !emptied(*g)).collect();
+        self.remove_blocks(&partial)?;
         self.retire_generations(commits);
         Ok(())
+    }
+
+    /// Gives back space the spool holds and does not need: the generation being written,
+    /// when it holds no pending block and is larger than a fresh one, is replaced by a
+    /// fresh one and deleted (closed first: its files' space returns only once no handle
+    /// is left). Returns whether it did. The caller holds the commit lock.
+    fn reclaim(&self, commits: &CommitGuard<'_>) -> bool {
+        let active = self.active();
+        let holds_pending = self.state().blocks.values().any(|m| m.gen == active.id);
+        // A fresh database takes a few KiB; half a segment is worth giving back.
+        if holds_pending || active.size_on_disk() <= active.segment_size() as u64 / 2 {
+            return false;
+        }
+        self.start_generation(&active);
+        if self.active().id == active.id {
+            return false;
+        }
+        let bytes = active.size_on_disk();
+        active.close();
+        drop(active);
+        self.retire_generations(commits);
+        self.inner.metrics.spool_reclaims.inc();
+        tracing::info!(
+            freed_bytes = bytes,
+            "spool: free space below the floor; replaced the drained block database instead of dropping events"
+        );
+        true
     }
 
     /// The error line of a limit reached (at most one per 10 s, with the number held back):
@@ -254,7 +340,7 @@ impl Spool {
             stored_bytes = self.state().stored_bytes,
             max_bytes = i.settings.max_bytes,
             free_bytes = free,
-            min_free_bytes = i.settings.min_free_bytes,
+            min_free_bytes = i.fit.floor,
             similar_lines_held_back = held_back,
             "{what}: {done}; {fix}; see `relay spool inspect`"
         );
@@ -271,7 +357,7 @@ impl Spool {
         free: Option<u64>,
     ) -> SpoolError {
         let i = &self.inner;
-        let (max, min_free) = (i.settings.max_bytes, i.settings.min_free_bytes);
+        let (max, min_free) = (i.settings.max_bytes, i.fit.floor);
         i.metrics
             .events_dropped
             .get_or_create(&label("reason", limit.rejected_reason()))

@@ -120,16 +120,17 @@ async fn a_failed_sync_acknowledges_nothing_and_fails_the_spool() {
 }
 
 /// The free-space floor behaves like the size cap: `reject-new` refuses (counted), and
-/// `drop-oldest` drops the oldest generation whole, which gives its space back at once.
+/// `drop-oldest` drops the oldest generation whole, which gives its space back at once,
+/// and no more than it takes.
 #[test]
 fn below_the_free_space_floor_the_full_policy_applies() {
     let dir = tempfile::tempdir().unwrap();
-    let free = free_bytes(dir.path()).expect("this file system reports its size");
-
-    // A floor above what is free: the disk counts as full from the first commit.
+    // Less free than the floor: the disk counts as full from the first commit.
+    let floor = 64 << 20;
     let mut s = settings(dir.path());
     s.full_policy = FullPolicy::RejectNew;
-    s.min_free_bytes = free.saturating_mul(4);
+    s.min_free_bytes = floor;
+    disk::pretend_free(Some(floor / 2));
     {
         let spool = open(&s);
         let err = spool.commit(&recs("refused", 10)).unwrap_err();
@@ -154,6 +155,7 @@ fn below_the_free_space_floor_the_full_policy_applies() {
     }
 
     // drop-oldest with two generations: the older one goes, whole.
+    disk::pretend_free(None);
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(dir.path());
     s.rotate_bytes = 1; // every 16th commit starts a new generation
@@ -173,8 +175,13 @@ fn below_the_free_space_floor_the_full_policy_applies() {
         .sum::<u64>();
     assert!(first_gen_events > 0 && first_gen_events < before.pending_events);
     drop(spool);
-    s.min_free_bytes = free.saturating_mul(4);
+    // Just under the floor by half the oldest generation: deleting it is enough, so
+    // only it goes; the free space is read again after it went.
+    s.min_free_bytes = floor;
     let spool = open(&s);
+    let oldest_dir = dir.path().join(format!("blocks-{oldest_gen:08}"));
+    let half = dir_size(&oldest_dir) / 2;
+    disk::pretend_free(Some(floor + dir_size(dir.path()) - half));
     spool.commit(&recs("new", 5)).unwrap();
     let after = spool.stats();
     assert_eq!(after.dropped_events, first_gen_events, "{after:?}");
@@ -189,7 +196,7 @@ fn below_the_free_space_floor_the_full_policy_applies() {
     assert!(after.disk_full);
     // Back above the floor: the next commit goes through without dropping anything.
     drop(spool);
-    s.min_free_bytes = 0;
+    disk::pretend_free(None);
     let spool = open(&s);
     spool.commit(&recs("later", 5)).unwrap();
     assert_eq!(spool.stats().dropped_events, first_gen_events);
@@ -222,7 +229,6 @@ fn a_commit_that_fills_the_cap_exactly_drops_nothing() {
 #[test]
 fn below_the_floor_with_one_generation_twice_the_incoming_size_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    let free = free_bytes(dir.path()).expect("this file system reports its size");
     let mut s = settings(dir.path());
     {
         let spool = open(&s);
@@ -231,7 +237,8 @@ fn below_the_floor_with_one_generation_twice_the_incoming_size_is_dropped() {
         }
         assert_eq!(spool.stats().generations, 1);
     }
-    s.min_free_bytes = free.saturating_mul(4);
+    s.min_free_bytes = 64 << 20;
+    disk::pretend_free(Some(1 << 20));
     let spool = open(&s);
     // Each stored block is ~15 KB; the new one ~11 KB: the two oldest (~30 KB) go.
     spool.commit(&noisy(10, 1500, 99)).unwrap();
@@ -239,4 +246,49 @@ fn below_the_floor_with_one_generation_twice_the_incoming_size_is_dropped() {
     assert_eq!(st.dropped_events, 20, "{st:?}");
     assert_eq!(st.pending_events, 90);
     assert_eq!(all_pending(&spool)[0].0, 20, "the oldest were dropped");
+}
+
+/// Issue #26 §1: below the floor with nothing pending, the spool gives back the space of
+/// its drained generation (sled keeps what removed blocks took) instead of refusing or
+/// dropping, for either policy. Failed before the change: every new event refused.
+#[test]
+fn below_the_floor_a_drained_generation_is_replaced_before_anything_is_refused() {
+    for policy in [FullPolicy::RejectNew, FullPolicy::DropOldest] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.full_policy = policy;
+        s.min_free_bytes = 64 << 20;
+        let spool = open(&s);
+        for c in 0..40 {
+            spool.commit(&noisy(20, 4000, c)).unwrap();
+        }
+        spool.ack(spool.stats().next_seq).unwrap();
+        let st = spool.stats();
+        assert_eq!((st.pending_events, st.generations), (0, 1), "{st:?}");
+        let held = dir_size(dir.path());
+        let gen = spool.active().id;
+        assert!(
+            spool.active().size_on_disk() > 2 << 20,
+            "the drained generation keeps its space"
+        );
+        // Free space just under the floor, all of it the spool's own drained files.
+        disk::pretend_free(Some(held + (64 << 20) - (1 << 20)));
+        spool
+            .commit(&recs("after", 5))
+            .unwrap_or_else(|e| panic!("{policy:?}: refused with nothing pending: {e}"));
+        let st = spool.stats();
+        assert_eq!(
+            (st.pending_events, st.dropped_events),
+            (5, 0),
+            "{policy:?} {st:?}"
+        );
+        assert_eq!(spool.inner.metrics.spool_reclaims.get(), 1);
+        assert!(spool.active().id > gen, "a fresh generation");
+        assert!(
+            !dir.path().join(generation::Gen::dir_name(gen)).exists(),
+            "the drained one is deleted"
+        );
+        assert!(!st.disk_full, "{st:?}");
+        disk::pretend_free(None);
+    }
 }

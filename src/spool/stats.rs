@@ -36,9 +36,20 @@ pub struct SpoolStats {
     /// Free bytes on the spool's file system (`None`: it does not say).
     #[serde(default)]
     pub disk_free_bytes: Option<u64>,
-    /// `RELAY_SPOOL_MIN_FREE_BYTES`.
+    /// The free-space floor applied: `RELAY_SPOOL_MIN_FREE_BYTES` fitted to the volume
+    /// (see `spool::fit`).
     #[serde(default)]
     pub min_free_bytes: u64,
+    /// Why the floor differs from `RELAY_SPOOL_MIN_FREE_BYTES`, when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_adjusted: Option<String>,
+    /// Size of the spool's file system (`None`: it does not say).
+    #[serde(default)]
+    pub fs_bytes: Option<u64>,
+    /// What the spool can hold on this file system now: what it holds plus what is free,
+    /// less the floor (others' files on a shared disk count against it).
+    #[serde(default)]
+    pub holdable_bytes: Option<u64>,
     /// The disk is the limit: free space is below `min_free_bytes`, or was in the last
     /// 30 s; the full policy applies as at the size cap.
     #[serde(default)]
@@ -163,12 +174,23 @@ impl Spool {
             generations: gens.len() as u64,
             disk_free_bytes: Some(self.inner.disk_free.load(Ordering::Relaxed))
                 .filter(|f| *f != u64::MAX),
-            min_free_bytes: self.inner.settings.min_free_bytes,
+            min_free_bytes: self.inner.fit.floor,
+            floor_adjusted: self.inner.fit.adjustment(),
+            fs_bytes: self.inner.fit.fs_bytes,
+            holdable_bytes: self.holdable(disk_bytes),
             disk_full: self.inner.disk_full.load(Ordering::Relaxed),
             reserve_present: self.inner.ballast.is_present(),
             failure: self.failure(),
             sink_positions,
         }
+    }
+
+    /// What the spool can hold now, given `disk_bytes` of its own: those plus the free
+    /// space, less the floor. `None` when the file system gives no figures.
+    fn holdable(&self, disk_bytes: u64) -> Option<u64> {
+        let free = self.inner.disk_free.load(Ordering::Relaxed);
+        (free != u64::MAX && self.inner.fit.fs_bytes.is_some())
+            .then(|| (free + disk_bytes).saturating_sub(self.inner.fit.floor))
     }
 
     /// Pending records from `from` on, at most `limit` of them (peek, export).
