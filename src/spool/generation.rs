@@ -196,11 +196,6 @@ impl Gen {
         Ok(Some(db))
     }
 
-    /// sled's segment size of this generation.
-    pub(super) fn segment_size(&self) -> usize {
-        self.segment_size
-    }
-
     /// How large this generation's blocks may be (from its segment size).
     pub(super) fn block_limits(&self) -> BlockLimits {
         BlockLimits::for_segment(self.segment_size)

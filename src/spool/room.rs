@@ -30,6 +30,9 @@ use super::{key, CommitGuard, Spool, SpoolError, META_DROPPED};
 use crate::metrics::label;
 use std::sync::atomic::Ordering;
 
+/// A drained generation larger than this is replaced when the disk is below the floor.
+pub(super) const RECLAIM_ABOVE: u64 = 128 << 10;
+
 /// How long the "disk full" state lasts after the disk last limited a commit.
 pub(super) const DISK_FULL_HOLD_MS: u64 = 30_000;
 
@@ -291,8 +294,8 @@ impl Spool {
     fn reclaim(&self, commits: &CommitGuard<'_>) -> bool {
         let active = self.active();
         let holds_pending = self.state().blocks.values().any(|m| m.gen == active.id);
-        // A fresh database takes a few KiB; half a segment is worth giving back.
-        if holds_pending || active.size_on_disk() <= active.segment_size() as u64 / 2 {
+        // A fresh database takes 8 to 40 KiB; more is worth giving back.
+        if holds_pending || active.size_on_disk() <= RECLAIM_ABOVE {
             return false;
         }
         self.start_generation(&active);
@@ -306,6 +309,7 @@ impl Spool {
         self.inner.metrics.spool_reclaims.inc();
         tracing::info!(
             freed_bytes = bytes,
+            free_bytes = disk::free_bytes(&self.inner.dir).unwrap_or(0),
             "spool: free space below the floor; replaced the drained block database instead of dropping events"
         );
         true
