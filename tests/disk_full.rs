@@ -184,8 +184,79 @@ async fn a_disk_filled_during_an_outage_drops_the_oldest_and_recovers_by_itself(
         "events after the recovery are all delivered"
     );
 
+    // The emergency reserve, on the real file system: in place while there is room; when
+    // another process leaves less free than its size, released at the next commit (so
+    // deliveries can still be recorded); back once the space is.
+    let reserve = disk.mnt.join("spool").join(qss_relay::spool::BALLAST_FILE);
+    assert!(relay.inspect().spool.reserve_present && reserve.is_file());
+    // (The spool first gives back its drained generation, which may lift the free space
+    // above the reserve's size again: the disk is topped up until the reserve goes.)
+    let mut fillers = 0;
+    while relay.inspect().spool.reserve_present && fillers < 5 {
+        let free = disk.free();
+        if free > 8 << 20 {
+            fillers += 1;
+            disk.fill(&format!("filler-{fillers}"), free - (8 << 20));
+        }
+        zoom.send(1_000);
+        sent += 1_000;
+        eventually(Duration::from_secs(5), || {
+            !relay.inspect().spool.reserve_present
+        })
+        .await;
+    }
+    assert!(
+        !relay.inspect().spool.reserve_present,
+        "the reserve is released on a nearly full disk ({} free): {:?}\n{}",
+        disk.free(),
+        relay.inspect().spool,
+        relay
+            .log_text()
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(!reserve.exists(), "its file is gone");
+    for n in 1..=fillers {
+        std::fs::remove_file(disk.mnt.join(format!("filler-{n}"))).unwrap();
+    }
+    let before = sink.stats().distinct;
+    zoom.send(1_000);
+    sent += 1_000;
+    assert!(
+        eventually(Duration::from_secs(20), || relay
+            .inspect()
+            .spool
+            .reserve_present)
+        .await,
+        "the reserve is back once there is room: {:?}",
+        relay.inspect().spool
+    );
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&reserve).unwrap();
+        assert!(
+            m.len() == qss_relay::spool::BALLAST_BYTES && m.blocks() * 512 >= m.len(),
+            "allocated, not sparse"
+        );
+    }
+    assert!(
+        sink.wait_for_distinct(before + 1_000, Duration::from_secs(60))
+            .await
+    );
+    let _ = sent;
+
     let (ok, log) = relay.terminate();
     assert!(ok, "{log}");
+    let said = |s: &str| log.lines().filter(|l| l.contains(s)).count();
+    assert!(
+        said("released the emergency reserve") >= 1 && said("emergency reserve in place") >= 2,
+        "the log says the reserve went and came back: {} and {} lines",
+        said("released the emergency reserve"),
+        said("emergency reserve in place")
+    );
     assert!(
         !log.contains("No space left on device"),
         "sled never hit ENOSPC:\n{log}"

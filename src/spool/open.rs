@@ -25,6 +25,11 @@ impl Spool {
             dir: dir.clone(),
             source,
         })?;
+        // Held by a running relay: say so before touching anything in it (the reserve
+        // below is the daemon's, and `relay spool` asks the daemon instead).
+        if held_by_another_process(&dir.join("state").join("db")) {
+            return Err(SpoolError::InUse(dir));
+        }
         // On a nearly full disk the reserve goes before sled opens anything (recovery may
         // need to write); the same rule as at every commit (`Ballast::adjust`).
         let ballast = Ballast::new(&dir);
@@ -199,6 +204,27 @@ pub(super) fn open_retrying_lock<T>(mut open: impl FnMut() -> sled::Result<T>) -
             }
             other => return other,
         }
+    }
+}
+
+/// Whether another process holds sled's lock on the database file `db` (sled takes an
+/// exclusive `flock` on it for as long as the database is open), for half a second as
+/// [`open_retrying_lock`] waits. A file that does not exist yet is held by nobody.
+fn held_by_another_process(db: &std::path::Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::File::open(db) else {
+        return false;
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    loop {
+        // SAFETY: flock on a descriptor we own; closing the file releases our lock.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        let held =
+            rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK);
+        if !held || std::time::Instant::now() >= deadline {
+            return held;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
