@@ -37,4 +37,6 @@ pub mod ship;
 pub mod sim;
 pub mod source;
 pub mod spool;
+#[doc(hidden)]
+pub mod testkit;
 pub mod time;

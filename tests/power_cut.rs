@@ -14,94 +14,13 @@ use common::*;
 use qss_relay::net::http::HttpClient;
 use qss_relay::sim::events::FrameFactory;
 use qss_relay::sim::logscale::{FakeLogScale, Mode, SinkOptions};
+use qss_relay::testkit::LazyFs;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 const SECRET: &str = "power-cut-secret";
 const WEBHOOKS: u64 = 300;
-
-/// A LazyFS mount of `root` at `mnt`, unmounted on drop.
-struct LazyFs {
-    ctl: PathBuf,
-    root: PathBuf,
-    mnt: PathBuf,
-}
-
-impl LazyFs {
-    /// The control script, or why these tests cannot run here.
-    fn available() -> Result<PathBuf, String> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err("not root (LazyFS mounts need it; CI runs as root)".into());
-        }
-        if !Path::new("/dev/fuse").exists() {
-            return Err("no /dev/fuse".into());
-        }
-        let ctl = std::env::var_os("LAZYFS_CTL")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/lazyfs/lazyfs-ctl")
-            });
-        if !ctl.is_file() {
-            return Err(format!(
-                "no LazyFS control script at {} (set LAZYFS_CTL)",
-                ctl.display()
-            ));
-        }
-        Ok(ctl)
-    }
-
-    fn ctl(&self, args: &[&Path]) {
-        let out = Command::new("bash")
-            .arg(&self.ctl)
-            .args(args)
-            .output()
-            .expect("run lazyfs-ctl");
-        assert!(
-            out.status.success(),
-            "lazyfs-ctl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn mount(ctl: PathBuf, root: PathBuf, mnt: PathBuf) -> LazyFs {
-        // The first mount on a machine builds LazyFS (apt-get, cmake); two tests doing that
-        // at once collide on apt's lock. One mount at a time; after the first the build is
-        // cached and mounting takes a moment.
-        static MOUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one_at_a_time = MOUNTING.lock().unwrap_or_else(|e| e.into_inner());
-        let fs = LazyFs { ctl, root, mnt };
-        fs.ctl(&[Path::new("mount"), &fs.root, &fs.mnt]);
-        fs
-    }
-
-    /// Drops every byte not yet synced: what a power cut leaves.
-    fn cut(&self) {
-        self.ctl(&[Path::new("cut"), &self.mnt]);
-    }
-
-    fn umount(&self) {
-        self.ctl(&[Path::new("umount"), &self.mnt]);
-    }
-
-    fn remount(&self) {
-        self.umount();
-        self.ctl(&[Path::new("mount"), &self.root, &self.mnt]);
-    }
-}
-
-impl Drop for LazyFs {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(&self.ctl)
-            .arg("umount")
-            .arg(&self.mnt)
-            .output();
-    }
-}
 
 fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
@@ -134,7 +53,7 @@ async fn acknowledged_webhooks_after_a_power_cut(settle: Duration) -> Option<Vec
     let mut env: BTreeMap<String, String> = base_env(dir.path(), &sink.base_url());
     env.insert(
         "RELAY_SPOOL_DIR".into(),
-        fs.mnt.join("spool").display().to_string(),
+        fs.mnt().join("spool").display().to_string(),
     );
     env.insert("ZOOM_WEBHOOK_SECRET_TOKEN".into(), SECRET.into());
     env.insert("RELAY_WEBHOOK_ADDR".into(), "127.0.0.1:0".into());
