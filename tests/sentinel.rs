@@ -12,6 +12,7 @@ use qss_relay::admin::InspectReport;
 use qss_relay::net::http::HttpClient;
 use qss_relay::ship::status::ShipPhase;
 use qss_relay::sim::events::FrameFactory;
+use qss_relay::sim::logscale::Mode;
 use qss_relay::sim::sentinel::{FakeSentinel, SentinelMode};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -168,6 +169,64 @@ async fn a_sentinel_outage_costs_logscale_nothing_and_sentinel_nothing_but_delay
     }
     assert!(row["Payload"].is_object(), "{row}");
     assert!(sentinel.last_request_id().is_some_and(|id| id.len() == 36));
+}
+
+/// The other way round: LogScale down (503), then refusing its ingest token (401), while
+/// Sentinel goes on delivering; LogScale gets everything once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logscale_outage_or_refused_token_costs_sentinel_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_zoom, logscale, base) = fakes_and_env(dir.path()).await;
+    let sentinel = FakeSentinel::start(false).await.unwrap();
+    let env = env_for(base, &sentinel);
+    let relay = Relay::start(dir.path(), &env);
+    for (phase, mode, sent) in [
+        (
+            "LogScale down",
+            Mode::Status {
+                code: 503,
+                retry_after: Some(1),
+            },
+            0..100,
+        ),
+        (
+            "LogScale refuses its token",
+            Mode::Status {
+                code: 401,
+                retry_after: None,
+            },
+            100..150,
+        ),
+    ] {
+        logscale.set_mode(mode);
+        post_webhooks(&relay, sent.clone()).await;
+        assert!(
+            sentinel
+                .wait_for_distinct(sent.end, Duration::from_secs(30))
+                .await,
+            "{phase}: Sentinel got {:?}\n{}",
+            sentinel.stats(),
+            relay.log_text()
+        );
+        let r = relay.inspect();
+        let ls = destination(&r, "logscale");
+        assert!(ls.spool.pending_events >= sent.end - 100, "{phase}: {ls:?}");
+        assert_eq!(destination(&r, "sentinel").spool.pending_events, 0, "{phase}");
+    }
+    assert_eq!(logscale.stats().distinct, 0);
+    let text = command(&env).args(["spool", "inspect"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("LOGSCALE_INGEST_TOKEN"), "inspect says what to fix:\n{text}");
+    logscale.set_mode(Mode::Accept);
+    assert!(
+        logscale
+            .wait_for_distinct(150, Duration::from_secs(60))
+            .await,
+        "LogScale back: {:?}",
+        logscale.stats()
+    );
+    let counts = logscale.sim_counts();
+    assert!((0..150).all(|n| counts.contains_key(&(WEBHOOK_BASE + n))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -518,8 +577,8 @@ async fn tokens_are_renewed_before_they_expire_and_after_a_401_without_loss() {
     let env = env_for(base, &sentinel);
     let relay = Relay::start(dir.path(), &env);
     let mut sent = 0;
+    let started = std::time::Instant::now();
     let renewed = {
-        let started = std::time::Instant::now();
         loop {
             post_webhooks(&relay, sent..sent + 10).await;
             sent += 10;
@@ -530,6 +589,15 @@ async fn tokens_are_renewed_before_they_expire_and_after_a_401_without_loss() {
         }
     };
     assert!(renewed, "tokens requested: {}", sentinel.token_requests());
+    // At most one token per renewal period (half the 4 s life) and one to start: not a
+    // token per request (there were one or more requests every 300 ms).
+    let bound = started.elapsed().as_secs() / 2 + 2;
+    assert!(
+        sentinel.token_requests() <= bound,
+        "{} token requests in {:?}: at most {bound}",
+        sentinel.token_requests(),
+        started.elapsed()
+    );
     assert!(
         sentinel
             .wait_for_distinct(sent, Duration::from_secs(30))
@@ -585,11 +653,12 @@ async fn kill_9_while_both_destinations_stream_loses_nothing_for_either() {
     let mut env = env_for(base, &sentinel);
     env.insert("SENTINEL_SOURCES".into(), "webhook,websocket".into());
     let relay = Relay::start(dir.path(), &env);
-    const QSS: u64 = 20_000;
+    const QSS: u64 = 40_000;
     const HOOKS: u64 = 200;
+    let total = QSS + HOOKS;
     zoom.send(QSS);
     post_webhooks(&relay, 0..HOOKS).await;
-    // Killed mid-stream: both have some, neither has all.
+    // Killed mid-stream: both have some, neither has all (else this is a plain restart).
     let midway = eventually(Duration::from_secs(30), || {
         sentinel.stats().distinct > 1_000 && logscale.stats().distinct > 1_000
     })
@@ -597,8 +666,11 @@ async fn kill_9_while_both_destinations_stream_loses_nothing_for_either() {
     assert!(midway, "{:?} {:?}", sentinel.stats(), logscale.stats());
     relay.kill9();
     let at_kill = (logscale.stats().distinct, sentinel.stats().distinct);
+    assert!(
+        at_kill.0 < total && at_kill.1 < total,
+        "the kill came after everything was delivered: {at_kill:?} of {total}"
+    );
     let relay = Relay::start(dir.path(), &env);
-    let total = QSS + HOOKS;
     for (name, ok) in [
         (
             "LogScale",
@@ -712,6 +784,10 @@ async fn a_spool_of_the_version_before_sentinel_opens_and_drains_to_both() {
     let resent = (0..100)
         .filter(|n| at_logscale.contains_key(&(WEBHOOK_BASE + n)))
         .count();
+    assert_eq!(
+        resent, 0,
+        "LogScale resumes at its own position: nothing it had is sent again"
+    );
     let log = relay.log_text();
     assert!(
         log.contains("new destination: it starts at the oldest pending event"),
