@@ -211,12 +211,19 @@ async fn a_logscale_outage_or_refused_token_costs_sentinel_nothing() {
         let r = relay.inspect();
         let ls = destination(&r, "logscale");
         assert!(ls.spool.pending_events >= sent.end - 100, "{phase}: {ls:?}");
-        assert_eq!(destination(&r, "sentinel").spool.pending_events, 0, "{phase}");
+        assert_eq!(
+            destination(&r, "sentinel").spool.pending_events,
+            0,
+            "{phase}"
+        );
     }
     assert_eq!(logscale.stats().distinct, 0);
     let text = command(&env).args(["spool", "inspect"]).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("LOGSCALE_INGEST_TOKEN"), "inspect says what to fix:\n{text}");
+    assert!(
+        text.contains("LOGSCALE_INGEST_TOKEN"),
+        "inspect says what to fix:\n{text}"
+    );
     logscale.set_mode(Mode::Accept);
     assert!(
         logscale

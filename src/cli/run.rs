@@ -70,6 +70,10 @@ pub(super) async fn run(global: &Global) -> ExitCode {
                     "the spool failed; stopping, and exiting non-zero so that the service manager restarts the relay on what is on disk"
                 );
                 let _ = sd_notify::notify(&[NotifyState::Stopping, NotifyState::Status("spool failed")]);
+                // sled's destructors sync once more and panic when that fails (seen: an
+                // abort after a failed fdatasync): after a storage failure no more I/O is
+                // trusted, so the spool is never dropped.
+                std::mem::forget(relay.spool.clone());
                 relay.stop().await;
                 return ExitCode::FAILURE;
             }
