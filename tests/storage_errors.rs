@@ -3,9 +3,10 @@
 //! - a failed `fdatasync` while running: the webhook waiting on it is not answered 200,
 //!   `relay_spool_failed` goes to 1, `relay run` exits non-zero (for systemd to restart
 //!   it), and after the restart every webhook answered 200 before is delivered. The fault
-//!   is real at the system-call boundary: a small shared library, built here with the C
-//!   compiler and loaded with `LD_PRELOAD`, makes `fdatasync`/`fsync` fail with EIO once a
-//!   trigger file exists (no device-mapper `dm-flakey` on these machines);
+//!   is real at the system-call boundary: a small shared library, built with the C
+//!   compiler and loaded with `LD_PRELOAD` (`tests/common/syscall_shim.rs`), makes
+//!   `fdatasync`/`fsync` fail with EIO once a trigger file exists (no device-mapper
+//!   `dm-flakey` on these machines);
 //! - an I/O error from sled at start (the spool on a read-only file system): `relay run`
 //!   exits non-zero at once with an error that names the directory and what to check.
 //!
@@ -14,64 +15,16 @@
 
 mod common;
 
+use common::syscall_shim::build_shim;
 use common::tmpfs::Tmpfs;
 use common::*;
 use qss_relay::net::http::HttpClient;
 use qss_relay::sim::events::FrameFactory;
 use qss_relay::sim::logscale::{FakeLogScale, Mode, SinkOptions};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "storage-errors-secret";
-
-const SHIM: &str = r#"
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <errno.h>
-#include <stdlib.h>
-#include <unistd.h>
-
-static int failing(void) {
-    const char *trigger = getenv("FAIL_SYNC_TRIGGER");
-    return trigger && access(trigger, F_OK) == 0;
-}
-
-int fdatasync(int fd) {
-    static int (*real)(int);
-    if (failing()) { errno = EIO; return -1; }
-    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-    return real(fd);
-}
-
-int fsync(int fd) {
-    static int (*real)(int);
-    if (failing()) { errno = EIO; return -1; }
-    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-    return real(fd);
-}
-"#;
-
-/// Builds the shim into `dir`; why not, when there is no C compiler.
-fn build_shim(dir: &Path) -> Result<PathBuf, String> {
-    let src = dir.join("failsync.c");
-    let lib = dir.join("libfailsync.so");
-    std::fs::write(&src, SHIM).unwrap();
-    let out = Command::new("cc")
-        .args(["-shared", "-fPIC", "-O1", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .arg("-ldl")
-        .output()
-        .map_err(|e| format!("no C compiler (cc): {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cc failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(lib)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_fdatasync_answers_no_200_fails_the_spool_and_exits_non_zero() {

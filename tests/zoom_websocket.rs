@@ -118,24 +118,25 @@ async fn connects_heartbeats_on_time_and_ships() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_lived_token_is_renewed_before_it_expires() {
+    // 6 s tokens renewed at 90% (every ~5.4 s): the 600 ms before expiry hold the token
+    // request's round trip on a loaded machine (with 3 s tokens, 300 ms did not always).
     let opts = ZoomOptions {
-        token_ttl: Duration::from_secs(3),
+        token_ttl: Duration::from_secs(6),
         ..ZoomOptions::default()
     };
     let mut s = setup(opts, &[]).await;
     assert!(s.zoom.wait_until(T, |z| z.connections == 1).await);
-    // 3 s tokens renewed at 90% (every ~2.7 s): three renewals come, and never in a tight
-    // loop (at most one per 2 s over the whole wait). Meanwhile the server closes the
+    // Two renewals come, and never in a tight loop (at most one per 2 s over the wait). Meanwhile the server closes the
     // connection again and again: the token travels only in the connect URL, and the fake
     // refuses a token that has expired or been replaced, so every reconnect is a check
     // that the relay never presents a stale one.
     let started = std::time::Instant::now();
-    while s.zoom.stats().tokens_issued < 4 && started.elapsed() < T {
+    while s.zoom.stats().tokens_issued < 3 && started.elapsed() < T {
         s.zoom.close_connections();
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(
-        s.zoom.stats().tokens_issued >= 4,
+        s.zoom.stats().tokens_issued >= 3,
         "tokens are renewed: {:?}",
         s.zoom.stats()
     );

@@ -94,6 +94,8 @@ struct State {
     mode_changed: tokio::sync::Notify,
     last_version: Mutex<Option<hyper::Version>>,
     needle: super::needle::Needle,
+    /// Every ingest request: when it arrived, and the status it was answered.
+    answers: Mutex<Vec<(std::time::Instant, u16)>>,
 }
 
 /// A running fake LogScale. Stops when dropped.
@@ -158,6 +160,7 @@ impl FakeLogScale {
             mode_changed: tokio::sync::Notify::new(),
             last_version: Mutex::new(None),
             needle: Default::default(),
+            answers: Mutex::new(Vec::new()),
         });
         let shutdown = CancellationToken::new();
         let st = state.clone();
@@ -208,6 +211,12 @@ impl FakeLogScale {
     }
 
     /// Every ingest request seen, whatever the answer.
+    /// Every ingest request so far: when it arrived and the status it was answered, in
+    /// the order the answers were given (tests time retries at the fake, not at the test).
+    pub fn answers(&self) -> Vec<(std::time::Instant, u16)> {
+        self.state.answers.lock().expect("not poisoned").clone()
+    }
+
     /// Watch every later ingestion request (headers and decompressed body) for `needle`.
     pub fn watch_for(&self, needle: &[u8]) {
         self.state.needle.set(needle);
@@ -272,7 +281,13 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
             )
         }
         (&Method::POST, "/api/v1/ingest/hec") | (&Method::POST, "/services/collector") => {
-            ingest(st, req).await
+            let arrived = std::time::Instant::now();
+            let resp = ingest(st.clone(), req).await;
+            st.answers
+                .lock()
+                .expect("not poisoned")
+                .push((arrived, resp.status().as_u16()));
+            resp
         }
         _ => server::text(StatusCode::NOT_FOUND, "not found"),
     }

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod golden;
+pub mod syscall_shim;
 pub mod tmpfs;
 
 use qss_relay::admin::InspectReport;
