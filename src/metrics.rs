@@ -47,7 +47,7 @@ fn batch_byte_buckets() -> Histogram {
 /// All metric handles. Cloning a handle shares the underlying value.
 pub struct Metrics {
     registry: Registry,
-    /// Every registered name (with the `relay_` prefix), for the README check.
+    /// Every registered name (with the `relay_` prefix), for the check of docs/operations.md.
     names: Vec<String>,
 
     pub events_received: Family<Label, Counter>,
@@ -185,21 +185,21 @@ mod tests {
         name.strip_suffix("_total").unwrap_or(name).to_string()
     }
 
-    /// The README's metrics table and the registry name the same metrics: a metric added
+    /// The metrics table of docs/operations.md and the registry name the same metrics: a metric added
     /// without documentation, or documented and gone, fails here.
     #[test]
-    fn the_readme_lists_exactly_the_registered_metrics() {
+    fn the_docs_list_exactly_the_registered_metrics() {
         let registered: BTreeSet<String> = super::Metrics::new()
             .names()
             .iter()
             .map(|n| base(n))
             .collect();
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../docs/operations.md");
         let section = readme
             .split("\n## Metrics")
             .nth(1)
             .and_then(|s| s.split("\n## ").next())
-            .expect("README.md has a Metrics section");
+            .expect("docs/operations.md has a Metrics section");
         let documented: BTreeSet<String> = section
             .lines()
             .filter(|l| l.starts_with("| `relay_"))
@@ -210,7 +210,7 @@ mod tests {
         let gone: Vec<_> = documented.difference(&registered).collect();
         assert!(
             undocumented.is_empty() && gone.is_empty(),
-            "README metrics table out of date: not documented {undocumented:?}, documented but not registered {gone:?}"
+            "docs/operations.md metrics table out of date: not documented {undocumented:?}, documented but not registered {gone:?}"
         );
     }
 }

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 /// Capacity of the spool writer's queue, in bytes of records (backpressure beyond it):
 /// about 10,800 QSS frames of the realistic mix, 0.1 s of the relay's full rate. Beyond
 /// it the WebSocket reader waits, TCP's window closes, and Zoom's side of the socket
-/// buffers (README, "Memory").
+/// buffers (docs/performance.md, "Memory").
 pub const SPOOL_QUEUE_BYTES: usize = 16 << 20;
 
 /// Why the relay could not start.

@@ -1,7 +1,7 @@
 //! Every metric moves when it must, with the value it must have: the real binary with both
 //! sources (WebSocket and webhooks) and both destinations, through a LogScale outage, its
 //! recovery, a dropped WebSocket and a burst the spool's writer queue cannot hold at once.
-//! The other metrics are checked where their scenario lives (the README's metrics table
+//! The other metrics are checked where their scenario lives (the metrics table of docs/operations.md
 //! says which test): dropped and disk-full in `disk_full.rs`/`small_disk.rs`, reclaims in
 //! `small_disk.rs`, dead letters in `sentinel.rs`/`shipper_outage.rs`, the failed spool in
 //! `spool::room_tests`, the webhook connection gauges in `webhook_flood.rs`.

@@ -59,7 +59,7 @@ pub(super) async fn check(global: &Global) -> ExitCode {
                 c.fail(
                     "configuration",
                     &problem.to_string(),
-                    &format!("set {} (see README.md, Configuration)", problem.var),
+                    &format!("set {} (see docs/configuration.md)", problem.var),
                 );
             }
         }

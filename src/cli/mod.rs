@@ -64,7 +64,7 @@ fn load(global: &Global) -> Result<(Env, Config), ExitCode> {
 
 fn report_problems(p: Problems) -> ExitCode {
     eprint!("error: {p}");
-    eprintln!("See `relay --help` and the configuration table in README.md.");
+    eprintln!("See `relay --help` and the settings in docs/configuration.md.");
     ExitCode::from(2)
 }
 

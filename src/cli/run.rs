@@ -21,7 +21,7 @@ pub(super) async fn run(global: &Global) -> ExitCode {
         return super::report_problems(p);
     }
     for var in env.unknown_relay_vars() {
-        tracing::warn!(%var, "unknown RELAY_ variable ignored (a typo?); see README.md for the settings");
+        tracing::warn!(%var, "unknown RELAY_ variable ignored (a typo?); see docs/configuration.md for the settings");
     }
     let nofile = crate::net::raise_nofile_limit();
     tracing::info!(

@@ -392,19 +392,19 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_documents_every_setting_with_its_default() {
-        let readme = include_str!("../../README.md");
+    fn the_docs_document_every_setting_with_its_default() {
+        let readme = include_str!("../../docs/configuration.md");
         for s in SETTINGS {
             let row = format!("| `{}` | {} |", s.name, s.shown_default());
             assert!(
                 readme.contains(&row),
-                "README.md lacks the configuration row for {}: {row}",
+                "docs/configuration.md lacks the configuration row for {}: {row}",
                 s.name
             );
         }
     }
 
-    /// The default in the README's row, set explicitly, gives the same configuration as
+    /// The default in the documented row, set explicitly, gives the same configuration as
     /// leaving the variable unset: the documented default is the one the code uses.
     #[test]
     fn the_readme_defaults_are_the_ones_the_code_uses() {
@@ -415,25 +415,25 @@ mod tests {
             base.set(k, v);
         }
         let unset = format!("{:?}", Config::from_env(&base).unwrap());
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../docs/configuration.md");
         let mut checked = 0;
         for s in SETTINGS.iter().filter(|s| s.default.is_some()) {
             let prefix = format!("| `{}` | ", s.name);
             let line = readme
                 .lines()
                 .find(|l| l.starts_with(&prefix))
-                .unwrap_or_else(|| panic!("README.md has no row for {}", s.name));
+                .unwrap_or_else(|| panic!("docs/configuration.md has no row for {}", s.name));
             let cell = line[prefix.len()..].split(" |").next().unwrap();
             // "127.0.0.1:8080, or 0.0.0.0:8443 with TLS": the first value is the default.
             let value = cell.split(", or ").next().unwrap();
             let mut env = base.clone();
             env.set(s.name, value);
             let set = Config::from_env(&env)
-                .unwrap_or_else(|p| panic!("README default of {} is refused: {p}", s.name));
+                .unwrap_or_else(|p| panic!("documented default of {} is refused: {p}", s.name));
             assert_eq!(
                 format!("{set:?}"),
                 unset,
-                "{} = {value:?} (README) differs from leaving it unset",
+                "{} = {value:?} (docs/configuration.md) differs from leaving it unset",
                 s.name
             );
             checked += 1;

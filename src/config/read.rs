@@ -354,7 +354,7 @@ pub(super) fn read_sentinel(r: &mut Reader<'_>) -> Option<SentinelSettings> {
         if v.is_none() {
             r.problem(
                 setting.name,
-                "required with SENTINEL_ENDPOINT (see README.md, Microsoft Sentinel)",
+                "required with SENTINEL_ENDPOINT (see docs/sentinel.md)",
             );
         }
         v

@@ -4,9 +4,9 @@
 //! Everything else is derived from these declarations: the reader in [`super`] takes each
 //! default from here (through the same parser as a value that is set), `relay check` lists
 //! the variables that are set (secrets as `***`), unknown `RELAY_*` variables are reported
-//! against [`SETTINGS`], and a test holds the README's configuration table to it. To add a
+//! against [`SETTINGS`], and a test holds the configuration table of docs/configuration.md to it. To add a
 //! variable: declare it here, list it in [`SETTINGS`], read it in [`super::Config::from_env`]
-//! and add its row to the README (the test says what the row must be).
+//! and add its row to docs/configuration.md (the test says what the row must be).
 
 use std::net::SocketAddr;
 
@@ -41,7 +41,7 @@ pub struct Setting {
     /// The value used when the variable is unset, written as a user would set it. `None`:
     /// unset means "off" or "required", as [`Setting::shown`] says.
     pub default: Option<&'static str>,
-    /// The default column of the README and `relay check`, when it is not just `default`.
+    /// The default column of docs/configuration.md and `relay check`, when it is not just `default`.
     shown: Option<&'static str>,
     pub doc: &'static str,
 }
@@ -375,7 +375,7 @@ pub const RELAY_SHUTDOWN_TIMEOUT_SECS: Setting = Setting::new(
 )
 .default("10");
 
-/// Every variable, in the README's order.
+/// Every variable, in the order of docs/configuration.md.
 pub const SETTINGS: &[Setting] = &[
     LOGSCALE_HOST,
     LOGSCALE_INGEST_TOKEN,

@@ -1,6 +1,5 @@
 //! A fake Microsoft Entra ID token endpoint and Azure Monitor Logs Ingestion endpoint, in
-//! one server, written from Microsoft's documentation (see the README's "Microsoft
-//! Sentinel" section):
+//! one server, written from Microsoft's documentation (see docs/sentinel.md):
 //!
 //! - `POST /{tenant}/oauth2/v2.0/token`: client credentials; checks the tenant, client id
 //!   and secret and the scope `https://monitor.azure.com//.default`; answers
