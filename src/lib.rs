@@ -1,18 +1,20 @@
-//! qss-relay: a lossless relay of Zoom QSS telemetry into Falcon LogScale.
+//! qss-relay: a lossless relay of Zoom QSS telemetry and Zoom webhooks into CrowdStrike
+//! Falcon LogScale and Microsoft Sentinel.
 //!
 //! The data path is source → spool → shipper, after Vector's source / buffer / sink:
 //!
 //! - [`source`]: the Zoom QSS WebSocket client and the Zoom webhook endpoint. They hand
 //!   each received frame or body, as `Bytes`, to the spool.
 //! - [`spool`]: a write-ahead log in sled. An event is on disk before it is acknowledged to
-//!   anyone, and it stays there until LogScale has acknowledged it.
-//! - [`ship`]: drains the spool to LogScale's HEC ingest API in compressed batches, with
-//!   at-least-once delivery and retries.
+//!   anyone, and it stays there until every destination has acknowledged it.
+//! - [`ship`]: drains the spool to each destination (LogScale's HEC API, Sentinel's Logs
+//!   Ingestion API) in compressed batches, at-least-once, at one position per destination.
 //!
 //! Around them: [`config`] (environment and env file), [`admin`] (metrics, health, the
 //! spool state for `relay spool inspect`), [`pipeline`] (assembles a running relay and
-//! shuts it down in order), [`sim`] (a simulated Zoom and LogScale for `relay demo`, the
-//! tests and the benchmarks) and [`cli`] (the `relay` command).
+//! shuts it down in order), [`redact`] (credentials that never leave the host), [`sim`] (a
+//! simulated Zoom, LogScale and Sentinel for `relay demo`, the tests and the benchmarks)
+//! and [`cli`] (the `relay` command).
 //!
 //! ARCHITECTURE.md is the map; start there.
 

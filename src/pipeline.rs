@@ -18,11 +18,9 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
 use crate::net::proxy::Proxy;
-use crate::net::tls;
-use crate::ship::{HecClient, LogScale, Sentinel, ShipStatus, Shipper};
-use crate::source::webhook::WebhookSource;
-use crate::source::zoom_token::TokenSource;
-use crate::source::zoom_ws::{WsState, ZoomWsSource};
+use crate::ship::{RunningSink, ShipStatus, SinkContext};
+use crate::source::start::SourceContext;
+use crate::source::zoom_ws::WsState;
 use crate::spool::Spool;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,16 +48,14 @@ pub enum StartError {
     Bind(#[from] crate::net::BindError),
     #[error(transparent)]
     Webhook(#[from] crate::source::webhook::WebhookStartError),
-    #[error("{0}")]
-    Other(String),
+    #[error(transparent)]
+    Destination(#[from] crate::ship::BuildError),
 }
 
 /// A running relay.
 pub struct RunningRelay {
     pub spool: Spool,
     pub metrics: Arc<Metrics>,
-    /// The first destination's shipper state (LogScale's when it is configured).
-    pub ship_status: Arc<ShipStatus>,
     /// Every destination's shipper state.
     pub ship_statuses: Vec<(&'static str, Arc<ShipStatus>)>,
     pub admin_addr: Option<SocketAddr>,
@@ -90,6 +86,24 @@ impl RunningRelay {
         !self.writer.is_finished()
             && self.shippers.iter().all(|s| !s.is_finished())
             && self.sources.iter().all(|s| !s.is_finished())
+    }
+
+    /// The `STATUS=` line systemd shows (`systemctl status`): what waits, and every
+    /// destination's state and deliveries since the start.
+    pub fn status_line(&self) -> String {
+        let stats = self.spool.stats();
+        let mut line = format!(
+            "pending {} events, oldest {:.0}s",
+            stats.pending_events, stats.oldest_pending_age_secs
+        );
+        for (name, status) in &self.ship_statuses {
+            let s = status.snapshot();
+            line.push_str(&format!(
+                "; {name} {}, {} delivered since start",
+                s.state, s.delivered_events
+            ));
+        }
+        line
     }
 
     /// Takes the relay down in order (see the module docs).
@@ -174,6 +188,110 @@ fn write_runtime_info(
 /// Starts everything `config` describes. `config.require_for_run()` must hold.
 pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRelay, StartError> {
     config.require_for_run()?;
+    let spool = open_spool(config, &metrics)?;
+    let (appender, writer) = spool.start_writer(SPOOL_QUEUE_BYTES);
+    let proxy = Proxy::new(&config.proxy);
+    let http = HttpClient::with_proxy(config.ca_file.as_deref(), proxy.clone())?;
+    let shipper_stop = CancellationToken::new();
+    let sinks = start_destinations(config, &spool, &http, &metrics, &shipper_stop)?;
+    let ship_statuses: Vec<_> = sinks.iter().map(|s| (s.name, s.status.clone())).collect();
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let ws_state = config
+        .zoom_ws
+        .as_ref()
+        .map(|_| Arc::new(WsState::default()));
+    let admin_stop = CancellationToken::new();
+    let admin_state = AdminState {
+        spool: spool.clone(),
+        metrics: metrics.clone(),
+        ship_status: ship_statuses.clone(),
+        ready: ready.clone(),
+        hec: config.hec(spool.id()),
+        ws: ws_state.clone(),
+        destinations: config.destinations(),
+    };
+    let allowed = config.admin_allowed_hosts.clone();
+    let admin = admin::start(admin_state, config.admin_addr, allowed, &admin_stop).await?;
+
+    let sources_stop = CancellationToken::new();
+    let scx = SourceContext {
+        appender: &appender,
+        http: &http,
+        proxy: &proxy,
+        ca_file: config.ca_file.as_deref(),
+        metrics: &metrics,
+        stop: &sources_stop,
+    };
+    let mut sources = Vec::new();
+    if let (Some(zoom), Some(state)) = (&config.zoom_ws, &ws_state) {
+        sources.extend(zoom.start(&scx, state.clone())?);
+    }
+    let mut webhook = None;
+    if let Some(wh) = &config.webhook {
+        webhook = Some(wh.start(&scx).await?);
+    }
+    drop(appender);
+    let webhook_addr = webhook.as_ref().map(|w| w.addr);
+    write_runtime_info(&spool, admin.addr, webhook_addr);
+    ready.store(true, Ordering::SeqCst);
+    let reload_tls = webhook.and_then(|w| {
+        sources.push(w.task);
+        w.reload_tls
+    });
+    Ok(RunningRelay {
+        spool,
+        metrics,
+        ship_statuses,
+        admin_addr: admin.addr,
+        webhook_addr,
+        ws_state,
+        ready,
+        sources_stop,
+        shipper_stop,
+        admin_stop,
+        sources,
+        writer,
+        shippers: sinks.into_iter().map(|s| s.task).collect(),
+        admin: admin.tasks,
+        shutdown_timeout: config.shutdown_timeout,
+        reload_tls,
+    })
+}
+
+/// Starts one shipper per configured destination, each at its own position in the spool
+/// (a destination added to a folder under `ship/` is one more line here).
+fn start_destinations(
+    config: &Config,
+    spool: &Spool,
+    http: &HttpClient,
+    metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
+) -> Result<Vec<RunningSink>, StartError> {
+    let names: Vec<&str> = config.destinations().iter().map(|(n, _)| *n).collect();
+    spool.set_destinations(&names)?;
+    let cx = SinkContext {
+        spool,
+        http,
+        metrics,
+        ship: config.ship,
+        host: &config.hostname,
+        redact: &config.redact,
+        stop,
+        drain: config.shutdown_timeout,
+    };
+    let mut sinks = Vec::new();
+    if let Some(logscale) = &config.logscale {
+        sinks.push(logscale.start(&cx)?);
+    }
+    if let Some(sentinel) = &config.sentinel {
+        sinks.push(sentinel.start(&cx)?);
+    }
+    Ok(sinks)
+}
+
+/// Opens the spool and says what it holds and what it can hold on its volume.
+fn open_spool(config: &Config, metrics: &Arc<Metrics>) -> Result<Spool, StartError> {
     let spool = Spool::open(&config.spool, metrics.clone())?;
     let stats = spool.stats();
     tracing::info!(
@@ -198,169 +316,5 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
             crate::spool::MIN_USEFUL_BYTES >> 20
         );
     }
-    let (appender, writer) = spool.start_writer(SPOOL_QUEUE_BYTES);
-
-    let proxy = Proxy::new(&config.proxy);
-    let http = HttpClient::with_proxy(config.ca_file.as_deref(), proxy.clone())?;
-    // One shipper per destination, each at its own position in the spool.
-    let destinations = config.destinations();
-    let sinks: Vec<&str> = destinations.iter().map(|(n, _)| *n).collect();
-    spool.set_destinations(&sinks)?;
-    let hec = config.hec(spool.id());
-    let shipper_stop = CancellationToken::new();
-    let mut shippers = Vec::new();
-    let mut ship_statuses: Vec<(&'static str, Arc<ShipStatus>)> = Vec::new();
-    if let Some(logscale) = &config.logscale {
-        let client = HecClient::new(
-            http.clone(),
-            &logscale.base_url,
-            &logscale.token,
-            logscale.compression,
-            config.ship.request_timeout,
-        )
-        .map_err(StartError::Other)?;
-        let status = Arc::new(ShipStatus::for_sink(spool.clone(), "logscale"));
-        let dest = LogScale {
-            client,
-            hec: hec.clone(),
-        };
-        let shipper = Shipper::new(
-            spool.clone(),
-            dest,
-            config.ship,
-            status.clone(),
-            metrics.clone(),
-        );
-        shippers.push(tokio::spawn(
-            shipper.run(shipper_stop.clone(), config.shutdown_timeout),
-        ));
-        ship_statuses.push(("logscale", status));
-    }
-    if let Some(sentinel) = &config.sentinel {
-        let dest = Sentinel::new(
-            http.clone(),
-            sentinel.clone(),
-            spool.id(),
-            config.redact.clone(),
-            config.ship.request_timeout,
-        )
-        .map_err(StartError::Other)?;
-        let mut settings = config.ship;
-        // The API takes 1 MB per request; the array's brackets take two bytes.
-        settings.limits.max_bytes = settings.limits.max_bytes.min(sentinel.max_body_bytes - 2);
-        let status = Arc::new(ShipStatus::for_sink(spool.clone(), "sentinel"));
-        let shipper = Shipper::new(
-            spool.clone(),
-            dest,
-            settings,
-            status.clone(),
-            metrics.clone(),
-        );
-        shippers.push(tokio::spawn(
-            shipper.run(shipper_stop.clone(), config.shutdown_timeout),
-        ));
-        ship_statuses.push(("sentinel", status));
-    }
-    let ship_status = ship_statuses[0].1.clone();
-
-    let ready = Arc::new(AtomicBool::new(false));
-    let ws_state = config
-        .zoom_ws
-        .as_ref()
-        .map(|_| Arc::new(WsState::default()));
-    let admin_stop = CancellationToken::new();
-    let admin_state = AdminState {
-        spool: spool.clone(),
-        metrics: metrics.clone(),
-        ship_status: ship_statuses.clone(),
-        ready: ready.clone(),
-        hec: hec.clone(),
-        ws: ws_state.clone(),
-        destinations: destinations.clone(),
-    };
-    let mut admin = Vec::new();
-    match admin::operator::bind(spool.dir()) {
-        Ok((listener, path)) => admin.push(tokio::spawn(admin::operator::serve(
-            listener,
-            path,
-            admin_state.clone(),
-            admin_stop.clone(),
-        ))),
-        Err(e) => {
-            tracing::warn!(error = %e, dir = %spool.dir().display(), "cannot create the operator socket in the spool directory; `relay spool ...` cannot ask this relay while it runs (a socket path must be under 108 bytes: use a shorter RELAY_SPOOL_DIR)")
-        }
-    }
-    let admin_addr = match config.admin_addr {
-        None => None,
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| crate::net::BindError {
-                    what: "the admin endpoint",
-                    var: "RELAY_ADMIN_ADDR (or `off`)",
-                    addr,
-                    source,
-                })?;
-            let bound = listener.local_addr().ok();
-            admin.push(tokio::spawn(admin::endpoint::serve(
-                listener,
-                admin_state,
-                config.admin_allowed_hosts.clone(),
-                admin_stop.clone(),
-            )));
-            bound
-        }
-    };
-
-    let sources_stop = CancellationToken::new();
-    let mut sources = Vec::new();
-    if let Some(zoom) = &config.zoom_ws {
-        let tokens = TokenSource::new(http.clone(), zoom.clone(), metrics.clone());
-        let tls_cfg = Arc::new(tls::client_config(
-            config.ca_file.as_deref(),
-            &[b"http/1.1"],
-        )?);
-        let source = ZoomWsSource::new(
-            zoom.clone(),
-            tokens.clone(),
-            appender.clone(),
-            metrics.clone(),
-            tls_cfg,
-            proxy.clone(),
-            ws_state.clone().expect("made when zoom_ws is configured"),
-        );
-        sources.push(tokio::spawn(tokens.refresh_loop(sources_stop.clone())));
-        sources.push(tokio::spawn(source.run(sources_stop.clone())));
-    }
-    let mut webhook_addr = None;
-    let mut reload_tls = None;
-    if let Some(wh) = &config.webhook {
-        let source = WebhookSource::bind(wh.clone(), appender.clone(), metrics.clone()).await?;
-        webhook_addr = Some(source.local_addr());
-        reload_tls = source.tls_reloader();
-        sources.push(tokio::spawn(source.run(sources_stop.clone())));
-    }
-    drop(appender);
-    write_runtime_info(&spool, admin_addr, webhook_addr);
-    ready.store(true, Ordering::SeqCst);
-
-    Ok(RunningRelay {
-        spool,
-        metrics,
-        ship_status,
-        ship_statuses,
-        admin_addr,
-        webhook_addr,
-        ws_state,
-        ready,
-        sources_stop,
-        shipper_stop,
-        admin_stop,
-        sources,
-        writer,
-        shippers,
-        admin,
-        shutdown_timeout: config.shutdown_timeout,
-        reload_tls,
-    })
+    Ok(spool)
 }

@@ -321,3 +321,18 @@ async fn systemd_notification_json_logs_and_no_secrets_in_them() {
         assert!(!log.contains(secret), "{secret} reached the logs");
     }
 }
+
+/// `relay --help` says what the relay is for: both destinations by name.
+#[test]
+fn help_names_both_destinations() {
+    let out = std::process::Command::new(common::relay_bin())
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("LogScale") && text.contains("Sentinel"),
+        "{text}"
+    );
+}

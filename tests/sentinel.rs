@@ -863,3 +863,45 @@ async fn make_the_spool_of_the_version_before_sentinel() {
     let _ = std::fs::remove_dir_all(OLD_SPOOL);
     copy_dir(&spool, std::path::Path::new(OLD_SPOOL));
 }
+
+/// The `STATUS=` line systemd shows names every destination, not only the first: read from
+/// the relay's own notifications on a `NOTIFY_SOCKET` the test listens on, as systemd does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_systemd_status_line_names_every_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let (zoom, logscale, base) = fakes_and_env(dir.path()).await;
+    let sentinel = FakeSentinel::start(false).await.unwrap();
+    let env = env_for(base, &sentinel);
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let relay = Relay::start_with(dir.path(), &env, |cmd| {
+        cmd.env("NOTIFY_SOCKET", &socket_path);
+    });
+    zoom.send(100);
+    assert!(
+        logscale
+            .wait_for_distinct(100, Duration::from_secs(30))
+            .await
+    );
+    let mut buf = [0u8; 4096];
+    let mut status = None;
+    for _ in 0..20 {
+        let n = socket.recv(&mut buf).expect("a notification");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if let Some(line) = text.lines().find_map(|l| l.strip_prefix("STATUS=pending")) {
+            if line.contains("100 delivered") {
+                status = Some(line.to_string());
+                break;
+            }
+        }
+    }
+    let status = status
+        .unwrap_or_else(|| panic!("no STATUS line with the deliveries:\n{}", relay.log_text()));
+    assert!(
+        status.contains("logscale ") && status.contains("sentinel "),
+        "STATUS names every destination: {status}"
+    );
+}

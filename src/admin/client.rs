@@ -10,7 +10,10 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::view::{ExportSink, OperatorError};
+use super::report::{DeadDetail, InspectReport, PeekRecord};
+use super::routes;
+use super::view::{DeadAction, ExportRange, ExportSink, OperatorError, SpoolView};
+use crate::spool::{DeadId, DeadSummary};
 
 /// The operator API of a running relay, through its socket.
 pub struct OperatorClient {
@@ -160,4 +163,66 @@ pub(crate) async fn ready(addr: std::net::SocketAddr) -> Result<bool, String> {
         .await
         .map_err(|e| e.to_string())?;
     Ok(reply.status.is_success())
+}
+
+impl SpoolView for OperatorClient {
+    async fn inspect(&self) -> Result<InspectReport, OperatorError> {
+        self.get(routes::INSPECT).await
+    }
+
+    async fn peek(
+        &self,
+        from: u64,
+        n: usize,
+        sink: Option<&'static str>,
+        unredacted: bool,
+    ) -> Result<Vec<PeekRecord>, OperatorError> {
+        self.get(&routes::peek(from, n, sink, unredacted)).await
+    }
+
+    async fn export(
+        &self,
+        range: ExportRange,
+        sink: &mut ExportSink<'_>,
+    ) -> Result<u64, OperatorError> {
+        self.stream(&routes::export(range), sink).await
+    }
+
+    async fn dead_list(
+        &self,
+        sink: Option<&'static str>,
+    ) -> Result<Vec<DeadSummary>, OperatorError> {
+        self.get(&routes::dead_list(sink)).await
+    }
+
+    async fn dead_show(&self, id: DeadId, unredacted: bool) -> Result<DeadDetail, OperatorError> {
+        self.get(&routes::dead_show(id, unredacted)).await
+    }
+
+    async fn dead_act(
+        &self,
+        action: DeadAction,
+        ids: Option<Vec<DeadId>>,
+        sink: Option<&'static str>,
+    ) -> Result<Vec<DeadId>, OperatorError> {
+        self.post(&routes::dead_act(action, ids.as_deref(), sink))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A daemon that cannot be asked is never mistaken for "no such dead letter".
+    #[tokio::test]
+    async fn an_unreachable_daemon_is_not_a_missing_dead_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = OperatorClient::new(&dir.path().join("relay.sock"));
+        let id: DeadId = "event:1".parse().unwrap();
+        match client.dead_show(id, false).await {
+            Err(OperatorError::Unreachable(m)) => assert!(m.contains("relay.sock"), "{m}"),
+            other => panic!("expected Unreachable, got {other:?}"),
+        }
+    }
 }

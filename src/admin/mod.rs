@@ -120,3 +120,50 @@ impl AdminState {
         }
     }
 }
+
+/// The started admin surfaces: their tasks, and the TCP endpoint's address when it is on.
+pub struct RunningAdmin {
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub addr: Option<std::net::SocketAddr>,
+}
+
+/// Starts the operator socket in the spool directory (a warning, not an error, when it
+/// cannot be made) and, unless `addr` is `None`, the TCP endpoint for metrics and health.
+pub async fn start(
+    state: AdminState,
+    addr: Option<std::net::SocketAddr>,
+    allowed_hosts: Vec<String>,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<RunningAdmin, crate::net::BindError> {
+    let mut tasks = Vec::new();
+    match operator::bind(state.spool.dir()) {
+        Ok((listener, path)) => tasks.push(tokio::spawn(operator::serve(
+            listener,
+            path,
+            state.clone(),
+            stop.clone(),
+        ))),
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %state.spool.dir().display(), "cannot create the operator socket in the spool directory; `relay spool ...` cannot ask this relay while it runs (a socket path must be under 108 bytes: use a shorter RELAY_SPOOL_DIR)")
+        }
+    }
+    let Some(addr) = addr else {
+        return Ok(RunningAdmin { tasks, addr: None });
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| crate::net::BindError {
+            what: "the admin endpoint",
+            var: "RELAY_ADMIN_ADDR (or `off`)",
+            addr,
+            source,
+        })?;
+    let bound = listener.local_addr().ok();
+    tasks.push(tokio::spawn(endpoint::serve(
+        listener,
+        state,
+        allowed_hosts,
+        stop.clone(),
+    )));
+    Ok(RunningAdmin { tasks, addr: bound })
+}

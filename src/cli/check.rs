@@ -164,7 +164,11 @@ pub(super) async fn check(global: &Global) -> ExitCode {
             ls.compression,
             config.ship.request_timeout,
         ) {
-            Err(e) => c.fail("LogScale", &e, "fix LOGSCALE_HOST / LOGSCALE_INGEST_TOKEN"),
+            Err(e) => c.fail(
+                "LogScale",
+                &e.to_string(),
+                "fix LOGSCALE_HOST / LOGSCALE_INGEST_TOKEN",
+            ),
             Ok(client) => {
                 let via = route(&ls.base_url);
                 match client.health().await {
@@ -192,7 +196,7 @@ pub(super) async fn check(global: &Global) -> ExitCode {
         ) {
             Err(e) => c.fail(
                 "Microsoft Sentinel",
-                &e,
+                &e.to_string(),
                 "fix SENTINEL_ENDPOINT, SENTINEL_DCR_ID, SENTINEL_STREAM",
             ),
             Ok(dest) => {

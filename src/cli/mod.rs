@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Lossless relay of Zoom QSS telemetry into Falcon LogScale.
+/// Lossless relay of Zoom QSS telemetry and webhooks into CrowdStrike Falcon LogScale and
+/// Microsoft Sentinel.
 #[derive(Debug, Parser)]
 #[command(name = "relay", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
@@ -34,11 +35,13 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the relay: Zoom (WebSocket and/or webhooks) → spool → LogScale.
+    /// Run the relay: Zoom (WebSocket and/or webhooks) → spool → LogScale and/or Sentinel.
     Run,
-    /// Watch the relay work against a simulated Zoom and LogScale (no accounts needed).
+    /// Watch the relay work against a simulated Zoom, LogScale and Sentinel (no accounts
+    /// needed).
     Demo(demo::DemoArgs),
-    /// Check the configuration, Zoom credentials, the WebSocket, LogScale and the spool.
+    /// Check the configuration, Zoom credentials, the WebSocket, each destination and the
+    /// spool.
     Check,
     /// Exit 0 if the running relay's /readyz says ready (container health checks).
     Health(HealthArgs),

@@ -87,12 +87,7 @@ pub(super) async fn run(global: &Global) -> ExitCode {
             },
             _ = tick.tick() => {
                 release_free_memory();
-                let stats = relay.spool.stats();
-                let ship = relay.ship_status.snapshot();
-                let status = format!(
-                    "pending {} events, oldest {:.0}s; shipper {}; delivered {} since start",
-                    stats.pending_events, stats.oldest_pending_age_secs, ship.state, ship.delivered_events
-                );
+                let status = relay.status_line();
                 let mut states = vec![NotifyState::Status(&status)];
                 if relay.is_healthy() && watchdog.is_some() {
                     states.push(NotifyState::Watchdog);

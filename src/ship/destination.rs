@@ -3,18 +3,17 @@
 //! how to frame and compress a run of encoded records into a request body, how to post it
 //! and what the answer means ([`Attempt`]).
 //!
-//! - [`LogScale`]: HEC lines ([`super::hec`]) to `/api/v1/ingest/hec` ([`super::client`]).
+//! - [`super::logscale::LogScale`]: HEC lines to `/api/v1/ingest/hec`.
 //! - [`super::sentinel::Sentinel`]: JSON records to the Logs Ingestion API.
 //!
 //! Each destination has its own delivery position in the spool (named by
 //! [`Destination::name`], which is also the `sink` label of the ship metrics), its own
 //! batching, retries and dead letters, and its own [`super::ShipStatus`].
 
-use super::client::{Attempt, HecClient};
-use super::hec::{Encoder, HecSettings};
 use crate::spool::Record;
 use bytes::Bytes;
 use std::future::Future;
+use std::time::Duration;
 
 /// A place the shipper delivers to.
 pub(crate) trait Destination: Clone + Send + Sync + 'static {
@@ -40,36 +39,37 @@ pub(crate) trait Destination: Clone + Send + Sync + 'static {
     fn post(&self, body: Bytes) -> impl Future<Output = Attempt> + Send;
 }
 
-/// LogScale's HEC endpoint.
-#[derive(Clone)]
-pub(crate) struct LogScale {
-    pub client: HecClient,
-    pub hec: HecSettings,
+/// How much of an error body is kept for logs and `spool inspect`.
+pub(crate) const EXCERPT_CHARS: usize = 300;
+
+/// What a destination's answer means for the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Retry { retry_after: Option<Duration> },
+    TokenRefused,
+    TooLarge,
+    Refused,
 }
 
-impl Destination for LogScale {
-    type Encoder = Encoder;
+/// One attempt's result: the outcome, and a description for logs when it failed.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub outcome: Outcome,
+    pub status: Option<u16>,
+    pub message: String,
+    pub body_excerpt: Option<String>,
+}
 
-    fn name(&self) -> &'static str {
-        "logscale"
-    }
-    fn title(&self) -> &'static str {
-        "LogScale"
-    }
-    fn accepts(&self, _: &Record) -> bool {
-        true
-    }
-    fn new_encoder(&self) -> Encoder {
-        Encoder::new(self.hec.clone())
-    }
-    fn encode(encoder: &mut Encoder, r: &Record, out: &mut Vec<u8>) {
-        encoder.encode(r, out)
-    }
-    fn compress(&self, run: &[u8]) -> Bytes {
-        self.client.compress(run)
-    }
-    fn post(&self, body: Bytes) -> impl Future<Output = Attempt> + Send {
-        let client = self.client.clone();
-        async move { client.post(body).await }
+impl Attempt {
+    /// The metric label of the outcome's status class.
+    pub fn class(&self) -> &'static str {
+        match self.status {
+            Some(200..=299) => "2xx",
+            Some(400..=499) => "4xx",
+            Some(500..=599) => "5xx",
+            Some(_) => "other",
+            None => "error",
+        }
     }
 }

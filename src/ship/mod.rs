@@ -1,30 +1,38 @@
-//! The shipper: drains the spool to LogScale's HEC ingest API with at-least-once delivery.
+//! The destinations and the loop that drains the spool into each, with at-least-once
+//! delivery and one delivery position per destination in the spool.
 //!
-//! - [`shipper`]: the loop: read, batch, deliver with bounded concurrency, acknowledge the
-//!   contiguous delivered prefix.
-//! - [`client`]: one HEC request and what its answer means.
-//! - [`hec`], [`transform`], [`json`]: records become HEC events in the old script's shape.
-//! - [`settings`]: what a shipper is configured with.
-//! - [`batch`], [`status`]: batches and the state `spool inspect` shows; backoff is
+//! Shared by every destination:
+//! - [`shipper`]: the loop: read, batch, deliver with bounded concurrency; [`ack`]: the
+//!   contiguous delivered prefix it acknowledges.
+//! - [`destination`]: the [`Destination`](destination::Destination) trait the loop drives,
+//!   and what an answer means ([`Attempt`]).
+//! - [`sink`]: starting one ([`SinkContext`], [`RunningSink`]).
+//! - [`batch`], [`gzip`], [`json`] (the tape writer), [`settings`] (batching,
+//!   concurrency, sources), [`status`] (what `spool inspect` shows); backoff is
 //!   [`crate::backoff`], shared with the sources.
+//!
+//! One folder per destination, each built from its own settings:
+//! - [`logscale`]: CrowdStrike Falcon LogScale, HEC;
+//! - [`sentinel`]: Microsoft Sentinel, the Logs Ingestion API (its rows are made from
+//!   LogScale's HEC line, so both see the same transforms).
 
+pub(crate) mod ack;
 pub(crate) mod batch;
-pub(crate) mod client;
 pub(crate) mod destination;
 pub(crate) mod gzip;
-pub mod hec;
 pub(crate) mod json;
+pub mod logscale;
 pub mod sentinel;
 pub(crate) mod settings;
 pub(crate) mod shipper;
+pub mod sink;
 pub mod status;
-pub(crate) mod transform;
 
 pub use batch::Limits;
-pub use client::HecClient;
-pub(crate) use destination::LogScale;
-pub use hec::{Encoder, HecSettings};
+pub use destination::{Attempt, Outcome};
+pub use logscale::{hec, Compression, Encoder, HecClient, HecSettings, LogscaleSettings};
 pub(crate) use sentinel::Sentinel;
-pub use settings::{Compression, LogscaleSettings, SentinelSettings, ShipSettings, Sources};
-pub(crate) use shipper::Shipper;
+pub use sentinel::SentinelSettings;
+pub use settings::{ShipSettings, Sources};
+pub use sink::{BuildError, RunningSink, SinkContext};
 pub use status::{ShipPhase, ShipState, ShipStatus};

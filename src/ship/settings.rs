@@ -1,56 +1,10 @@
-//! The shipper's settings: where LogScale is and how to batch and deliver. The shipper
-//! owns these types; [`crate::config`] builds them from the environment.
+//! What every destination's shipper is configured with: batching, concurrency, the request
+//! timeout, and which sources a destination takes. Each destination's own settings live in
+//! its folder (`logscale/config.rs`, `sentinel/config.rs`); [`crate::config`] builds them
+//! all from the environment.
 
 use super::batch::Limits;
-use super::hec::HecSettings;
-use crate::redact::Redaction;
-use crate::secret::Secret;
 use std::time::Duration;
-
-/// Request compression towards LogScale.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    Gzip,
-    Zstd,
-    None,
-}
-
-impl Compression {
-    /// The configuration's spelling: `gzip`, `zstd`, `none`.
-    pub fn parse(s: &str) -> Option<Compression> {
-        match s {
-            "gzip" => Some(Compression::Gzip),
-            "zstd" => Some(Compression::Zstd),
-            "none" => Some(Compression::None),
-            _ => None,
-        }
-    }
-}
-
-/// Where and how the shipper delivers to LogScale.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogscaleSettings {
-    /// Base URL without a trailing slash, e.g. `https://cloud.example.com`.
-    pub base_url: String,
-    pub token: Secret,
-    pub repository: Option<String>,
-    pub compression: Compression,
-    pub webhook_sourcetype: String,
-}
-
-impl LogscaleSettings {
-    /// What every HEC event from the spool `spool_id`, relayed by `host`, carries.
-    pub fn hec(&self, host: &str, spool_id: &str, redact: &Redaction) -> HecSettings {
-        HecSettings {
-            host: host.to_string(),
-            index: self.repository.clone(),
-            spool_id: spool_id.to_string(),
-            webhook_sourcetype: self.webhook_sourcetype.clone(),
-            redact: redact.clone(),
-        }
-    }
-}
 
 /// Batching, concurrency and the request timeout of a shipper.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -101,24 +55,4 @@ impl Sources {
         }
         (out.webhook || out.websocket).then_some(out)
     }
-}
-
-/// Microsoft Sentinel through the Logs Ingestion API: where, with which app credentials,
-/// and what goes there.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SentinelSettings {
-    pub tenant_id: String,
-    pub client_id: String,
-    pub client_secret: Secret,
-    /// Without a trailing slash, e.g. `https://login.microsoftonline.com`.
-    pub authority_host: String,
-    /// The DCE or DCR ingestion endpoint, without a trailing slash.
-    pub endpoint: String,
-    /// `dcr-` and 32 hex digits.
-    pub dcr_id: String,
-    /// `Custom-ZoomLogs_CL` by default.
-    pub stream: String,
-    pub sources: Sources,
-    /// Uncompressed bytes per request at most (the API takes 1 MB).
-    pub max_body_bytes: usize,
 }

@@ -14,16 +14,15 @@
 //! too large). Retryable failures are retried forever with backoff; a shutdown stops the
 //! retrying, and what was not delivered stays in the spool for the next start.
 
+use super::ack::AckTracker;
 use super::batch::{Batch, Encoded, Limits};
-use super::client::{Attempt, Outcome};
-use super::destination::Destination;
+use super::destination::{Attempt, Destination, Outcome};
 use super::settings::ShipSettings;
 use super::status::{ShipError, ShipStatus};
 use crate::backoff::Backoff;
 use crate::metrics::{label, Metrics};
 use crate::spool::{Record, Spool, SpoolError};
 use crate::time::now_ms;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore};
@@ -53,41 +52,6 @@ struct Ctx<D: Destination> {
     /// Signalled when a request succeeds: batches waiting out a backoff retry at once, so
     /// that a backlog starts draining as soon as LogScale is back, not a minute later.
     recovered: tokio::sync::Notify,
-}
-
-/// Tracks completed ranges and yields the contiguous delivered prefix.
-#[derive(Debug)]
-struct AckTracker {
-    delivered: u64,
-    done: BTreeMap<u64, u64>,
-}
-
-impl AckTracker {
-    fn new(delivered: u64) -> AckTracker {
-        AckTracker {
-            delivered,
-            done: BTreeMap::new(),
-        }
-    }
-
-    fn complete(&mut self, start: u64, end: u64) {
-        if end <= start {
-            return;
-        }
-        self.done.insert(start, end);
-        while let Some(end) = self.done.remove(&self.delivered) {
-            self.delivered = end;
-        }
-        // A range that starts below the prefix (the spool's floor moved past it under the
-        // size cap) still counts up to its end.
-        while let Some((&s, &e)) = self.done.first_key_value() {
-            if s > self.delivered {
-                break;
-            }
-            self.done.remove(&s);
-            self.delivered = self.delivered.max(e);
-        }
-    }
 }
 
 /// The reading state, moved to a blocking thread for each block.
@@ -563,27 +527,5 @@ async fn backoff<D: Destination>(
         _ = ctx.stop_retrying.cancelled() => false,
         _ = tokio::time::sleep(delay) => true,
         _ = ctx.recovered.notified() => true,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::AckTracker;
-
-    #[test]
-    fn only_the_contiguous_prefix_is_acknowledged() {
-        let mut t = AckTracker::new(10);
-        t.complete(20, 30);
-        assert_eq!(t.delivered, 10);
-        t.complete(10, 20);
-        assert_eq!(t.delivered, 30);
-        t.complete(40, 50);
-        t.complete(30, 40);
-        assert_eq!(t.delivered, 50);
-        t.complete(50, 50);
-        assert_eq!(t.delivered, 50);
-        // Below the prefix (floor moved by the size cap): still counts to its end.
-        t.complete(45, 60);
-        assert_eq!(t.delivered, 60);
     }
 }

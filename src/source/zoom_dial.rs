@@ -6,9 +6,8 @@
 //! The token travels in the URL's query (Zoom's protocol), so every URL that reaches a log
 //! goes through [`redact_url`] and no error text here contains the URL.
 
+use super::end_reason::EndReason;
 use super::frame::{classify, FrameKind};
-use super::zoom_token::urlencode;
-use super::zoom_ws::EndReason;
 use crate::net::proxy::Proxy;
 use crate::net::read_cap::{ReadCap, WS_READ_CHUNK};
 use crate::net::redact_url;
@@ -81,11 +80,8 @@ impl Dialer {
         } else {
             '?'
         };
-        format!(
-            "{}{sep}access_token={}",
-            self.cfg.wss_url,
-            urlencode(token.expose())
-        )
+        let token: String = form_urlencoded::byte_serialize(token.expose().as_bytes()).collect();
+        format!("{}{sep}access_token={token}", self.cfg.wss_url)
     }
 
     pub(super) async fn connect(&self, url: &str) -> Result<Box<dyn Stream>, DialError> {

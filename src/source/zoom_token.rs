@@ -208,11 +208,11 @@ impl TokenSource {
             }
         }
         *self.last_request.lock().expect("not poisoned") = Some(Instant::now());
-        let url = format!(
-            "{}?grant_type=account_credentials&account_id={}",
-            self.cfg.oauth_url,
-            urlencode(&self.cfg.account_id)
-        );
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "account_credentials")
+            .append_pair("account_id", &self.cfg.account_id)
+            .finish();
+        let url = format!("{}?{query}", self.cfg.oauth_url);
         let basic = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}:{}",
             self.cfg.client_id,
@@ -284,18 +284,4 @@ impl TokenSource {
         *self.current.lock().expect("not poisoned") = Some(token);
         Ok(Some(value))
     }
-}
-
-/// Percent-encodes a query parameter value.
-pub(crate) fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }

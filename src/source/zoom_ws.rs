@@ -20,6 +20,7 @@
 //! once and exponential backoff with jitter (up to 30 s) after that, since Zoom does not
 //! replay what it sent while nobody listened.
 
+use super::end_reason::EndReason;
 use super::frame::{classify, FrameKind};
 use super::zoom_dial::Dialer;
 use super::zoom_dial::BUILD_CONNECTION_TIMEOUT;
@@ -82,40 +83,6 @@ enum Control {
     Closed(String),
     ReadError(String),
     SpoolClosed,
-}
-
-/// Why a session ended: the `reason` label of `relay_ws_disconnects_total` and the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum EndReason {
-    ConnectFailed,
-    TlsFailed,
-    HandshakeFailed,
-    BuildConnectionFailed,
-    BuildConnectionTimeout,
-    ReadError,
-    InvalidToken,
-    ServerClose,
-    WriteError,
-    Silent,
-    Shutdown,
-}
-
-impl EndReason {
-    fn label(self) -> &'static str {
-        match self {
-            EndReason::ConnectFailed => "connect_failed",
-            EndReason::TlsFailed => "tls_failed",
-            EndReason::HandshakeFailed => "handshake_failed",
-            EndReason::BuildConnectionFailed => "build_connection_failed",
-            EndReason::BuildConnectionTimeout => "build_connection_timeout",
-            EndReason::ReadError => "read_error",
-            EndReason::InvalidToken => "invalid_token",
-            EndReason::ServerClose => "server_close",
-            EndReason::WriteError => "write_error",
-            EndReason::Silent => "silent",
-            EndReason::Shutdown => "shutdown",
-        }
-    }
 }
 
 /// How a session ended (a metric label and a log line).

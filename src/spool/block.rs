@@ -22,7 +22,6 @@
 //! area instead of stopping the shipper.
 
 use super::fit::BlockLimits;
-use super::generation::BlockMeta;
 use super::record::{NewRecord, Record, SourceKind};
 use bytes::Bytes;
 use std::io::Write;
@@ -77,6 +76,61 @@ pub enum BlockError {
     Record { index: u32, reason: &'static str },
     #[error("block key {key} does not match its header's first sequence {header}")]
     KeyMismatch { key: u64, header: u64 },
+}
+
+/// Sizes of one stored block, kept in memory (and in the `index` tree) so that stats and
+/// the size cap never read block bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct BlockMeta {
+    pub gen: u64,
+    pub count: u32,
+    pub raw_len: u32,
+    pub stored_len: u32,
+    pub first_ms: u64,
+    pub last_ms: u64,
+}
+
+impl BlockMeta {
+    pub(super) fn encode(&self) -> [u8; 28] {
+        let mut b = [0u8; 28];
+        b[0..4].copy_from_slice(&self.count.to_le_bytes());
+        b[4..8].copy_from_slice(&self.raw_len.to_le_bytes());
+        b[8..12].copy_from_slice(&self.stored_len.to_le_bytes());
+        b[12..20].copy_from_slice(&self.first_ms.to_le_bytes());
+        b[20..28].copy_from_slice(&self.last_ms.to_le_bytes());
+        b
+    }
+
+    pub(super) fn decode(gen: u64, b: &[u8]) -> Option<BlockMeta> {
+        if b.len() != 28 {
+            return None;
+        }
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        Some(BlockMeta {
+            gen,
+            count: u32_at(0),
+            raw_len: u32_at(4),
+            stored_len: u32_at(8),
+            first_ms: u64_at(12),
+            last_ms: u64_at(20),
+        })
+    }
+
+    pub(super) fn from_header(gen: u64, h: &BlockHeader, stored_len: usize) -> BlockMeta {
+        BlockMeta {
+            gen,
+            count: h.count,
+            raw_len: h.raw_len,
+            stored_len: stored_len as u32,
+            first_ms: h.first_received_ms,
+            last_ms: h.last_received_ms,
+        }
+    }
+
+    pub(super) fn end(&self, first: u64) -> u64 {
+        first + u64::from(self.count)
+    }
 }
 
 /// Splits `records` (numbered from `first`) into blocks of about `limits.raw_target`

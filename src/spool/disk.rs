@@ -229,6 +229,25 @@ fn allocate(path: &Path, len: u64) -> io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Opens a sled database, retrying for half a second while its lock is held: in one
+/// process, sled's background threads may hold a just-dropped database for a moment. A
+/// lock held by another process is still reported within that half second.
+pub(super) fn open_retrying_lock<T>(mut open: impl FnMut() -> sled::Result<T>) -> sled::Result<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    loop {
+        match open() {
+            Err(e) if is_lock_error(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+pub(super) fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

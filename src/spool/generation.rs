@@ -7,66 +7,11 @@
 //! a spool that once held a large backlog would keep that much disk forever. Dropping a
 //! whole drained database gives the space back (measured: docs/performance.md, "Disk space").
 
-use super::block::BlockHeader;
+use super::block::BlockMeta;
 use super::disk::{sync_dir, SyncedFile};
 use super::fit::BlockLimits;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-/// Sizes of one stored block, kept in memory (and in the `index` tree) so that stats and
-/// the size cap never read block bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct BlockMeta {
-    pub gen: u64,
-    pub count: u32,
-    pub raw_len: u32,
-    pub stored_len: u32,
-    pub first_ms: u64,
-    pub last_ms: u64,
-}
-
-impl BlockMeta {
-    fn encode(&self) -> [u8; 28] {
-        let mut b = [0u8; 28];
-        b[0..4].copy_from_slice(&self.count.to_le_bytes());
-        b[4..8].copy_from_slice(&self.raw_len.to_le_bytes());
-        b[8..12].copy_from_slice(&self.stored_len.to_le_bytes());
-        b[12..20].copy_from_slice(&self.first_ms.to_le_bytes());
-        b[20..28].copy_from_slice(&self.last_ms.to_le_bytes());
-        b
-    }
-
-    fn decode(gen: u64, b: &[u8]) -> Option<BlockMeta> {
-        if b.len() != 28 {
-            return None;
-        }
-        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
-        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        Some(BlockMeta {
-            gen,
-            count: u32_at(0),
-            raw_len: u32_at(4),
-            stored_len: u32_at(8),
-            first_ms: u64_at(12),
-            last_ms: u64_at(20),
-        })
-    }
-
-    pub(super) fn from_header(gen: u64, h: &BlockHeader, stored_len: usize) -> BlockMeta {
-        BlockMeta {
-            gen,
-            count: h.count,
-            raw_len: h.raw_len,
-            stored_len: stored_len as u32,
-            first_ms: h.first_received_ms,
-            last_ms: h.last_received_ms,
-        }
-    }
-
-    pub(super) fn end(&self, first: u64) -> u64 {
-        first + u64::from(self.count)
-    }
-}
 
 pub(super) fn key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
@@ -174,7 +119,7 @@ impl Gen {
         if let Some(db) = slot.as_ref() {
             return Ok(Some(db.clone()));
         }
-        let db = super::open::open_retrying_lock(|| {
+        let db = super::disk::open_retrying_lock(|| {
             sled::Config::new()
                 .path(&self.dir)
                 .cache_capacity(self.cache_bytes)

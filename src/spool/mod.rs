@@ -1,5 +1,5 @@
 //! The write-ahead spool: every event the relay receives is on disk before anything else
-//! happens to it, and stays there until LogScale has acknowledged it.
+//! happens to it, and stays there until every destination has acknowledged it.
 //!
 //! ```text
 //!  sources ──Appender──▶ writer task ──(group commit: zstd blocks, sled insert, flush)──▶ sled
@@ -45,8 +45,9 @@ pub use writer::{AppendError, Appender};
 
 use crate::logging::LogThrottle;
 use crate::metrics::Metrics;
+use block::BlockMeta;
 use disk::{Ballast, SyncedFile};
-use generation::{key, BlockMeta, Gen};
+use generation::{key, Gen};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 #[cfg(test)]
@@ -627,11 +628,5 @@ impl Spool {
     }
 }
 
-#[cfg(test)]
-mod ack_crash_tests;
-#[cfg(test)]
-mod room_tests;
-#[cfg(test)]
-mod sink_tests;
 #[cfg(test)]
 mod tests;

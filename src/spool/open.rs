@@ -2,7 +2,7 @@
 //! after a crash (blocks below the floor removed, undecodable ones dead-lettered), and
 //! the lock that keeps a second relay out.
 
-use super::disk::{self, Ballast, SyncedFile};
+use super::disk::{self, is_lock_error, open_retrying_lock, Ballast, SyncedFile};
 use super::generation::Gen;
 use super::{
     DeadId, DeadKind, Inner, Spool, SpoolError, State, LEGACY_SINK, META_DROPPED, META_FLOOR,
@@ -192,24 +192,9 @@ fn meta_u64(meta: &sled::Tree, k: &[u8]) -> sled::Result<u64> {
         .map_or(0, u64::from_be_bytes))
 }
 
-/// Opens a sled database, retrying for half a second while its lock is held: in one
-/// process, sled's background threads may hold a just-dropped database for a moment. A
-/// lock held by another process is still reported within that half second.
-pub(super) fn open_retrying_lock<T>(mut open: impl FnMut() -> sled::Result<T>) -> sled::Result<T> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-    loop {
-        match open() {
-            Err(e) if is_lock_error(&e) && std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return other,
-        }
-    }
-}
-
 /// Whether another process holds sled's lock on the database file `db` (sled takes an
 /// exclusive `flock` on it for as long as the database is open), for half a second as
-/// [`open_retrying_lock`] waits. A file that does not exist yet is held by nobody.
+/// `disk::open_retrying_lock` waits. A file that does not exist yet is held by nobody.
 fn held_by_another_process(db: &std::path::Path) -> bool {
     use std::os::fd::AsRawFd;
     let Ok(file) = std::fs::File::open(db) else {
@@ -226,8 +211,4 @@ fn held_by_another_process(db: &std::path::Path) -> bool {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-}
-
-fn is_lock_error(e: &sled::Error) -> bool {
-    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }

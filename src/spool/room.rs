@@ -23,8 +23,8 @@
 //! is released. The spool resumes by itself when space comes back: the check runs at every
 //! commit.
 
+use super::block::BlockMeta;
 use super::disk::{self, Reserve, BALLAST_BYTES};
-use super::generation::BlockMeta;
 use super::FullPolicy;
 use super::{key, CommitGuard, Spool, SpoolError, META_DROPPED};
 use crate::metrics::label;

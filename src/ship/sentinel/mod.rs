@@ -18,9 +18,12 @@
 pub mod record;
 pub(crate) mod token;
 
-use super::client::{Attempt, Outcome, EXCERPT_CHARS};
-use super::destination::Destination;
-use super::settings::SentinelSettings;
+pub(crate) mod config;
+
+pub use config::SentinelSettings;
+
+use super::destination::{Attempt, Destination, Outcome, EXCERPT_CHARS};
+use super::sink::{self, BuildError, RunningSink, SinkContext};
 use crate::backoff::parse_retry_after;
 use crate::net::http::{Body, HttpClient, HttpError};
 use crate::redact::Redaction;
@@ -108,13 +111,17 @@ impl Sentinel {
         spool_id: &str,
         redact: Redaction,
         timeout: Duration,
-    ) -> Result<Sentinel, String> {
+    ) -> Result<Sentinel, BuildError> {
         let url: Uri = format!(
             "{}/dataCollectionRules/{}/streams/{}?api-version={API_VERSION}",
             settings.endpoint, settings.dcr_id, settings.stream
         )
         .parse()
-        .map_err(|e| format!("SENTINEL_ENDPOINT gives an invalid ingestion URL: {e}"))?;
+        .map_err(|source| BuildError::InvalidUrl {
+            var: "SENTINEL_ENDPOINT",
+            what: "ingestion",
+            source,
+        })?;
         let token = EntraToken::new(http.clone(), &settings, timeout)?;
         Ok(Sentinel {
             inner: Arc::new(Inner {
@@ -215,6 +222,24 @@ impl Sentinel {
     }
 }
 
+impl SentinelSettings {
+    /// Builds the Logs Ingestion client and starts Sentinel's shipper, its batches capped
+    /// at what one request may carry.
+    pub fn start(&self, cx: &SinkContext<'_>) -> Result<RunningSink, BuildError> {
+        let dest = Sentinel::new(
+            cx.http.clone(),
+            self.clone(),
+            cx.spool.id(),
+            cx.redact.clone(),
+            cx.ship.request_timeout,
+        )?;
+        let mut settings = cx.ship;
+        // The API takes 1 MB per request; the array's brackets take two bytes.
+        settings.limits.max_bytes = settings.limits.max_bytes.min(self.max_body_bytes - 2);
+        Ok(sink::spawn(cx, dest, settings))
+    }
+}
+
 impl Destination for Sentinel {
     type Encoder = RowEncoder;
 
@@ -249,7 +274,7 @@ pub(crate) fn frame_and_gzip(run: &[u8]) -> Vec<u8> {
     array.push(b'[');
     array.extend_from_slice(rows);
     array.push(b']');
-    super::gzip::encode(&array, super::client::GZIP_LEVEL)
+    super::gzip::encode(&array, super::logscale::client::GZIP_LEVEL)
 }
 
 #[cfg(test)]

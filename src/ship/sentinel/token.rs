@@ -4,9 +4,10 @@
 //! five minutes early), and forgotten when the API answers 401 so that the next attempt
 //! fetches a new one. The client secret and the tokens travel only as [`Secret`]s.
 
+use super::config::SentinelSettings;
 use crate::net::http::{Body, HttpClient, HttpError};
 use crate::secret::Secret;
-use crate::ship::SentinelSettings;
+use crate::ship::sink::BuildError;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Method, Request, Uri};
 use std::sync::Mutex;
@@ -42,31 +43,26 @@ pub(crate) struct EntraToken {
     fetching: tokio::sync::Mutex<()>,
 }
 
-fn form_encode(s: &str) -> String {
-    crate::source::zoom_token::urlencode(s)
-}
-
 impl EntraToken {
     pub(crate) fn new(
         http: HttpClient,
         s: &SentinelSettings,
         timeout: Duration,
-    ) -> Result<EntraToken, String> {
-        let url: Uri = format!(
-            "{}/{}/oauth2/v2.0/token",
-            s.authority_host,
-            form_encode(&s.tenant_id)
-        )
-        .parse()
-        .map_err(|e| {
-            format!("AZURE_AUTHORITY_HOST and AZURE_TENANT_ID give an invalid token URL: {e}")
-        })?;
-        let form = format!(
-            "grant_type=client_credentials&client_id={}&client_secret={}&scope={}",
-            form_encode(&s.client_id),
-            form_encode(s.client_secret.expose()),
-            form_encode(SCOPE)
-        );
+    ) -> Result<EntraToken, BuildError> {
+        let tenant: String = form_urlencoded::byte_serialize(s.tenant_id.as_bytes()).collect();
+        let url: Uri = format!("{}/{tenant}/oauth2/v2.0/token", s.authority_host)
+            .parse()
+            .map_err(|source| BuildError::InvalidUrl {
+                var: "AZURE_AUTHORITY_HOST and AZURE_TENANT_ID",
+                what: "token",
+                source,
+            })?;
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", &s.client_id)
+            .append_pair("client_secret", s.client_secret.expose())
+            .append_pair("scope", SCOPE)
+            .finish();
         Ok(EntraToken {
             http,
             url,

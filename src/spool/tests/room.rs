@@ -1,8 +1,6 @@
 //! Spool tests of the size cap and the free-space floor (`room.rs`), on real sled
 //! directories.
 
-use super::tests::{all_pending, noisy, open, rec, recs, settings};
-use super::FullPolicy;
 use super::*;
 use crate::metrics::label;
 use std::sync::atomic::Ordering;

@@ -14,7 +14,6 @@
 //!   the `relay_id` of one already delivered, and query-time de-duplication would hide it).
 
 use super::*;
-use super::{FullPolicy, SpoolSettings};
 use bytes::Bytes;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
@@ -144,7 +143,7 @@ fn crash_child(case: &str, dir: &Path) {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "spool::ack_crash_tests::child",
+            "spool::tests::ack_crash::child",
             "--ignored",
             "--nocapture",
             "--test-threads",

@@ -1,6 +1,5 @@
 //! One spool, a delivery position per destination: on real sled directories.
 
-use super::tests::{open, recs, settings};
 use super::*;
 
 fn stored_blocks(s: &Spool) -> usize {

@@ -20,9 +20,9 @@
 //! One [`Encoder`] per shipping task: it owns the scratch buffers and simd-json tapes and
 //! reuses them for every event, writing the output straight into the request body.
 
-use super::json::{self, get, str_at, write_str, write_value};
 use super::transform::{rewrites, write_content, write_rewrite, Transforms};
 use crate::redact::{Redaction, MARKER};
+use crate::ship::json::{self, get, str_at, write_str, write_value};
 use crate::spool::{Record, SourceKind};
 use simd_json::{Buffers, Node, StaticNode, Tape, INPUT_PADDING};
 

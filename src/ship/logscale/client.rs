@@ -9,10 +9,12 @@
 //! | 413                             | too large: split the batch                   |
 //! | 400, other 4xx                  | refused: bisect down to the refused events   |
 
+use super::config::Compression;
 use crate::backoff::parse_retry_after;
 use crate::net::http::{Body, HttpClient, HttpError};
 use crate::secret::Secret;
-use crate::ship::Compression;
+use crate::ship::destination::{Attempt, Outcome, EXCERPT_CHARS};
+use crate::ship::sink::BuildError;
 use bytes::Bytes;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request, Uri};
@@ -23,41 +25,6 @@ use std::time::Duration;
 pub(crate) const GZIP_LEVEL: u32 = 1;
 /// zstd level for `LOGSCALE_COMPRESSION=zstd`.
 pub(crate) const ZSTD_LEVEL: i32 = 1;
-/// How much of an error body is kept for logs and `spool inspect`.
-pub(crate) const EXCERPT_CHARS: usize = 300;
-
-/// What LogScale's answer means for the batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Accepted,
-    Retry { retry_after: Option<Duration> },
-    TokenRefused,
-    TooLarge,
-    Refused,
-}
-
-/// One attempt's result: the outcome, and a description for logs when it failed.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    pub outcome: Outcome,
-    pub status: Option<u16>,
-    pub message: String,
-    pub body_excerpt: Option<String>,
-}
-
-impl Attempt {
-    /// The metric label of the outcome's status class.
-    pub fn class(&self) -> &'static str {
-        match self.status {
-            Some(200..=299) => "2xx",
-            Some(400..=499) => "4xx",
-            Some(500..=599) => "5xx",
-            Some(_) => "other",
-            None => "error",
-        }
-    }
-}
-
 /// What an HTTP status from LogScale means (the table in the module docs), with the
 /// line logged when it is not a success.
 pub(crate) fn outcome_of(code: u16, retry_after: Option<Duration>) -> (Outcome, String) {
@@ -92,17 +59,25 @@ impl HecClient {
         token: &Secret,
         compression: Compression,
         timeout: Duration,
-    ) -> Result<HecClient, String> {
-        let url: Uri = format!("{base_url}/api/v1/ingest/hec")
-            .parse()
-            .map_err(|e| format!("LOGSCALE_HOST gives an invalid ingest URL: {e}"))?;
-        let health_url: Uri = format!("{base_url}/api/v1/ingest/hec/health")
-            .parse()
-            .map_err(|e| format!("LOGSCALE_HOST gives an invalid health URL: {e}"))?;
+    ) -> Result<HecClient, BuildError> {
+        let url = |path: &str, what| {
+            format!("{base_url}{path}")
+                .parse::<Uri>()
+                .map_err(|source| BuildError::InvalidUrl {
+                    var: "LOGSCALE_HOST",
+                    what,
+                    source,
+                })
+        };
+        let (url, health_url) = (
+            url("/api/v1/ingest/hec", "ingest")?,
+            url("/api/v1/ingest/hec/health", "health")?,
+        );
         let mut auth =
             HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
-                "LOGSCALE_INGEST_TOKEN contains characters not allowed in an HTTP header"
-                    .to_string()
+                BuildError::InvalidHeader {
+                    var: "LOGSCALE_INGEST_TOKEN",
+                }
             })?;
         auth.set_sensitive(true);
         Ok(HecClient {
@@ -123,7 +98,7 @@ impl HecClient {
     pub fn compress(&self, raw: &[u8]) -> Bytes {
         match self.compression {
             Compression::None => Bytes::copy_from_slice(raw),
-            Compression::Gzip => Bytes::from(super::gzip::encode(raw, GZIP_LEVEL)),
+            Compression::Gzip => Bytes::from(crate::ship::gzip::encode(raw, GZIP_LEVEL)),
             Compression::Zstd => Bytes::from(
                 zstd::bulk::compress(raw, ZSTD_LEVEL).expect("zstd compression of memory"),
             ),

@@ -13,7 +13,7 @@
 //! `payload.object.call_qos`), `session.*` (under `payload.object.user`), unknown names,
 //! arrays with odd items. Nothing is refused for its shape.
 
-use super::json::{get, key_at, skip, str_at, write_key, write_object_with, write_value};
+use crate::ship::json::{get, key_at, skip, str_at, write_key, write_object_with, write_value};
 use simd_json::Node;
 
 /// The path to the participant object.
@@ -159,7 +159,7 @@ fn write_qos_object(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize) -> usize {
         if n > 0 {
             out.push(b',');
         }
-        super::json::write_str(out, ty);
+        crate::ship::json::write_str(out, ty);
         out.push(b':');
         write_details(out, nodes, *item);
     }
