@@ -356,3 +356,24 @@ pub async fn tls_fakes(
     .unwrap();
     (zoom, sink)
 }
+
+/// Waits until `pending()` reaches 0, for as long as it keeps going down: fails only when
+/// it has not moved for `stall` (a slow, loaded machine drains slowly; a stuck relay does
+/// not drain at all). Returns whether it reached 0.
+pub async fn drained(stall: Duration, mut pending: impl FnMut() -> u64) -> bool {
+    let mut last = u64::MAX;
+    let mut moved = Instant::now();
+    loop {
+        let now = pending();
+        if now == 0 {
+            return true;
+        }
+        if now < last {
+            last = now;
+            moved = Instant::now();
+        } else if moved.elapsed() > stall {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
