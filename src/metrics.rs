@@ -80,9 +80,10 @@ pub struct Metrics {
     pub ship_batch_bytes: HistogramFamily,
     pub ship_receive_to_ack: HistogramFamily,
 
-    pub ws_connects: Counter,
-    pub ws_disconnects: Family<Label, Counter>,
-    pub ws_frames: Family<Label, Counter>,
+    pub ws_connects: Family<Label, Counter>,
+    pub ws_disconnects: Family<Labels2, Counter>,
+    pub ws_frames: Family<Labels2, Counter>,
+    pub events_deduplicated: Counter,
     pub ws_heartbeat_rtt: Histogram,
     pub token_refreshes: Family<Label, Counter>,
 
@@ -141,9 +142,10 @@ impl Metrics {
             ship_batch_bytes: reg!("ship_batch_bytes", "Uncompressed bytes per ingest request, by sink.", Family::new_with_constructor(batch_byte_buckets as fn() -> Histogram)),
             ship_receive_to_ack: reg!("ship_receive_to_ack_seconds", "From receipt of an event to the destination's acknowledgement, for every delivered event, by sink.", Family::new_with_constructor(latency_buckets as fn() -> Histogram)),
 
-            ws_connects: reg!("ws_connects", "WebSocket connections to Zoom that completed build_connection.", Counter::default()),
-            ws_disconnects: reg!("ws_disconnects", "WebSocket disconnects, by reason.", Family::default()),
-            ws_frames: reg!("ws_frames", "WebSocket frames received, by kind (event, heartbeat, control, malformed).", Family::default()),
+            ws_connects: reg!("ws_connects", "WebSocket connections to Zoom that completed build_connection, by subscription.", Family::default()),
+            ws_disconnects: reg!("ws_disconnects", "WebSocket disconnects, by subscription and reason.", Family::default()),
+            ws_frames: reg!("ws_frames", "WebSocket frames received, by subscription and kind (event, heartbeat, control, malformed).", Family::default()),
+            events_deduplicated: reg!("events_deduplicated", "WebSocket events dropped as copies of one another subscription brought first (several subscriptions of the same events).", Counter::default()),
             ws_heartbeat_rtt: reg!("ws_heartbeat_rtt_seconds", "Round trip of Zoom's application heartbeat.", latency_buckets()),
             token_refreshes: reg!("zoom_token_requests", "Zoom OAuth token requests, by result (ok, rejected, error).", Family::default()),
 

@@ -60,7 +60,8 @@ pub struct RunningRelay {
     pub ship_statuses: Vec<(&'static str, Arc<ShipStatus>)>,
     pub admin_addr: Option<SocketAddr>,
     pub webhook_addr: Option<SocketAddr>,
-    pub ws_state: Option<Arc<WsState>>,
+    /// Each WebSocket subscription's live state.
+    pub ws_states: Vec<Arc<WsState>>,
     ready: Arc<AtomicBool>,
     sources_stop: CancellationToken,
     shipper_stop: CancellationToken,
@@ -197,10 +198,11 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
     let ship_statuses: Vec<_> = sinks.iter().map(|s| (s.name, s.status.clone())).collect();
 
     let ready = Arc::new(AtomicBool::new(false));
-    let ws_state = config
+    let ws_states = config
         .zoom_ws
         .as_ref()
-        .map(|_| Arc::new(WsState::default()));
+        .map(|z| z.states())
+        .unwrap_or_default();
     let admin_stop = CancellationToken::new();
     let admin_state = AdminState {
         spool: spool.clone(),
@@ -208,7 +210,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         ship_status: ship_statuses.clone(),
         ready: ready.clone(),
         hec: config.hec(spool.id()),
-        ws: ws_state.clone(),
+        ws: ws_states.clone(),
         destinations: config.destinations(),
     };
     let allowed = config.admin_allowed_hosts.clone();
@@ -224,8 +226,8 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         stop: &sources_stop,
     };
     let mut sources = Vec::new();
-    if let (Some(zoom), Some(state)) = (&config.zoom_ws, &ws_state) {
-        sources.extend(zoom.start(&scx, state.clone())?);
+    if let Some(zoom) = &config.zoom_ws {
+        sources.extend(zoom.start(&scx, &ws_states)?);
     }
     let mut webhook = None;
     if let Some(wh) = &config.webhook {
@@ -245,7 +247,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         ship_statuses,
         admin_addr: admin.addr,
         webhook_addr,
-        ws_state,
+        ws_states,
         ready,
         sources_stop,
         shipper_stop,

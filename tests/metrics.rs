@@ -136,10 +136,16 @@ async fn every_metric_moves_with_the_value_it_must_have() {
         total
     );
     // The WebSocket: one connection, its frames, heartbeats, one token.
-    assert_eq!(v("relay_ws_connects_total"), 1.0);
-    assert_eq!(v(r#"relay_ws_frames_total{kind="event"}"#), FRAMES as f64);
+    assert_eq!(
+        v(r#"relay_ws_connects_total{subscription="sim-subscription"}"#),
+        1.0
+    );
+    assert_eq!(
+        v(r#"relay_ws_frames_total{subscription="sim-subscription",kind="event"}"#),
+        FRAMES as f64
+    );
     assert!(
-        v(r#"relay_ws_frames_total{kind="heartbeat"}"#) >= 1.0,
+        v(r#"relay_ws_frames_total{subscription="sim-subscription",kind="heartbeat"}"#) >= 1.0,
         "{m}"
     );
     assert!(v("relay_ws_heartbeat_rtt_seconds_count") >= 1.0, "{m}");
@@ -195,7 +201,13 @@ async fn every_metric_moves_with_the_value_it_must_have() {
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum();
     assert_eq!(disconnects, 1.0, "{m}");
-    assert_eq!(value(&m, "relay_ws_connects_total"), 2.0);
+    assert_eq!(
+        value(
+            &m,
+            r#"relay_ws_connects_total{subscription="sim-subscription"}"#
+        ),
+        2.0
+    );
 
     // A burst larger than the writer's 16 MiB queue on a disk that takes 200 ms a commit:
     // the WebSocket reader waits for room, and says how long.

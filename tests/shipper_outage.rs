@@ -64,8 +64,8 @@ async fn outage_then_kill9_then_restart_loses_nothing() {
     let report = relay.inspect();
     assert_eq!(report.read_from, qss_relay::admin::ReadFrom::Daemon);
     let ws = report
-        .websocket
-        .as_ref()
+        .websockets
+        .first()
         .expect("the WebSocket source is shown");
     assert!(ws.connected && ws.events_received == 10_000, "{ws:?}");
     let err = report.last_ship_error.expect("the 503 is shown");

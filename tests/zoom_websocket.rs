@@ -57,7 +57,7 @@ impl Setup {
     fn disconnects(&self, reason: &'static str) -> u64 {
         self.metrics
             .ws_disconnects
-            .get_or_create(&label("reason", reason))
+            .get_or_create(&[("subscription", "sim-subscription"), ("reason", reason)])
             .get()
     }
     async fn stop(&mut self) {

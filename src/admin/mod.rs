@@ -48,7 +48,9 @@ pub struct AdminState {
     pub ship_status: Vec<(&'static str, Arc<ShipStatus>)>,
     pub ready: Arc<AtomicBool>,
     pub hec: HecSettings,
-    pub ws: Option<Arc<WsState>>,
+    /// Each WebSocket subscription's live state (none: the source is off, or the spool
+    /// was opened from disk).
+    pub ws: Vec<Arc<WsState>>,
     /// The configured destinations and the sources each takes (what `--sink NAME`
     /// selects).
     pub destinations: Vec<(&'static str, Sources)>,
@@ -67,7 +69,7 @@ impl AdminState {
             ship_status: Vec::new(),
             ready: Arc::new(AtomicBool::new(false)),
             hec,
-            ws: None,
+            ws: Vec::new(),
             destinations,
         }
     }
@@ -115,7 +117,7 @@ impl AdminState {
                 .map(|(n, s)| (n.to_string(), Some(s.snapshot())))
                 .collect();
             let mut r = InspectReport::new(self.refresh_gauges(), ships, ReadFrom::Daemon);
-            r.websocket = self.ws.as_ref().map(|w| w.snapshot());
+            r.websockets = self.ws.iter().map(|w| w.snapshot()).collect();
             r
         }
     }

@@ -39,9 +39,9 @@ pub struct InspectReport {
     pub shipper: Option<ShipState>,
     pub last_ship_error: Option<ShipError>,
     pub last_ship_success_ms: Option<u64>,
-    /// The Zoom WebSocket source, when the daemon runs one.
+    /// The Zoom WebSocket source when the daemon runs one: one per subscription.
     #[serde(default)]
-    pub websocket: Option<WsSnapshot>,
+    pub websockets: Vec<WsSnapshot>,
     /// Each destination: its position in the spool and its shipper's state. (`shipper`
     /// above is LogScale's, or the only destination's, as before there were several.)
     #[serde(default)]
@@ -78,7 +78,7 @@ impl InspectReport {
             spool: stats,
             read_from,
             shipper,
-            websocket: None,
+            websockets: Vec::new(),
         }
     }
 }

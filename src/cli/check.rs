@@ -8,6 +8,7 @@ use crate::net::http::HttpClient;
 use crate::net::proxy::Proxy;
 use crate::net::tls;
 use crate::ship::{HecClient, Sentinel};
+use crate::source::settings::ZoomWsSettings;
 use crate::source::zoom_dial::Dialer;
 use crate::source::zoom_token::TokenSource;
 use crate::spool::{Spool, SpoolError, SpoolStats};
@@ -143,11 +144,16 @@ pub(super) async fn check(global: &Global) -> ExitCode {
                                 return ExitCode::FAILURE;
                             }
                         };
-                    let dialer = Dialer::new(zoom.clone(), tls_cfg, proxy.clone());
-                    let via = dialer.route();
-                    match dialer.probe(&token).await {
-                        Ok(url) => c.pass("Zoom WebSocket", &format!("build_connection succeeded at {url} ({via}; Zoom allows one connection per subscription: a running relay reconnects at once)")),
-                        Err(e) => c.fail("Zoom WebSocket", &format!("{e} ({via})"), "check ZOOM_WSS_URL (the subscription's endpoint with ?subscriptionId=...), that the app has the QSS scopes, and HTTPS_PROXY/NO_PROXY if a proxy is in the way"),
+                    for url in &zoom.wss_urls {
+                        let what =
+                            format!("Zoom WebSocket ({})", ZoomWsSettings::subscription_of(url));
+                        let dialer =
+                            Dialer::new(zoom.clone(), url.clone(), tls_cfg.clone(), proxy.clone());
+                        let via = dialer.route();
+                        match dialer.probe(&token).await {
+                            Ok(url) => c.pass(&what, &format!("build_connection succeeded at {url} ({via}; Zoom allows one connection per subscription: a running relay reconnects at once)")),
+                            Err(e) => c.fail(&what, &format!("{e} ({via})"), "check ZOOM_WSS_URL (each subscription's endpoint with ?subscriptionId=...), that the app has the QSS scopes, and HTTPS_PROXY/NO_PROXY if a proxy is in the way"),
+                        }
                     }
                 }
             }

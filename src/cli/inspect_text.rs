@@ -110,13 +110,26 @@ pub(super) fn render_inspect(r: &InspectReport) -> String {
     } else if let Some(ship) = &r.shipper {
         render_ship(&mut out, ship, "Shipper: ");
     }
-    if let Some(ws) = &r.websocket {
+    for ws in &r.websockets {
         let last = ws.last_frame_ms.map_or_else(
             || "no frame yet".to_string(),
             |ms| format!("last frame {}", format::when(ms)),
         );
+        let name = if r.websockets.len() > 1 {
+            format!(" ({})", ws.subscription)
+        } else {
+            String::new()
+        };
+        let dups = if ws.duplicates_dropped > 0 {
+            format!(
+                ", {} copies of events another subscription brought first",
+                format::count(ws.duplicates_dropped)
+            )
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "Zoom WebSocket: {}, {last}, {} events since start\n",
+            "Zoom WebSocket{name}: {}, {last}, {} events since start{dups}\n",
             if ws.connected {
                 "connected"
             } else {
@@ -124,7 +137,11 @@ pub(super) fn render_inspect(r: &InspectReport) -> String {
             },
             format::count(ws.events_received)
         ));
+        if ws.contended {
+            out.push_str("  CONTENDED: Zoom keeps closing this subscription's connection soon after it opens: another client uses the same subscription (a second relay on the same URL?)\n");
+        }
     }
+
     out.push_str(&format!("Why: {}\n", why(r)));
     out
 }

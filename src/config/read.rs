@@ -150,6 +150,38 @@ impl<'a> Reader<'a> {
     }
 }
 
+impl Reader<'_> {
+    /// A comma-separated list of URLs of the kind's schemes, each checked, none twice; a
+    /// bad one is a problem and yields `None`.
+    pub(super) fn urls(&mut self, setting: &Setting) -> Option<Vec<String>> {
+        let Kind::Url(schemes) = setting.kind else {
+            unreachable!("{} is not a URL", setting.name)
+        };
+        let value = self.string(setting)?;
+        let urls: Vec<String> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect();
+        if urls.is_empty() {
+            self.problem(setting.name, "no URL given");
+            return None;
+        }
+        for (i, u) in urls.iter().enumerate() {
+            if let Err(e) = check_url(u, schemes) {
+                self.problem(setting.name, e);
+            } else if urls[..i].contains(u) {
+                self.problem(
+                    setting.name,
+                    format!("{u:?} is given twice: one connection per subscription"),
+                );
+            }
+        }
+        Some(urls)
+    }
+}
+
 pub(super) fn read_logscale(r: &mut Reader<'_>) -> Option<LogscaleSettings> {
     let host = r.string(&s::LOGSCALE_HOST);
     let token = r.secret(&s::LOGSCALE_INGEST_TOKEN);
@@ -212,7 +244,7 @@ pub fn normalize_logscale_host(raw: &str) -> Result<String, String> {
 pub(super) fn read_zoom_ws(r: &mut Reader<'_>) -> Option<ZoomWsSettings> {
     let heartbeat_interval = r.secs(&s::ZOOM_HEARTBEAT_INTERVAL_SECS);
     let oauth_url = r.url(&s::ZOOM_OAUTH_URL).expect("declared default");
-    let wss_url = r.url(&s::ZOOM_WSS_URL)?;
+    let wss_urls = r.urls(&s::ZOOM_WSS_URL)?;
     let mut required = |setting: &Setting| {
         let v = r.string(setting);
         if v.is_none() {
@@ -230,7 +262,7 @@ pub(super) fn read_zoom_ws(r: &mut Reader<'_>) -> Option<ZoomWsSettings> {
         account_id: account_id?,
         client_id: client_id?,
         client_secret: Secret::new(client_secret?),
-        wss_url,
+        wss_urls,
         oauth_url,
         heartbeat_interval,
     })

@@ -221,7 +221,7 @@ pub const ZOOM_CLIENT_SECRET: Setting = Setting::new(
     "Server-to-Server OAuth app: client secret (secret).",
 )
 .shown("(required with ZOOM_WSS_URL)");
-pub const ZOOM_WSS_URL: Setting = Setting::new("ZOOM_WSS_URL", Kind::Url(&["wss", "ws"]), "QSS WebSocket endpoint of the subscription, with its `?subscriptionId=...`. Setting it turns the WebSocket source on.").shown("(none: WebSocket source off)");
+pub const ZOOM_WSS_URL: Setting = Setting::new("ZOOM_WSS_URL", Kind::Url(&["wss", "ws"]), "QSS WebSocket endpoint of the subscription, with its `?subscriptionId=...`; several subscriptions of the same app, comma-separated, for redundancy (one connection each; an event arriving on several is spooled once). Setting it turns the WebSocket source on.").shown("(none: WebSocket source off)");
 pub const ZOOM_OAUTH_URL: Setting = Setting::new(
     "ZOOM_OAUTH_URL",
     Kind::Url(&["https", "http"]),

@@ -11,6 +11,12 @@
 //!   [`crate::sim::events`]), as fast as possible or at a set rate.
 //! - Test controls: inject raw frames, close connections, send `Invalid Token` mid-stream,
 //!   refuse credentials, stop answering heartbeats.
+//! - Live mode ([`ZoomOptions::live`]), as Zoom behaves: several subscriptions
+//!   ([`ZoomOptions::subscriptions`]) each get every event, in a frame whose `header`
+//!   differs per subscription; an event emitted while a subscription has no open
+//!   connection is lost for it (never replayed); a new connection on a subscription closes
+//!   the one before it. [`FakeZoom::reached`] says which events reached at least one open
+//!   connection. Without it (the default) events wait in one queue for any connection.
 
 use crate::net::server::{self, RespBody};
 use crate::sim::events::FrameFactory;
@@ -40,6 +46,10 @@ pub struct ZoomOptions {
     pub subscription_id: String,
     /// `expires_in` of issued tokens.
     pub token_ttl: Duration,
+    /// Further subscriptions besides `subscription_id`, carrying the same events.
+    pub subscriptions: Vec<String>,
+    /// Live mode (see the module docs).
+    pub live: bool,
 }
 
 impl Default for ZoomOptions {
@@ -50,8 +60,27 @@ impl Default for ZoomOptions {
             client_secret: "sim-secret".into(),
             subscription_id: "sim-subscription".into(),
             token_ttl: Duration::from_secs(3600),
+            subscriptions: Vec::new(),
+            live: false,
         }
     }
+}
+
+impl ZoomOptions {
+    /// Every subscription id the fake serves.
+    fn all_subscriptions(&self) -> Vec<String> {
+        let mut all = vec![self.subscription_id.clone()];
+        all.extend(self.subscriptions.iter().cloned());
+        all
+    }
+}
+
+/// An open connection in live mode.
+struct LiveConn {
+    id: u64,
+    events: tokio::sync::mpsc::UnboundedSender<u64>,
+    /// Cancelled to close it: replaced by a newer connection, or told to.
+    kick: CancellationToken,
 }
 
 /// Commands to open connections.
@@ -109,6 +138,11 @@ struct State {
     rate: Mutex<Option<f64>>,
     wake: Notify,
     commands: broadcast::Sender<Command>,
+    /// Live mode: each subscription's open connection.
+    live: Mutex<std::collections::HashMap<String, LiveConn>>,
+    /// Live mode: events written to at least one open connection.
+    reached: Mutex<std::collections::HashSet<u64>>,
+    conn_ids: AtomicU64,
 }
 
 /// A running fake Zoom. Stops when dropped.
@@ -166,6 +200,9 @@ impl FakeZoom {
             rate: Mutex::new(None),
             wake: Notify::new(),
             commands,
+            live: Mutex::new(Default::default()),
+            reached: Mutex::new(Default::default()),
+            conn_ids: AtomicU64::new(0),
         });
         let shutdown = CancellationToken::new();
         let st = state.clone();
@@ -192,14 +229,56 @@ impl FakeZoom {
         format!("{scheme}://{}/oauth/token", self.addr)
     }
 
-    /// For `ZOOM_WSS_URL` (plain `ws://` on loopback).
+    /// For `ZOOM_WSS_URL` (plain `ws://` on loopback): the first subscription's URL.
     pub fn wss_url(&self) -> String {
+        self.wss_url_for(&self.state.opts.subscription_id)
+    }
+
+    /// The URL of the subscription `id`.
+    pub fn wss_url_for(&self, id: &str) -> String {
         format!(
-            "{}://{}/ws?subscriptionId={}",
+            "{}://{}/ws?subscriptionId={id}",
             if self.tls { "wss" } else { "ws" },
             self.addr,
-            self.state.opts.subscription_id
         )
+    }
+
+    /// Every subscription's URL, comma-separated (`ZOOM_WSS_URL` for all of them).
+    pub fn wss_urls(&self) -> String {
+        self.state
+            .opts
+            .all_subscriptions()
+            .iter()
+            .map(|s| self.wss_url_for(s))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Live mode: closes the open connection of subscription `id` (the client reconnects;
+    /// events emitted meanwhile are lost for that subscription).
+    pub fn close_subscription(&self, id: &str) {
+        if let Some(c) = self.state.live.lock().expect("not poisoned").remove(id) {
+            c.kick.cancel();
+        }
+    }
+
+    /// Live mode: the events written to at least one open connection.
+    pub fn reached(&self) -> std::collections::HashSet<u64> {
+        self.state.reached.lock().expect("not poisoned").clone()
+    }
+
+    /// Live mode: the subscriptions with an open connection now.
+    pub fn live_subscriptions(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .state
+            .live
+            .lock()
+            .expect("not poisoned")
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        v
     }
 
     pub fn options(&self) -> &ZoomOptions {
@@ -215,14 +294,16 @@ impl FakeZoom {
                 "ZOOM_CLIENT_SECRET".into(),
                 self.state.opts.client_secret.clone(),
             ),
-            ("ZOOM_WSS_URL".into(), self.wss_url()),
+            ("ZOOM_WSS_URL".into(), self.wss_urls()),
             ("ZOOM_OAUTH_URL".into(), self.oauth_url()),
         ]
     }
 
-    /// Queues `n` more events (sent as fast as the connection takes them).
+    /// Queues `n` more events (sent as fast as the connection takes them); in live mode,
+    /// emits them now to every open connection.
     pub fn send(&self, n: u64) {
         self.state.queued.fetch_add(n, Ordering::SeqCst);
+        emit_live(&self.state);
         self.state.wake.notify_waiters();
     }
 
@@ -337,6 +418,7 @@ async fn rate_generator(st: Arc<State>, shutdown: CancellationToken) {
             carry -= n;
             if n > 0.0 {
                 st.queued.fetch_add(n as u64, Ordering::SeqCst);
+                emit_live(&st);
                 st.wake.notify_waiters();
             }
         }
@@ -363,8 +445,8 @@ async fn handle(
                 let cur = st.current_token.lock().expect("not poisoned");
                 matches!((&*cur, param("access_token")), (Some((t, exp)), Some(given)) if *t == given && Instant::now() < *exp)
             };
-            let subscription_ok =
-                param("subscriptionId").as_deref() == Some(st.opts.subscription_id.as_str());
+            let subscription = param("subscriptionId").unwrap_or_default();
+            let subscription_ok = st.opts.all_subscriptions().contains(&subscription);
             let forced = st
                 .refuse_next
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -376,7 +458,7 @@ async fn handle(
             };
             tokio::spawn(async move {
                 if let Ok(ws) = fut.await {
-                    serve_ws(st, shutdown, ws, token_ok, subscription_ok).await;
+                    serve_ws(st, shutdown, ws, token_ok, subscription_ok, subscription).await;
                 }
             });
             let (parts, body) = resp.into_parts();
@@ -473,6 +555,7 @@ async fn serve_ws(
     ws: fastwebsockets::WebSocket<TokioIo<hyper::upgrade::Upgraded>>,
     token_ok: bool,
     subscription_ok: bool,
+    subscription: String,
 ) {
     let (rx, tx) = ws.split(|s| {
         let (r, w) = tokio::io::split(s);
@@ -553,6 +636,21 @@ async fn serve_ws(
         })
     };
 
+    if st.opts.live {
+        serve_live(
+            &st,
+            &shutdown,
+            &writer,
+            &reader_done,
+            &mut commands,
+            subscription,
+        )
+        .await;
+        st.open.fetch_sub(1, Ordering::SeqCst);
+        let _ = tokio::time::timeout(Duration::from_secs(2), reader_done.cancelled()).await;
+        reader.abort();
+        return;
+    }
     loop {
         // Send what is queued, in chunks, flushing once per chunk.
         if !send_queued(&st, &writer).await {
@@ -645,5 +743,118 @@ async fn send_queued(st: &State, writer: &Writer) -> bool {
             let now = Instant::now();
             times.extend(numbers.iter().map(|&n| (n, now)));
         }
+    }
+}
+
+/// Live mode: hands the events emitted since the last call to every subscription's open
+/// connection; a subscription without one loses them.
+fn emit_live(st: &State) {
+    if !st.opts.live {
+        return;
+    }
+    let live = st.live.lock().expect("not poisoned");
+    let queued = st.queued.load(Ordering::SeqCst);
+    let from = st.next.swap(queued, Ordering::SeqCst);
+    for n in from..queued.max(from) {
+        for c in live.values() {
+            let _ = c.events.send(n);
+        }
+    }
+}
+
+/// The frame of event `n` for `subscription`: the same event, a header of its own.
+fn live_frame(st: &State, n: u64, subscription: &str) -> Vec<u8> {
+    let frame = st.frames.frame(n);
+    let header = format!(
+        r#""header":{{"x-zm-trackingid":"EventService_{subscription}_{n}","clientId":"sim-client"}}}}"#
+    );
+    match frame.strip_suffix(br#""header":{}}"#.as_slice()) {
+        Some(head) => [head, header.as_bytes()].concat(),
+        None => frame.to_vec(),
+    }
+}
+
+/// Live mode: this connection is its subscription's (closing the one before it) and gets
+/// every event emitted while it is open, until it is closed or replaced.
+async fn serve_live(
+    st: &State,
+    shutdown: &CancellationToken,
+    writer: &Writer,
+    reader_done: &CancellationToken,
+    commands: &mut broadcast::Receiver<Command>,
+    subscription: String,
+) {
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let id = st.conn_ids.fetch_add(1, Ordering::SeqCst);
+    let kick = CancellationToken::new();
+    {
+        let mut live = st.live.lock().expect("not poisoned");
+        let conn = LiveConn {
+            id,
+            events: tx,
+            kick: kick.clone(),
+        };
+        if let Some(old) = live.insert(subscription.clone(), conn) {
+            old.kick.cancel();
+        }
+    }
+    let close = |code: u16, why: &'static [u8]| async move {
+        let mut w = writer.lock().await;
+        let _ = w.write_frame(Frame::close(code, why)).await;
+        let _ = w.flush().await;
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = reader_done.cancelled() => break,
+            _ = kick.cancelled() => {
+                close(1000, b"closed by the server").await;
+                break;
+            }
+            n = events.recv() => {
+                let Some(n) = n else { break };
+                // Everything emitted to this connection so far, in one flush.
+                let mut batch = vec![n];
+                while let Ok(m) = events.try_recv() {
+                    batch.push(m);
+                }
+                let mut w = writer.lock().await;
+                let mut ok = true;
+                for &m in &batch {
+                    let frame = live_frame(st, m, &subscription);
+                    if w.write_frame(text_frame(&frame)).await.is_err() {
+                        ok = false;
+                        break;
+                    }
+                }
+                if !ok || w.flush().await.is_err() {
+                    break;
+                }
+                drop(w);
+                st.sent.fetch_add(batch.len() as u64, Ordering::SeqCst);
+                st.reached.lock().expect("not poisoned").extend(batch);
+            }
+            cmd = commands.recv() => match cmd {
+                Ok(Command::Inject(b)) => {
+                    if !write(writer, &b).await {
+                        break;
+                    }
+                }
+                Ok(Command::Close) => {
+                    close(1000, b"bye").await;
+                    break;
+                }
+                Ok(Command::InvalidToken) => {
+                    let _ = write(writer, br#"{"module":"message","success":false,"content":"Invalid Token","header":{}}"#).await;
+                    close(1008, b"invalid token").await;
+                    break;
+                }
+                Err(_) => {}
+            },
+        }
+    }
+    let mut live = st.live.lock().expect("not poisoned");
+    if live.get(&subscription).is_some_and(|c| c.id == id) {
+        live.remove(&subscription);
     }
 }

@@ -6,6 +6,7 @@
 //! - [`webhook`]: the Zoom webhook endpoint, with [`signature`] for HMAC checks.
 //! - [`settings`]: what each source is configured with; [`start`]: starting one.
 
+pub(crate) mod dedup;
 pub(crate) mod end_reason;
 pub(crate) mod frame;
 pub(crate) mod settings;

@@ -13,10 +13,23 @@ pub struct ZoomWsSettings {
     pub account_id: String,
     pub client_id: String,
     pub client_secret: Secret,
-    /// As configured, with `?subscriptionId=...`; the token is appended per connection.
-    pub wss_url: String,
+    /// One URL per subscription (same account and app), each with its
+    /// `?subscriptionId=...`; the token is appended per connection.
+    pub wss_urls: Vec<String>,
     pub oauth_url: String,
     pub heartbeat_interval: Duration,
+}
+
+impl ZoomWsSettings {
+    /// The name of the subscription a URL connects to, for metrics and logs: its
+    /// `subscriptionId`, else the URL's path.
+    pub fn subscription_of(url: &str) -> String {
+        let query = url.split_once('?').map_or("", |(_, q)| q);
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "subscriptionId")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| url.split('?').next().unwrap_or(url).to_string())
+    }
 }
 
 /// The Zoom webhook source.

@@ -5,7 +5,7 @@
 use super::settings::{WebhookSettings, ZoomWsSettings};
 use super::webhook::{WebhookSource, WebhookStartError};
 use super::zoom_token::TokenSource;
-use super::zoom_ws::{WsState, ZoomWsSource};
+use super::zoom_ws::{WsParts, WsState, ZoomWsSource};
 use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
 use crate::net::proxy::Proxy;
@@ -39,28 +39,39 @@ pub struct RunningWebhook {
 }
 
 impl ZoomWsSettings {
-    /// Starts the token refresher and the WebSocket session; their live figures go to
-    /// `state` (`relay spool inspect`).
+    /// The live state of each subscription, in the order of `wss_urls` (made before the
+    /// sources start, so that `inspect` can show them from the first moment).
+    pub fn states(&self) -> Vec<Arc<WsState>> {
+        self.wss_urls
+            .iter()
+            .map(|u| Arc::new(WsState::new(ZoomWsSettings::subscription_of(u))))
+            .collect()
+    }
+
+    /// Starts the token refresher (one token for every subscription: the same app) and one
+    /// WebSocket session per subscription, each with its own heartbeat and reconnects;
+    /// with several, an event that arrives on more than one is spooled once.
     pub fn start(
         &self,
         cx: &SourceContext<'_>,
-        state: Arc<WsState>,
+        states: &[Arc<WsState>],
     ) -> Result<Vec<JoinHandle<()>>, crate::net::tls::TlsError> {
         let tokens = TokenSource::new(cx.http.clone(), self.clone(), cx.metrics.clone());
-        let tls = Arc::new(crate::net::tls::client_config(cx.ca_file, &[b"http/1.1"])?);
-        let source = ZoomWsSource::new(
-            self.clone(),
-            tokens.clone(),
-            cx.appender.clone(),
-            cx.metrics.clone(),
-            tls,
-            cx.proxy.clone(),
-            state,
-        );
-        Ok(vec![
-            tokio::spawn(tokens.refresh_loop(cx.stop.clone())),
-            tokio::spawn(source.run(cx.stop.clone())),
-        ])
+        let parts = WsParts {
+            cfg: self.clone(),
+            tokens: tokens.clone(),
+            appender: cx.appender.clone(),
+            metrics: cx.metrics.clone(),
+            tls: Arc::new(crate::net::tls::client_config(cx.ca_file, &[b"http/1.1"])?),
+            proxy: cx.proxy.clone(),
+            dedup: (self.wss_urls.len() > 1).then(Default::default),
+        };
+        let mut tasks = vec![tokio::spawn(tokens.refresh_loop(cx.stop.clone()))];
+        for (url, state) in self.wss_urls.iter().zip(states) {
+            let source = ZoomWsSource::new(&parts, url.clone(), state.clone());
+            tasks.push(tokio::spawn(source.run(cx.stop.clone())));
+        }
+        Ok(tasks)
     }
 }
 

@@ -40,6 +40,8 @@ impl From<(EndReason, String)> for DialError {
 /// Opens WebSocket connections to Zoom (TCP, TLS for `wss://`, the HTTP upgrade).
 pub(crate) struct Dialer {
     pub(super) cfg: ZoomWsSettings,
+    /// The subscription's URL (one of `cfg.wss_urls`).
+    url: String,
     tls: Arc<rustls::ClientConfig>,
     proxy: Proxy,
 }
@@ -61,27 +63,32 @@ pub(super) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
 
 impl Dialer {
-    pub(crate) fn new(cfg: ZoomWsSettings, tls: Arc<rustls::ClientConfig>, proxy: Proxy) -> Dialer {
-        Dialer { cfg, tls, proxy }
+    pub(crate) fn new(
+        cfg: ZoomWsSettings,
+        url: String,
+        tls: Arc<rustls::ClientConfig>,
+        proxy: Proxy,
+    ) -> Dialer {
+        Dialer {
+            cfg,
+            url,
+            tls,
+            proxy,
+        }
     }
 
     /// How the WebSocket endpoint is reached (`relay check` says it).
     pub(crate) fn route(&self) -> String {
-        self.cfg
-            .wss_url
+        self.url
             .parse::<hyper::Uri>()
             .map(|u| self.proxy.route(&u).to_string())
             .unwrap_or_else(|_| "direct".into())
     }
 
     pub(super) fn url_with_token(&self, token: &Secret) -> String {
-        let sep = if self.cfg.wss_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
+        let sep = if self.url.contains('?') { '&' } else { '?' };
         let token: String = form_urlencoded::byte_serialize(token.expose().as_bytes()).collect();
-        format!("{}{sep}access_token={token}", self.cfg.wss_url)
+        format!("{}{sep}access_token={token}", self.url)
     }
 
     pub(super) async fn connect(&self, url: &str) -> Result<Box<dyn Stream>, DialError> {

@@ -20,6 +20,7 @@
 //! once and exponential backoff with jitter (up to 30 s) after that, since Zoom does not
 //! replay what it sent while nobody listened.
 
+use super::dedup::{key_of, Dedup};
 use super::end_reason::EndReason;
 use super::frame::{classify, FrameKind};
 use super::zoom_dial::Dialer;
@@ -125,58 +126,133 @@ impl SessionEnd {
     }
 }
 
-/// Live figures of the source, shown by `relay spool inspect`.
-#[derive(Debug, Default)]
+/// Live figures of one subscription's connection, shown by `relay spool inspect`.
+#[derive(Debug)]
 pub struct WsState {
+    /// The subscription's name (its `subscriptionId`): the metrics' `subscription` label.
+    pub subscription: &'static str,
     pub connected: std::sync::atomic::AtomicBool,
     pub last_frame_ms: AtomicU64,
     pub events: AtomicU64,
+    /// Events dropped as copies of one another subscription brought first.
+    pub duplicates: AtomicU64,
+    /// Connections Zoom closed soon after they opened, recently (another client on the
+    /// same subscription takes it over: see `flapping`).
+    pub early_closes: std::sync::Mutex<std::collections::VecDeque<u64>>,
 }
 
 /// A snapshot of [`WsState`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WsSnapshot {
+    #[serde(default)]
+    pub subscription: String,
     pub connected: bool,
     pub last_frame_ms: Option<u64>,
     pub events_received: u64,
+    #[serde(default)]
+    pub duplicates_dropped: u64,
+    /// Zoom keeps closing this subscription's connections soon after they open: another
+    /// client (a second relay, `relay check`) uses the same subscription.
+    #[serde(default)]
+    pub contended: bool,
 }
 
 impl WsState {
+    /// The state of the subscription named `subscription` (leaked once: subscriptions are
+    /// configured at start and live as long as the process).
+    pub fn new(subscription: String) -> WsState {
+        WsState {
+            subscription: Box::leak(subscription.into_boxed_str()),
+            connected: Default::default(),
+            last_frame_ms: Default::default(),
+            events: Default::default(),
+            duplicates: Default::default(),
+            early_closes: Default::default(),
+        }
+    }
+
     pub fn snapshot(&self) -> WsSnapshot {
         let last = self.last_frame_ms.load(Ordering::Relaxed);
         WsSnapshot {
+            subscription: self.subscription.to_string(),
             connected: self.connected.load(Ordering::Relaxed),
             last_frame_ms: (last > 0).then_some(last),
             events_received: self.events.load(Ordering::Relaxed),
+            duplicates_dropped: self.duplicates.load(Ordering::Relaxed),
+            contended: self.contended(now_ms()),
         }
+    }
+
+    /// Records a session Zoom closed `lasted` after it opened; says whether the
+    /// subscription now looks taken over by another client: [`CONTENDED_CLOSES`] closes of
+    /// sessions shorter than [`SHORT_SESSION`] within [`CONTENDED_WINDOW_MS`].
+    pub(crate) fn note_close(&self, lasted: Duration, now: u64) -> bool {
+        let mut closes = self.early_closes.lock().unwrap_or_else(|p| p.into_inner());
+        if lasted < SHORT_SESSION {
+            closes.push_back(now);
+        }
+        while closes
+            .front()
+            .is_some_and(|t| t + CONTENDED_WINDOW_MS < now)
+        {
+            closes.pop_front();
+        }
+        closes.len() >= CONTENDED_CLOSES
+    }
+
+    fn contended(&self, now: u64) -> bool {
+        let closes = self.early_closes.lock().unwrap_or_else(|p| p.into_inner());
+        closes
+            .iter()
+            .filter(|t| **t + CONTENDED_WINDOW_MS >= now)
+            .count()
+            >= CONTENDED_CLOSES
     }
 }
 
-/// The source.
+/// A session shorter than this that Zoom closed counts towards contention.
+const SHORT_SESSION: Duration = Duration::from_secs(30);
+/// This many such closes ...
+const CONTENDED_CLOSES: usize = 5;
+/// ... within this window mean another client takes the subscription over.
+const CONTENDED_WINDOW_MS: u64 = 120_000;
+
+/// The source: one subscription's connection.
 pub(crate) struct ZoomWsSource {
     dialer: Dialer,
     tokens: Arc<TokenSource>,
     appender: Appender,
     metrics: Arc<Metrics>,
     state: Arc<WsState>,
+    /// Shared by every subscription's source when there are several.
+    dedup: Option<Arc<std::sync::Mutex<Dedup>>>,
+}
+
+/// What a source is made of, besides its subscription's URL and state.
+pub(crate) struct WsParts {
+    pub cfg: ZoomWsSettings,
+    pub tokens: Arc<TokenSource>,
+    pub appender: Appender,
+    pub metrics: Arc<Metrics>,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub proxy: Proxy,
+    pub dedup: Option<Arc<std::sync::Mutex<Dedup>>>,
 }
 
 impl ZoomWsSource {
-    pub(crate) fn new(
-        cfg: ZoomWsSettings,
-        tokens: Arc<TokenSource>,
-        appender: Appender,
-        metrics: Arc<Metrics>,
-        tls: Arc<rustls::ClientConfig>,
-        proxy: Proxy,
-        state: Arc<WsState>,
-    ) -> ZoomWsSource {
+    pub(crate) fn new(parts: &WsParts, url: String, state: Arc<WsState>) -> ZoomWsSource {
         ZoomWsSource {
-            dialer: Dialer::new(cfg, tls, proxy),
-            tokens,
-            appender,
-            metrics,
+            dialer: Dialer::new(
+                parts.cfg.clone(),
+                url,
+                parts.tls.clone(),
+                parts.proxy.clone(),
+            ),
+            tokens: parts.tokens.clone(),
+            appender: parts.appender.clone(),
+            metrics: parts.metrics.clone(),
             state,
+            dedup: parts.dedup.clone(),
         }
     }
 
@@ -193,11 +269,20 @@ impl ZoomWsSource {
             let started = Instant::now();
             let end = self.session(&token, &shutdown).await;
             self.state.connected.store(false, Ordering::SeqCst);
+            let sub = self.state.subscription;
             if end.connected {
                 self.metrics
                     .ws_disconnects
-                    .get_or_create(&label("reason", end.reason.label()))
+                    .get_or_create(&[("subscription", sub), ("reason", end.reason.label())])
                     .inc();
+                if end.reason == EndReason::ServerClose
+                    && self.state.note_close(started.elapsed(), now_ms())
+                {
+                    tracing::error!(
+                        subscription = sub,
+                        "Zoom keeps closing this subscription's connection soon after it opens: another client uses the same subscription (a second relay with RELAY_HA_STANDBY=hot on URLs both use, or a forgotten old relay); give each relay subscriptions of its own, or use RELAY_HA_STANDBY=cold"
+                    );
+                }
             }
             if end.token_rejected {
                 self.tokens.reject(&token);
@@ -244,6 +329,7 @@ impl ZoomWsSource {
                 state: self.state.clone(),
                 last_rx: last_rx.clone(),
                 ctl: ctl_tx,
+                dedup: self.dedup.clone(),
             },
         ));
         let result = self.supervise(&writer, &mut ctl, &last_rx, shutdown).await;
@@ -303,9 +389,15 @@ impl ZoomWsSource {
                 )
             }
         }
-        self.metrics.ws_connects.inc();
+        self.metrics
+            .ws_connects
+            .get_or_create(&[("subscription", self.state.subscription)])
+            .inc();
         self.state.connected.store(true, Ordering::SeqCst);
-        tracing::info!("connected to Zoom QSS WebSocket");
+        tracing::info!(
+            subscription = self.state.subscription,
+            "connected to Zoom QSS WebSocket"
+        );
 
         let interval = self.dialer.cfg.heartbeat_interval;
         let mut heartbeat =
@@ -373,6 +465,7 @@ struct ReaderCtx {
     /// When the last frame arrived (the supervisor's silence check).
     last_rx: Arc<AtomicU64>,
     ctl: mpsc::UnboundedSender<Control>,
+    dedup: Option<Arc<std::sync::Mutex<Dedup>>>,
 }
 
 /// The reader task: owns the read half (never raced, invariant 10), hands event frames to
@@ -391,9 +484,11 @@ async fn read_loop<R, W>(
         state,
         last_rx,
         ctl,
+        dedup,
     } = cx;
     let mut rx = fastwebsockets::FragmentCollectorRead::new(rx);
-    let events_label = label("kind", "event");
+    let sub = state.subscription;
+    let events_label = [("subscription", sub), ("kind", "event")];
     let mut malformed_logged = 0u64;
     loop {
         let frame = rx
@@ -444,27 +539,46 @@ async fn read_loop<R, W>(
                     Some(
                         NewRecord::new(SourceKind::WebSocket, payload).with_flags(flags::MALFORMED),
                     ),
-                    label("kind", "malformed"),
+                    [("subscription", sub), ("kind", "malformed")],
                 )
             }
             FrameKind::Heartbeat => {
                 let _ = ctl.send(Control::Heartbeat);
-                (None, label("kind", "heartbeat"))
+                (None, [("subscription", sub), ("kind", "heartbeat")])
             }
             FrameKind::BuildConnection { success, content } => {
                 let _ = ctl.send(Control::BuildConnection { success, content });
-                (None, label("kind", "control"))
+                (None, [("subscription", sub), ("kind", "control")])
             }
             FrameKind::TokenRejected { content } => {
                 let _ = ctl.send(Control::TokenRejected(content));
-                (None, label("kind", "control"))
+                (None, [("subscription", sub), ("kind", "control")])
             }
             FrameKind::ServerError { module, content } => {
                 tracing::warn!(%module, %content, "Zoom sent an error notice");
-                (None, label("kind", "control"))
+                (None, [("subscription", sub), ("kind", "control")])
             }
         };
         metrics.ws_frames.get_or_create(&kind_label).inc();
+        // With several subscriptions, an event another one brought first is dropped here.
+        let record = record.filter(|r| {
+            let Some(dedup) = &dedup else { return true };
+            let Some(key) = (r.flags & flags::MALFORMED == 0)
+                .then(|| key_of(&r.payload))
+                .flatten()
+            else {
+                return true;
+            };
+            let first = dedup
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .first(key, now_ms());
+            if !first {
+                metrics.events_deduplicated.inc();
+                state.duplicates.fetch_add(1, Ordering::Relaxed);
+            }
+            first
+        });
         if let Some(record) = record {
             metrics
                 .events_received
