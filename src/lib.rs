@@ -29,11 +29,13 @@ pub mod cli;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ha;
 mod logging;
 pub mod metrics;
 pub mod net;
 pub mod pipeline;
 pub mod redact;
+pub mod role;
 mod secret;
 pub mod ship;
 pub mod sim;

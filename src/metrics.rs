@@ -87,6 +87,8 @@ pub struct Metrics {
     pub ws_heartbeat_rtt: Histogram,
     pub token_refreshes: Family<Label, Counter>,
 
+    pub ha_leader: Gauge,
+
     pub webhook_requests: Family<Label, Counter>,
     pub webhook_connections_open: Gauge,
     pub webhook_connections_refused: Counter,
@@ -148,6 +150,8 @@ impl Metrics {
             events_deduplicated: reg!("events_deduplicated", "WebSocket events dropped as copies of one another subscription brought first (several subscriptions of the same events).", Counter::default()),
             ws_heartbeat_rtt: reg!("ws_heartbeat_rtt_seconds", "Round trip of Zoom's application heartbeat.", latency_buckets()),
             token_refreshes: reg!("zoom_token_requests", "Zoom OAuth token requests, by result (ok, rejected, error).", Family::default()),
+
+            ha_leader: reg!("ha_leader", "1 while this relay is the leader of its election (RELAY_HA_ETCD_ENDPOINTS), 0 otherwise.", Gauge::default()),
 
             webhook_requests: reg!("webhook_requests", "Webhook requests, by result.", Family::default()),
             webhook_connections_open: reg!("webhook_connections_open", "Open connections to the webhook endpoint.", Gauge::default()),

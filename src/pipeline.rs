@@ -15,9 +15,11 @@
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::ha::{Leadership, Standby};
 use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
 use crate::net::proxy::Proxy;
+use crate::role::Role;
 use crate::ship::{RunningSink, ShipStatus, SinkContext};
 use crate::source::start::SourceContext;
 use crate::source::zoom_ws::WsState;
@@ -50,6 +52,8 @@ pub enum StartError {
     Webhook(#[from] crate::source::webhook::WebhookStartError),
     #[error(transparent)]
     Destination(#[from] crate::ship::BuildError),
+    #[error(transparent)]
+    Election(#[from] crate::ha::HaStartError),
 }
 
 /// A running relay.
@@ -73,6 +77,9 @@ pub struct RunningRelay {
     shutdown_timeout: Duration,
     /// Reloads the webhook TLS certificate (SIGHUP).
     pub reload_tls: Option<Box<dyn Fn() -> Result<(), String> + Send + Sync>>,
+    /// The election, when there is one.
+    pub leadership: Option<Arc<Leadership>>,
+    election: Option<(CancellationToken, JoinHandle<()>)>,
 }
 
 impl RunningRelay {
@@ -109,6 +116,11 @@ impl RunningRelay {
 
     /// Takes the relay down in order (see the module docs).
     pub async fn stop(self) {
+        // A leader resigns first, so that another relay takes over at once.
+        if let Some((stop, task)) = self.election {
+            stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         tracing::info!("shutting down: sources first");
         self.ready.store(false, Ordering::SeqCst);
         self.sources_stop.cancel();
@@ -193,8 +205,11 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
     let (appender, writer) = spool.start_writer(SPOOL_QUEUE_BYTES);
     let proxy = Proxy::new(&config.proxy);
     let http = HttpClient::with_proxy(config.ca_file.as_deref(), proxy.clone())?;
+    let election = start_election(config, &spool, &http, &metrics).await?;
+    let leadership = election.as_ref().map(|e| e.0.clone());
+    let (hot, cold) = roles(leadership.as_ref());
     let shipper_stop = CancellationToken::new();
-    let sinks = start_destinations(config, &spool, &http, &metrics, &shipper_stop)?;
+    let sinks = start_destinations(config, &spool, &http, &metrics, &shipper_stop, hot)?;
     let ship_statuses: Vec<_> = sinks.iter().map(|s| (s.name, s.status.clone())).collect();
 
     let ready = Arc::new(AtomicBool::new(false));
@@ -212,6 +227,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         hec: config.hec(spool.id()),
         ws: ws_states.clone(),
         destinations: config.destinations(),
+        ha: leadership.clone(),
     };
     let allowed = config.admin_allowed_hosts.clone();
     let admin = admin::start(admin_state, config.admin_addr, allowed, &admin_stop).await?;
@@ -224,6 +240,7 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         ca_file: config.ca_file.as_deref(),
         metrics: &metrics,
         stop: &sources_stop,
+        leader_gate: cold,
     };
     let mut sources = Vec::new();
     if let Some(zoom) = &config.zoom_ws {
@@ -258,7 +275,53 @@ pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<RunningRela
         admin: admin.tasks,
         shutdown_timeout: config.shutdown_timeout,
         reload_tls,
+        leadership,
+        election: election.map(|(_, stop, task)| (stop, task)),
     })
+}
+
+/// The election joined: the shared state, what stops the task, and the task.
+type Election = (Arc<Leadership>, CancellationToken, JoinHandle<()>);
+
+/// Joins the election `RELAY_HA_*` describes, if any: connects to etcd (an error when it
+/// cannot, or when another live relay has this relay's name) and starts campaigning.
+async fn start_election(
+    config: &Config,
+    spool: &Spool,
+    http: &HttpClient,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Election>, StartError> {
+    let Some(ha) = &config.ha else {
+        return Ok(None);
+    };
+    // Each call of the election must answer well within the lease's renewal period.
+    let timeout = (ha.lease_ttl / 6).max(Duration::from_millis(300));
+    let etcd = crate::ha::etcd::Etcd::new(http.clone(), &ha.endpoints, timeout);
+    let stop = CancellationToken::new();
+    let (leadership, task) = crate::ha::start(
+        ha.clone(),
+        &config.hostname,
+        etcd,
+        spool.clone(),
+        metrics.clone(),
+        stop.clone(),
+    )
+    .await?;
+    tracing::info!(election = %ha.name, standby = ?ha.standby, name = %config.hostname, "joined the election");
+    Ok(Some((leadership, stop, task)))
+}
+
+/// The election as a gate, where it gates something.
+type Gate = Option<Arc<dyn Role>>;
+
+/// Who the election gates: under hot standby the shippers (a follower holds QSS back),
+/// under cold standby the WebSocket sources (only the leader connects).
+fn roles(l: Option<&Arc<Leadership>>) -> (Gate, Gate) {
+    match l {
+        None => (None, None),
+        Some(l) if l.standby() == Standby::Hot => (Some(l.clone() as Arc<dyn Role>), None),
+        Some(l) => (None, Some(l.clone() as Arc<dyn Role>)),
+    }
 }
 
 /// Starts one shipper per configured destination, each at its own position in the spool
@@ -269,6 +332,7 @@ fn start_destinations(
     http: &HttpClient,
     metrics: &Arc<Metrics>,
     stop: &CancellationToken,
+    role: Option<Arc<dyn Role>>,
 ) -> Result<Vec<RunningSink>, StartError> {
     let names: Vec<&str> = config.destinations().iter().map(|(n, _)| *n).collect();
     spool.set_destinations(&names)?;
@@ -281,6 +345,7 @@ fn start_destinations(
         redact: &config.redact,
         stop,
         drain: config.shutdown_timeout,
+        role,
     };
     let mut sinks = Vec::new();
     if let Some(logscale) = &config.logscale {

@@ -54,6 +54,8 @@ pub struct AdminState {
     /// The configured destinations and the sources each takes (what `--sink NAME`
     /// selects).
     pub destinations: Vec<(&'static str, Sources)>,
+    /// The election, when the daemon is in one.
+    pub ha: Option<Arc<crate::ha::Leadership>>,
 }
 
 impl AdminState {
@@ -70,6 +72,7 @@ impl AdminState {
             ready: Arc::new(AtomicBool::new(false)),
             hec,
             ws: Vec::new(),
+            ha: None,
             destinations,
         }
     }
@@ -118,6 +121,7 @@ impl AdminState {
                 .collect();
             let mut r = InspectReport::new(self.refresh_gauges(), ships, ReadFrom::Daemon);
             r.websockets = self.ws.iter().map(|w| w.snapshot()).collect();
+            r.ha = self.ha.as_ref().map(|h| h.report());
             r
         }
     }

@@ -42,6 +42,9 @@ pub struct InspectReport {
     /// The Zoom WebSocket source when the daemon runs one: one per subscription.
     #[serde(default)]
     pub websockets: Vec<WsSnapshot>,
+    /// The election, when the daemon is in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<crate::ha::HaReport>,
     /// Each destination: its position in the spool and its shipper's state. (`shipper`
     /// above is LogScale's, or the only destination's, as before there were several.)
     #[serde(default)]
@@ -79,6 +82,7 @@ impl InspectReport {
             read_from,
             shipper,
             websockets: Vec::new(),
+            ha: None,
         }
     }
 }

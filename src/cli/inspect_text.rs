@@ -110,6 +110,25 @@ pub(super) fn render_inspect(r: &InspectReport) -> String {
     } else if let Some(ship) = &r.shipper {
         render_ship(&mut out, ship, "Shipper: ");
     }
+    if let Some(ha) = &r.ha {
+        let leader = ha.leader.as_deref().unwrap_or("none");
+        let takeover = ha
+            .last_takeover_ms
+            .map_or_else(String::new, |t| format!(", led since {}", format::when(t)));
+        let mark = ha.delivered_mark_ms.map_or_else(String::new, |m| {
+            format!(
+                ", the leader has delivered what it received up to {}",
+                format::when(m)
+            )
+        });
+        out.push_str(&format!(
+            "Election: {} as {:?} ({:?} standby), leader {leader}, lease {} s{takeover}{mark}\n",
+            ha.role.to_uppercase(),
+            ha.me,
+            ha.standby,
+            ha.lease_ttl_secs
+        ));
+    }
     for ws in &r.websockets {
         let last = ws.last_frame_ms.map_or_else(
             || "no frame yet".to_string(),

@@ -91,6 +91,8 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     pub proxy: ProxySettings,
     pub hostname: String,
+    /// The election (`RELAY_HA_*`), when there is one.
+    pub ha: Option<crate::ha::HaSettings>,
     /// The frame header members that never leave the host.
     pub redact: Redaction,
     pub shutdown_timeout: Duration,
@@ -162,6 +164,7 @@ impl Config {
             .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
         let shutdown_timeout = r.secs(&s::RELAY_SHUTDOWN_TIMEOUT_SECS);
         let redact = Redaction::with_extra(r.list(&s::RELAY_REDACT_HEADER_FIELDS));
+        let ha = read::read_ha(&mut r);
 
         if r.problems.is_empty() {
             Ok(Config {
@@ -177,6 +180,7 @@ impl Config {
                 ca_file,
                 proxy,
                 hostname,
+                ha,
                 redact,
                 shutdown_timeout,
             })

@@ -413,3 +413,36 @@ pub(super) fn read_sentinel(r: &mut Reader<'_>) -> Option<SentinelSettings> {
         max_body_bytes,
     })
 }
+
+/// The election (`RELAY_HA_*`): `None` unless etcd endpoints are given. A bare
+/// `host:port` means `http://host:port`.
+pub(super) fn read_ha(r: &mut Reader<'_>) -> Option<crate::ha::HaSettings> {
+    let endpoints = r.list(&s::RELAY_HA_ETCD_ENDPOINTS);
+    let name = r.string(&s::RELAY_HA_NAME).expect("declared default");
+    let lease_ttl = r.secs(&s::RELAY_HA_LEASE_TTL_SECS);
+    let standby = r.choice(&s::RELAY_HA_STANDBY, crate::ha::Standby::parse);
+    if endpoints.is_empty() {
+        return None;
+    }
+    let mut urls = Vec::new();
+    for e in endpoints {
+        let url = if e.contains("://") {
+            e
+        } else {
+            format!("http://{e}")
+        };
+        match check_url(&url, &["http", "https"]) {
+            Ok(()) => urls.push(url.trim_end_matches('/').to_string()),
+            Err(m) => r.problem(s::RELAY_HA_ETCD_ENDPOINTS.name, m),
+        }
+    }
+    if name.is_empty() || name.contains('/') {
+        r.problem(s::RELAY_HA_NAME.name, "a name without `/`, e.g. qss-relay");
+    }
+    Some(crate::ha::HaSettings {
+        endpoints: urls,
+        name,
+        lease_ttl,
+        standby,
+    })
+}

@@ -356,9 +356,16 @@ pub const ALL_PROXY: Setting = Setting::new(
 pub const NO_PROXY: Setting = Setting::new("NO_PROXY", Kind::List, "Destinations reached directly: comma-separated host names (a name covers its subdomains), IP addresses or networks (`10.0.0.0/8`), or `*` (`no_proxy` too).");
 
 // The process.
-pub const RELAY_HOSTNAME: Setting =
-    Setting::new("RELAY_HOSTNAME", Kind::Text, "The HEC `host` field.")
-        .shown("(the machine's host name)");
+pub const RELAY_HA_ETCD_ENDPOINTS: Setting = Setting::new("RELAY_HA_ETCD_ENDPOINTS", Kind::List, "etcd members (`http://host:2379`, comma-separated): relays with the same RELAY_HA_NAME elect one leader there. Unset: no election, this relay acts alone.").shown("(none: no election)");
+pub const RELAY_HA_NAME: Setting = Setting::new("RELAY_HA_NAME", Kind::Text, "The election's name (the prefix of its keys in etcd): the relays that stand in for one another share it.").default("qss-relay");
+pub const RELAY_HA_LEASE_TTL_SECS: Setting = Setting::new("RELAY_HA_LEASE_TTL_SECS", Kind::Int { min: 2, max: 300 }, "Lease of the leader in etcd: a leader that cannot renew it steps down within it, and a dead leader is replaced after it.").default("10");
+pub const RELAY_HA_STANDBY: Setting = Setting::new("RELAY_HA_STANDBY", Kind::Choice(&["cold", "hot"]), "`cold`: only the leader connects to Zoom (relays sharing subscription URLs); `hot`: every relay keeps its own subscriptions open and spools every event, and only the leader ships QSS (relays with subscriptions of their own).").default("cold");
+pub const RELAY_HOSTNAME: Setting = Setting::new(
+    "RELAY_HOSTNAME",
+    Kind::Text,
+    "The HEC `host` field, and this relay's name in an election (unique per relay).",
+)
+.shown("(the machine's host name)");
 pub const RELAY_ADMIN_ADDR: Setting = Setting::new("RELAY_ADMIN_ADDR", Kind::Addr, "Admin endpoint: `/metrics`, `/healthz`, `/readyz` only (the spool's state and operations are on the operator socket `relay.sock` in the spool directory, mode 0600). `off` disables it.").default("127.0.0.1:9464");
 pub const RELAY_REDACT_HEADER_FIELDS: Setting = Setting::new("RELAY_REDACT_HEADER_FIELDS", Kind::List, "Comma-separated names of Zoom frame `header` members whose values are shipped as `[REDACTED]`, in addition to `Authorization` (always redacted, in any letter case). The spool keeps frames as received.");
 pub const RELAY_ADMIN_ALLOWED_HOSTS: Setting = Setting::new("RELAY_ADMIN_ALLOWED_HOSTS", Kind::List, "Comma-separated host names accepted in the admin endpoint's `Host` header besides IP addresses and `localhost` (e.g. the name Prometheus scrapes it by). Other names are refused (DNS rebinding).");
@@ -424,6 +431,10 @@ pub const SETTINGS: &[Setting] = &[
     HTTP_PROXY,
     ALL_PROXY,
     NO_PROXY,
+    RELAY_HA_ETCD_ENDPOINTS,
+    RELAY_HA_NAME,
+    RELAY_HA_LEASE_TTL_SECS,
+    RELAY_HA_STANDBY,
     RELAY_HOSTNAME,
     RELAY_ADMIN_ADDR,
     RELAY_ADMIN_ALLOWED_HOSTS,

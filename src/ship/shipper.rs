@@ -21,6 +21,7 @@ use super::settings::ShipSettings;
 use super::status::{ShipError, ShipStatus};
 use crate::backoff::Backoff;
 use crate::metrics::{label, Metrics};
+use crate::role::{decide, Hold, Role};
 use crate::spool::{Record, Spool, SpoolError};
 use crate::time::now_ms;
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub(crate) struct Shipper<D: Destination> {
     settings: ShipSettings,
     status: Arc<ShipStatus>,
     metrics: Arc<Metrics>,
+    /// Hot standby: what a follower holds back ([`crate::role`]).
+    role: Option<Arc<dyn Role>>,
 }
 
 /// What every delivery task shares.
@@ -57,6 +60,7 @@ struct Ctx<D: Destination> {
 /// The reading state, moved to a blocking thread for each block.
 struct Filler<D: Destination> {
     dest: D,
+    role: Option<Arc<dyn Role>>,
     limits: Limits,
     /// Next sequence number to read.
     pos: u64,
@@ -65,17 +69,27 @@ struct Filler<D: Destination> {
 }
 
 impl<D: Destination> Filler<D> {
-    /// Reads the next block into batches. Returns the batches it filled, and whether
-    /// anything was read.
-    fn fill(&mut self, spool: &Spool) -> Result<(Vec<Batch>, bool), SpoolError> {
+    /// Reads the next block into batches. Returns the batches it filled, whether anything
+    /// was read, and whether it stopped at a record a hot follower must hold back.
+    fn fill(&mut self, spool: &Spool) -> Result<(Vec<Batch>, bool, bool), SpoolError> {
         let Some(block) = spool.read_for_shipping(self.pos)? else {
-            return Ok((Vec::new(), false));
+            return Ok((Vec::new(), false, false));
         };
         let mut full = Vec::new();
+        let mut read = false;
         for rec in block.records {
-            // Records this destination does not take stay in the range and are
-            // acknowledged with it.
-            if !self.dest.accepts(&rec) || !rec.is_for(self.dest.name()) {
+            let hold = decide(self.role.as_deref(), &rec);
+            if hold == Hold::Wait {
+                // Stop here: the position stays at this record until the leader delivers
+                // it or this relay leads.
+                self.batch.end = self.batch.end.max(rec.seq);
+                self.pos = rec.seq;
+                return Ok((full, read, true));
+            }
+            read = true;
+            // Records this destination does not take (or a hot follower's leader
+            // delivered) stay in the range and are acknowledged with it.
+            if hold == Hold::PassOver || !self.dest.accepts(&rec) || !rec.is_for(self.dest.name()) {
                 // The linger clock runs for them too: a batch holding only records passed
                 // over is cut and acknowledged like any other, or the position would stop.
                 self.batch_started.get_or_insert_with(Instant::now);
@@ -89,7 +103,7 @@ impl<D: Destination> Filler<D> {
         }
         self.batch.end = self.batch.end.max(block.end);
         self.pos = block.end;
-        Ok((full, true))
+        Ok((full, true, false))
     }
 
     /// Ends the current batch at `at` and starts the next one there.
@@ -148,6 +162,7 @@ impl<D: Destination> Shipper<D> {
         settings: ShipSettings,
         status: Arc<ShipStatus>,
         metrics: Arc<Metrics>,
+        role: Option<Arc<dyn Role>>,
     ) -> Shipper<D> {
         Shipper {
             spool,
@@ -155,6 +170,7 @@ impl<D: Destination> Shipper<D> {
             settings,
             status,
             metrics,
+            role,
         }
     }
 
@@ -167,7 +183,9 @@ impl<D: Destination> Shipper<D> {
             settings,
             status,
             metrics,
+            role,
         } = self;
+        let mut role_changes = role.as_ref().map(|r| r.watch());
         let sink = dest.name();
         let ctx = Arc::new(Ctx {
             spool: spool.clone(),
@@ -193,6 +211,7 @@ impl<D: Destination> Shipper<D> {
         let mut durable = spool.subscribe();
         let mut filler = Some(Filler {
             dest: dest.clone(),
+            role,
             limits: settings.limits,
             pos: start,
             batch: Batch::new(start),
@@ -222,7 +241,7 @@ impl<D: Destination> Shipper<D> {
                 }
             };
             filler = Some(f);
-            let (full, read) = match result {
+            let (full, read, held) = match result {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the spool; retrying in 1 s");
@@ -255,7 +274,8 @@ impl<D: Destination> Shipper<D> {
                 .and_then(|f| f.linger_deadline(settings.linger));
             tokio::select! {
                 _ = shutdown.cancelled() => break 'main,
-                _ = durable.changed() => {}
+                _ = durable.changed(), if !held => {}
+                _ = changed(&mut role_changes), if held => {}
                 Some((s, e)) = done_rx.recv() => tracker.complete(s, e),
                 _ = tokio::time::sleep_until(linger_at.unwrap_or_else(Instant::now).into()), if linger_at.is_some() => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -527,5 +547,17 @@ async fn backoff<D: Destination>(
         _ = ctx.stop_retrying.cancelled() => false,
         _ = tokio::time::sleep(delay) => true,
         _ = ctx.recovered.notified() => true,
+    }
+}
+
+/// Waits for the next change of the role (never, without an election).
+async fn changed(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match rx {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await
+            }
+        }
+        None => std::future::pending().await,
     }
 }

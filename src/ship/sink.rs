@@ -32,6 +32,8 @@ pub struct SinkContext<'a> {
     /// Cancelled at shutdown; in-flight requests then get `drain` to finish.
     pub stop: &'a CancellationToken,
     pub drain: Duration,
+    /// Hot standby: a follower's shippers hold QSS events back ([`crate::role`]).
+    pub role: Option<Arc<dyn crate::role::Role>>,
 }
 
 /// A started destination.
@@ -57,6 +59,7 @@ pub(crate) fn spawn<D: Destination>(
         settings,
         status.clone(),
         cx.metrics.clone(),
+        cx.role.clone(),
     );
     RunningSink {
         name,

@@ -16,6 +16,8 @@ pub(crate) enum EndReason {
     WriteError,
     Silent,
     Shutdown,
+    /// Cold standby: another relay leads now.
+    NotLeader,
 }
 
 impl EndReason {
@@ -32,6 +34,7 @@ impl EndReason {
             EndReason::WriteError => "write_error",
             EndReason::Silent => "silent",
             EndReason::Shutdown => "shutdown",
+            EndReason::NotLeader => "not_leader",
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct SourceContext<'a> {
     pub metrics: &'a Arc<Metrics>,
     /// Cancelled at shutdown: sources stop taking input first.
     pub stop: &'a CancellationToken,
+    /// Cold standby: the WebSocket connects only while this relay leads.
+    pub leader_gate: Option<Arc<dyn crate::role::Role>>,
 }
 
 /// The started webhook endpoint.
@@ -65,6 +67,7 @@ impl ZoomWsSettings {
             tls: Arc::new(crate::net::tls::client_config(cx.ca_file, &[b"http/1.1"])?),
             proxy: cx.proxy.clone(),
             dedup: (self.wss_urls.len() > 1).then(Default::default),
+            gate: cx.leader_gate.clone(),
         };
         let mut tasks = vec![tokio::spawn(tokens.refresh_loop(cx.stop.clone()))];
         for (url, state) in self.wss_urls.iter().zip(states) {

@@ -30,6 +30,7 @@ use crate::backoff::Backoff;
 use crate::metrics::{label, Metrics};
 use crate::net::proxy::Proxy;
 use crate::net::redact_url;
+use crate::role::Role;
 use crate::secret::Secret;
 use crate::source::settings::ZoomWsSettings;
 use crate::spool::{flags, AppendError, Appender, NewRecord, SourceKind};
@@ -226,6 +227,8 @@ pub(crate) struct ZoomWsSource {
     state: Arc<WsState>,
     /// Shared by every subscription's source when there are several.
     dedup: Option<Arc<std::sync::Mutex<Dedup>>>,
+    /// Cold standby: connect only while this relay leads.
+    gate: Option<Arc<dyn Role>>,
 }
 
 /// What a source is made of, besides its subscription's URL and state.
@@ -237,6 +240,7 @@ pub(crate) struct WsParts {
     pub tls: Arc<rustls::ClientConfig>,
     pub proxy: Proxy,
     pub dedup: Option<Arc<std::sync::Mutex<Dedup>>>,
+    pub gate: Option<Arc<dyn Role>>,
 }
 
 impl ZoomWsSource {
@@ -253,14 +257,37 @@ impl ZoomWsSource {
             metrics: parts.metrics.clone(),
             state,
             dedup: parts.dedup.clone(),
+            gate: parts.gate.clone(),
         }
+    }
+
+    /// Cold standby: waits until this relay leads; false at `shutdown`.
+    async fn wait_to_lead(&self, shutdown: &CancellationToken) -> bool {
+        let Some(gate) = &self.gate else { return true };
+        let mut changes = gate.watch();
+        let mut said = false;
+        while !gate.is_leader() {
+            if !said {
+                tracing::info!(
+                    subscription = self.state.subscription,
+                    "another relay leads: not connecting to Zoom (cold standby)"
+                );
+                said = true;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        true
     }
 
     /// Connects and reconnects until `shutdown`.
     pub(crate) async fn run(self, shutdown: CancellationToken) {
         let mut reconnect = ReconnectPolicy::default();
         loop {
-            if shutdown.is_cancelled() {
+            if shutdown.is_cancelled() || !self.wait_to_lead(&shutdown).await {
                 break;
             }
             let Some(token) = self.tokens.get(&shutdown).await else {
@@ -290,6 +317,9 @@ impl ZoomWsSource {
             if shutdown.is_cancelled() {
                 tracing::info!("Zoom WebSocket closed for shutdown");
                 break;
+            }
+            if end.reason == EndReason::NotLeader {
+                continue;
             }
             let delay = reconnect.after_session(end.connected, started.elapsed());
             tracing::warn!(
@@ -437,6 +467,12 @@ impl ZoomWsSource {
                     heartbeat_sent = Some(Instant::now());
                 }
                 _ = liveness.tick() => {
+                    if self.gate.as_ref().is_some_and(|g| !g.is_leader()) {
+                        let mut w = writer.lock().await;
+                        let _ = w.write_frame(Frame::close(1000, b"relay is no longer the leader")).await;
+                        let _ = w.flush().await;
+                        return SessionEnd::connected(EndReason::NotLeader, "another relay leads (cold standby)");
+                    }
                     let silent_ms = now_ms().saturating_sub(last_rx.load(Ordering::Relaxed));
                     if silent_ms > 2 * interval.as_millis() as u64 {
                         return SessionEnd::connected(EndReason::Silent, format!("nothing received for {} ms (two heartbeat intervals)", silent_ms));

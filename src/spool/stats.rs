@@ -104,6 +104,19 @@ impl Spool {
             .map(|v| v.to_vec())
     }
 
+    /// The receive time (ms) up to which every record is delivered to every destination:
+    /// just before the oldest pending block's first record, or, with nothing pending, one
+    /// second ago (what arrived since may still wait in the writer's queue). Conservative:
+    /// records of that block below the floor count as not delivered. What a leader publishes
+    /// for hot standbys (`role::Role::delivered_up_to_ms`).
+    pub fn delivered_mark_ms(&self) -> u64 {
+        let st = self.state();
+        match st.blocks.values().find(|m| m.count > 0) {
+            Some(m) => m.first_ms.saturating_sub(1),
+            None => now_ms().saturating_sub(1_000),
+        }
+    }
+
     /// The figures `relay spool inspect` shows.
     pub fn stats(&self) -> SpoolStats {
         self.check_disk();
