@@ -350,6 +350,9 @@ impl Leadership {
                 next_renewal = sent + renew_every;
                 match etcd.keep_alive(lease).await {
                     Ok(left) if left > 0 => {
+                        if last_renewal_sent.elapsed() >= ttl {
+                            tracing::info!("etcd answers again: the election lease is renewed");
+                        }
                         last_renewal_sent = sent;
                         self.etcd_ok_ms.store(now_ms(), Ordering::Relaxed);
                         if self
@@ -389,6 +392,14 @@ impl Leadership {
             if !leading && last_renewal_sent.elapsed() + self.margin() < ttl {
                 match etcd.create(&leader_key, &self.me, lease).await {
                     Ok(None) => self.lead_until(last_renewal_sent + ttl - self.margin()),
+                    // Still ours: the lease outlived a time without quorum (etcd extends
+                    // every lease when it elects a new raft leader), so did the key. Found
+                    // by tests/ha.rs `hot_without_quorum_for_20_s_loses_nothing`: without
+                    // this, nobody led again after quorum came back.
+                    Ok(Some(kv)) if kv.value == self.me && kv.lease == lease => {
+                        self.etcd_ok_ms.store(now_ms(), Ordering::Relaxed);
+                        self.lead_until(last_renewal_sent + ttl - self.margin());
+                    }
                     Ok(Some(kv)) => {
                         self.etcd_ok_ms.store(now_ms(), Ordering::Relaxed);
                         self.set_leader(Some(kv.value).filter(|v| !v.is_empty()));

@@ -364,7 +364,10 @@ impl ZoomWsSource {
         ));
         let result = self.supervise(&writer, &mut ctl, &last_rx, shutdown).await;
         // Give the reader a moment to drain what Zoom sent before its close, then stop it.
-        let drain = if shutdown.is_cancelled() {
+        // A relay that closed because it no longer leads (cold standby, resumed after a
+        // pause) may find a socket buffer full of events it received before the pause:
+        // they are spooled and shipped, not dropped with the socket.
+        let drain = if shutdown.is_cancelled() || result.reason == EndReason::NotLeader {
             Duration::from_secs(2)
         } else {
             Duration::from_millis(200)
