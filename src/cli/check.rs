@@ -72,6 +72,8 @@ pub(super) async fn check(global: &Global) -> ExitCode {
 
     // Spool directory, and the disk it is on (asked of the running relay if it holds it).
     let dir = &config.spool.dir;
+    // Whether a relay runs on this spool (it holds the directory).
+    let mut running = false;
     match Spool::open(&config.spool, Arc::new(Metrics::new())) {
         Ok(spool) => {
             let probe = dir.join(".relay-check");
@@ -85,6 +87,7 @@ pub(super) async fn check(global: &Global) -> ExitCode {
             }
         }
         Err(SpoolError::InUse(_)) => {
+            running = true;
             let socket = crate::admin::operator::socket_path(dir);
             match OperatorClient::new(&socket)
                 .get::<InspectReport>("/spool/inspect")
@@ -216,6 +219,15 @@ pub(super) async fn check(global: &Global) -> ExitCode {
         },
     }
 
+    // The election.
+    match &config.ha {
+        None => c.skip(
+            "election",
+            "not configured (RELAY_HA_ETCD_ENDPOINTS unset: this relay acts alone)",
+        ),
+        Some(ha) => check_election(&mut c, ha, &http, &config.hostname, running).await,
+    }
+
     // Webhook endpoint.
     match &config.webhook {
         None => c.skip(
@@ -309,5 +321,49 @@ fn check_spool_disk(c: &mut Checklist, stats: &SpoolStats, state: &str) {
     }
     if let Some(note) = &stats.floor_adjusted {
         c.pass("spool floor", note);
+    }
+}
+
+/// The election: etcd answers (a quorum), who leads, and whether this relay's name is
+/// free or held by this host's running relay (a name held while no relay runs here is a
+/// second relay with the same `RELAY_HOSTNAME`).
+async fn check_election(
+    c: &mut Checklist,
+    ha: &crate::ha::HaSettings,
+    http: &HttpClient,
+    hostname: &str,
+    running: bool,
+) {
+    let etcd = crate::ha::etcd::Etcd::new(
+        http.clone(),
+        &ha.endpoints,
+        std::time::Duration::from_secs(2),
+    );
+    match crate::ha::probe(&etcd, ha, hostname).await {
+        Err(e) => c.fail(
+            "etcd",
+            &e.to_string(),
+            "check RELAY_HA_ETCD_ENDPOINTS (http://host:2379 of each member) and that a majority of the etcd members run",
+        ),
+        Ok(p) if p.registered && !running => c.fail(
+            "election",
+            &format!("a relay is registered as {hostname:?} in the election {:?}, but none runs on this spool", ha.name),
+            "another host uses the same name: set RELAY_HOSTNAME to a name of its own on each relay (or wait for the lease of a relay just stopped here to expire)",
+        ),
+        Ok(p) => c.pass(
+            "election",
+            &format!(
+                "etcd answers at {}; election {:?}, {} standby, lease {} s; leader: {}; this relay ({hostname}) {}",
+                ha.endpoints.join(","),
+                ha.name,
+                match ha.standby {
+                    crate::ha::Standby::Cold => "cold",
+                    crate::ha::Standby::Hot => "hot",
+                },
+                ha.lease_ttl.as_secs(),
+                p.leader.as_deref().unwrap_or("none"),
+                if running { "runs" } else { "is not running" }
+            ),
+        ),
     }
 }

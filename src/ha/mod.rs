@@ -123,7 +123,7 @@ pub enum HaStartError {
 
 impl Leadership {
     fn key(&self, what: &str) -> String {
-        format!("/{}/{what}", self.settings.name)
+        key(&self.settings.name, what)
     }
 
     fn ttl_secs(&self) -> u64 {
@@ -227,6 +227,35 @@ impl Role for Leadership {
     fn watch(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
+}
+
+/// The key `what` of the election `election`: `leader`, `delivered`, `members/<hostname>`.
+fn key(election: &str, what: &str) -> String {
+    format!("/{election}/{what}")
+}
+
+/// What `relay check` reads of an election without joining it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// The leader's `RELAY_HOSTNAME`, if one leads.
+    pub leader: Option<String>,
+    /// Whether a live relay is registered under `hostname`.
+    pub registered: bool,
+}
+
+/// Reads the election `settings` describes as `relay check` shows it: who leads, and
+/// whether a relay is registered as `hostname`. An error when etcd does not answer.
+pub async fn probe(etcd: &Etcd, settings: &HaSettings, hostname: &str) -> Result<Probe, EtcdError> {
+    etcd.ping().await?;
+    let leader = etcd
+        .get(&key(&settings.name, "leader"))
+        .await?
+        .map(|kv| kv.value.split('/').next().unwrap_or_default().to_string());
+    let registered = etcd
+        .get(&key(&settings.name, &format!("members/{hostname}")))
+        .await?
+        .is_some();
+    Ok(Probe { leader, registered })
 }
 
 /// Connects to etcd (at most 10 s), registers this relay under its name (refusing a name
