@@ -16,8 +16,8 @@
 
 mod common;
 
-use common::etcd::EtcdCluster;
 use common::*;
+use qss_relay::sim::etcd::EtcdCluster;
 use qss_relay::sim::logscale::{FakeLogScale, Mode, SinkOptions};
 use qss_relay::sim::zoom::{FakeZoom, ZoomOptions};
 use std::collections::BTreeMap;
@@ -664,4 +664,41 @@ async fn a_single_relay_restart_loses_what_zoom_emitted_meanwhile() {
         gap > 0,
         "a restart without a standby loses what Zoom emits meanwhile"
     );
+}
+
+/// `relay demo --ha`: two relays, a real etcd, the leader killed: ends with `lost 0`; and
+/// without etcd, says how to install it.
+#[test]
+fn relay_demo_ha_ends_with_lost_0() {
+    let no_etcd = std::process::Command::new(relay_bin())
+        .args(["demo", "--ha"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&no_etcd.stderr);
+    assert!(!no_etcd.status.success());
+    assert!(err.contains("apt-get install etcd-server"), "{err}");
+    if std::process::Command::new("etcd")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip_unless_ci("no etcd binary");
+        return;
+    }
+    let out = std::process::Command::new(relay_bin())
+        .args(["demo", "--ha", "--duration", "12", "--rate", "500"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("relay-a: "), "{text}");
+    assert!(text.contains("relay-b: "), "{text}");
+    assert!(text.contains("leads, "), "a takeover: {text}");
+    assert!(text.contains(", lost 0, "), "{text}");
 }

@@ -47,6 +47,10 @@ pub struct DemoArgs {
     /// Which destination goes down for a while (default: Sentinel when both run).
     #[arg(long, value_enum)]
     pub down: Option<DemoSink>,
+    /// Two relays electing a leader in a real etcd (the `etcd` binary on PATH), the leader
+    /// killed with SIGKILL a third of the way in (`--sinks` and `--down` do not apply).
+    #[arg(long)]
+    pub ha: bool,
 }
 
 pub(super) async fn demo(global: &super::Global, args: DemoArgs) -> ExitCode {
@@ -63,7 +67,17 @@ pub(super) async fn demo(global: &super::Global, args: DemoArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(args, tuning).await {
+    let result = if args.ha {
+        let ha = super::demo_ha::HaDemo {
+            rate: args.rate,
+            duration: args.duration,
+            dir: args.spool_dir,
+        };
+        super::demo_ha::run(ha, tuning).await
+    } else {
+        run(args, tuning).await
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");

@@ -3,6 +3,7 @@
 
 mod check;
 mod demo;
+mod demo_ha;
 mod format;
 mod inspect_text;
 mod run;

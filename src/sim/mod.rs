@@ -2,6 +2,7 @@
 //! endpoint), on loopback. `relay demo`, the integration tests and the benchmarks all use
 //! this one implementation.
 
+pub mod etcd;
 pub mod events;
 pub mod logscale;
 mod needle;

@@ -6,7 +6,6 @@
 
 #![allow(dead_code)]
 
-pub mod etcd;
 pub mod golden;
 pub mod syscall_shim;
 pub mod tmpfs;

@@ -1,7 +1,7 @@
-//! A real etcd cluster for the high-availability tests: three members of Debian's
-//! `etcd-server` on loopback (free ports, data in a temporary directory), started, stopped
-//! and restarted one by one. `.ci/run` installs the package; elsewhere the tests say
-//! skipped without it.
+//! [`EtcdCluster`]: a real etcd cluster on loopback, for `relay demo --ha` and the
+//! high-availability tests: three members of the `etcd` binary on `PATH` (Debian's
+//! `etcd-server`), free ports, data in a directory the caller owns; members stopped and
+//! restarted one by one. Not a simulator: the election runs against real etcd.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +15,7 @@ struct Member {
     child: Option<Child>,
 }
 
+/// Three etcd members on loopback; stopped when dropped.
 pub struct EtcdCluster {
     members: Vec<Member>,
     initial: String,
@@ -33,7 +34,7 @@ impl EtcdCluster {
     /// Three members with data under `dir`; why not, when there is no `etcd` binary.
     pub fn start(dir: &Path) -> Result<EtcdCluster, String> {
         if Command::new("etcd").arg("--version").output().is_err() {
-            return Err("no etcd binary (apt-get install etcd-server; .ci/run does)".into());
+            return Err("no `etcd` on PATH: install it (Debian and Ubuntu: apt-get install etcd-server etcd-client)".into());
         }
         let members: Vec<Member> = (0..3)
             .map(|i| Member {
@@ -117,7 +118,7 @@ impl EtcdCluster {
         self.spawn(i);
     }
 
-    /// Waits until a majority of members says it is healthy.
+    /// Waits until a majority of members says it is healthy (asked with `etcdctl`).
     pub fn wait_healthy(&self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
