@@ -211,6 +211,10 @@ impl WsState {
     }
 }
 
+/// How long a relay that no longer leads (cold standby) keeps reading before it closes:
+/// until the socket has been quiet for 500 ms or the server closed, at most this.
+const NOT_LEADER_DRAIN: Duration = Duration::from_secs(5);
+
 /// A session shorter than this that Zoom closed counts towards contention.
 const SHORT_SESSION: Duration = Duration::from_secs(30);
 /// This many such closes ...
@@ -471,6 +475,26 @@ impl ZoomWsSource {
                 }
                 _ = liveness.tick() => {
                     if self.gate.as_ref().is_some_and(|g| !g.is_leader()) {
+                        // Read what is in flight before closing: a relay resumed after a
+                        // pause has a socket buffer of events it received as leader, and
+                        // a close now can make the server reset the connection, which
+                        // discards what the kernel still holds for us (822 events lost in
+                        // tests/ha.rs's SIGSTOP scenario on a loaded machine).
+                        let quiet_since = |ms: u64| now_ms().saturating_sub(last_rx.load(Ordering::Relaxed)) >= ms;
+                        let until = Instant::now() + NOT_LEADER_DRAIN;
+                        loop {
+                            tokio::select! {
+                                c = ctl.recv() => match c {
+                                    Some(Control::Closed(_) | Control::ReadError(_) | Control::SpoolClosed) | None => break,
+                                    Some(_) => {}
+                                },
+                                _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                                    if quiet_since(500) || Instant::now() >= until {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
                         let mut w = writer.lock().await;
                         let _ = w.write_frame(Frame::close(1000, b"relay is no longer the leader")).await;
                         let _ = w.flush().await;
