@@ -11,8 +11,11 @@
 
 # --- build stage: the same command CI runs (.ci/run) ---
 FROM rust:1.95-bookworm AS build
+# The commit for `relay --version` (no .git in the build context): --build-arg QSS_RELAY_COMMIT=$(git rev-parse --short=12 HEAD)
+ARG QSS_RELAY_COMMIT=unknown
+ENV QSS_RELAY_COMMIT=${QSS_RELAY_COMMIT}
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
 RUN cargo build --release --locked --bin relay \

@@ -336,3 +336,26 @@ fn help_names_both_destinations() {
         "{text}"
     );
 }
+
+/// `relay --version` names the version and the commit it was built from.
+#[test]
+fn version_names_the_commit() {
+    let out = std::process::Command::new(common::relay_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let expected = format!("relay {} (", env!("CARGO_PKG_VERSION"));
+    assert!(text.starts_with(&expected), "{text}");
+    let commit = text
+        .trim()
+        .trim_start_matches(&expected)
+        .trim_end_matches(')');
+    assert!(
+        commit == "unknown" || (commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{text}"
+    );
+    if std::path::Path::new(".git").exists() {
+        assert_ne!(commit, "unknown", "built in a git checkout: {text}");
+    }
+}

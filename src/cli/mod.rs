@@ -16,8 +16,11 @@ use std::process::ExitCode;
 
 /// Lossless relay of Zoom QSS telemetry and webhooks into CrowdStrike Falcon LogScale and
 /// Microsoft Sentinel.
+/// `relay --version`: the version and the commit it was built from (build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("RELAY_COMMIT"), ")");
+
 #[derive(Debug, Parser)]
-#[command(name = "relay", version, about, long_about = None, propagate_version = true)]
+#[command(name = "relay", version = VERSION, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
