@@ -686,12 +686,33 @@ fn relay_demo_ha_ends_with_lost_0() {
         skip_unless_ci("no etcd binary");
         return;
     }
+    let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(relay_bin())
-        .args(["demo", "--ha", "--duration", "12", "--rate", "500"])
+        .args([
+            "demo",
+            "--ha",
+            "--duration",
+            "12",
+            "--rate",
+            "500",
+            "--spool-dir",
+        ])
+        .arg(dir.path())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     println!("{text}");
+    if !out.status.success() {
+        for name in ["relay-a", "relay-b"] {
+            let log = std::fs::read_to_string(dir.path().join(name).join("relay.log"))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            println!("--- {name}'s last log lines ---");
+            for line in tail.iter().rev() {
+                println!("{line}");
+            }
+        }
+    }
     assert!(
         out.status.success(),
         "{text}\n{}",

@@ -55,7 +55,8 @@ pub struct DemoArgs {
 
 pub(super) async fn demo(global: &super::Global, args: DemoArgs) -> ExitCode {
     // Quiet by default: the progress display is the show. RUST_LOG=info shows the relay's logs.
-    if std::env::var_os("RUST_LOG").is_none() {
+    let asked_log = std::env::var("RUST_LOG").ok();
+    if asked_log.is_none() {
         // SAFETY: single-threaded at this point of the demo's start (nothing else reads env).
         unsafe { std::env::set_var("RUST_LOG", "off") };
     }
@@ -72,6 +73,7 @@ pub(super) async fn demo(global: &super::Global, args: DemoArgs) -> ExitCode {
             rate: args.rate,
             duration: args.duration,
             dir: args.spool_dir,
+            relay_log: asked_log.unwrap_or_else(|| "info".into()),
         };
         super::demo_ha::run(ha, tuning).await
     } else {

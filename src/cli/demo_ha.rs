@@ -54,6 +54,8 @@ pub(super) struct HaDemo {
     pub duration: u64,
     /// Where the relays' spools go (default: a temporary directory).
     pub dir: Option<PathBuf>,
+    /// `RUST_LOG` of the relay processes (their logs go to `relay.log` beside each spool).
+    pub relay_log: String,
 }
 
 pub(super) async fn run(args: HaDemo, tuning: Vec<(String, String)>) -> Result<ExitCode, String> {
@@ -95,10 +97,7 @@ pub(super) async fn run(args: HaDemo, tuning: Vec<(String, String)>) -> Result<E
             .env("RELAY_HA_ETCD_ENDPOINTS", etcd.endpoints())
             .env("RELAY_HA_LEASE_TTL_SECS", LEASE_SECS.to_string())
             .env("RELAY_HA_STANDBY", "hot")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or("info".into()),
-            );
+            .env("RUST_LOG", &args.relay_log);
         let log = std::fs::File::create(dir.join("relay.log")).map_err(|e| e.to_string())?;
         let child = cmd
             .arg("run")
@@ -120,6 +119,19 @@ pub(super) async fn run(args: HaDemo, tuning: Vec<(String, String)>) -> Result<E
         "qss-relay demo --ha: etcd of three members at {}; relay-a and relay-b in hot standby, each on a Zoom subscription of its own; lease {LEASE_SECS} s",
         etcd.endpoints()
     );
+    // Both subscriptions open before the stream starts: an event that reached only the
+    // leader's connection and was not delivered when it died waits in its spool, which the
+    // demo does not count as delivered.
+    let open_by = Instant::now() + Duration::from_secs(30);
+    while zoom.live_subscriptions().len() < 2 {
+        if Instant::now() > open_by {
+            return Err(format!(
+                "the relays did not both connect to the simulated Zoom within 30 s; their logs are in {}",
+                base.display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let Some(first) = wait_leader(&relays, Duration::from_secs(30)).await else {
         return Err(format!(
             "no relay became leader within 30 s; their logs are in {}",
@@ -208,7 +220,23 @@ pub(super) async fn run(args: HaDemo, tuning: Vec<(String, String)>) -> Result<E
     Ok(if lost == 0 {
         ExitCode::SUCCESS
     } else {
-        println!("logs: {}", base.display());
+        let mut missing: Vec<u64> = reached
+            .iter()
+            .filter(|n| !counts.contains_key(n))
+            .copied()
+            .collect();
+        missing.sort_unstable();
+        println!(
+            "lost events (sequence numbers of the simulated Zoom): {:?}{}",
+            &missing[..missing.len().min(20)],
+            if missing.len() > 20 { " ..." } else { "" }
+        );
+        if args.dir.is_some() {
+            println!("logs: {}", base.display());
+        } else {
+            let kept = tmp.keep();
+            println!("logs: {}", kept.display());
+        }
         ExitCode::FAILURE
     })
 }
