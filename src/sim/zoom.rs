@@ -107,6 +107,10 @@ pub struct ZoomStats {
     /// Events the fake was told to send (by `send` or the rate), written or not yet:
     /// when the relay takes frames slower than the rate, `events_sent` lags behind this.
     pub events_queued: u64,
+    /// Live mode: events emitted to an open connection and not yet written or dropped
+    /// (queued behind a slow reader, or in a batch being written). Zero once every
+    /// connection has written what it was given: then [`FakeZoom::reached`] is final.
+    pub live_backlog: u64,
 }
 
 struct State {
@@ -133,6 +137,8 @@ struct State {
     /// Numbers handed out whose write failed: sent first by the next connection.
     given_back: Mutex<VecDeque<u64>>,
     sent: AtomicU64,
+    /// See [`ZoomStats::live_backlog`].
+    live_backlog: AtomicU64,
     /// When each event was written, if recording (latency measurements).
     send_times: Mutex<Option<std::collections::HashMap<u64, Instant>>>,
     rate: Mutex<Option<f64>>,
@@ -196,6 +202,7 @@ impl FakeZoom {
             next: AtomicU64::new(0),
             given_back: Mutex::new(VecDeque::new()),
             sent: AtomicU64::new(0),
+            live_backlog: AtomicU64::new(0),
             send_times: Mutex::new(None),
             rate: Mutex::new(None),
             wake: Notify::new(),
@@ -383,6 +390,7 @@ impl FakeZoom {
             heartbeats: s.heartbeats.load(Ordering::SeqCst),
             events_sent: s.sent.load(Ordering::SeqCst),
             events_queued: s.queued.load(Ordering::SeqCst),
+            live_backlog: s.live_backlog.load(Ordering::SeqCst),
         }
     }
 
@@ -757,7 +765,9 @@ fn emit_live(st: &State) {
     let from = st.next.swap(queued, Ordering::SeqCst);
     for n in from..queued.max(from) {
         for c in live.values() {
-            let _ = c.events.send(n);
+            if c.events.send(n).is_ok() {
+                st.live_backlog.fetch_add(1, Ordering::SeqCst);
+            }
         }
     }
 }
@@ -828,11 +838,13 @@ async fn serve_live(
                     }
                 }
                 if !ok || w.flush().await.is_err() {
+                    st.live_backlog.fetch_sub(batch.len() as u64, Ordering::SeqCst);
                     break;
                 }
                 drop(w);
                 st.sent.fetch_add(batch.len() as u64, Ordering::SeqCst);
-                st.reached.lock().expect("not poisoned").extend(batch);
+                st.reached.lock().expect("not poisoned").extend(&batch);
+                st.live_backlog.fetch_sub(batch.len() as u64, Ordering::SeqCst);
             }
             cmd = commands.recv() => match cmd {
                 Ok(Command::Inject(b)) => {
@@ -852,6 +864,11 @@ async fn serve_live(
                 Err(_) => {}
             },
         }
+    }
+    // What was emitted to this connection and never written is lost for it.
+    events.close();
+    while events.try_recv().is_ok() {
+        st.live_backlog.fetch_sub(1, Ordering::SeqCst);
     }
     let mut live = st.live.lock().expect("not poisoned");
     if live.get(&subscription).is_some_and(|c| c.id == id) {
