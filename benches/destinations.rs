@@ -12,7 +12,14 @@
 //!
 //! End to end: the fake Zoom is told to send `DEST_EVENTS` frames as fast as the socket
 //! takes them; the time runs from that moment to the last event accepted by the last
-//! destination. Peak RSS is the kernel's high-water mark (`VmHWM`).
+//! destination. Peak RSS is the kernel's high-water mark (`VmHWM`). CPU per event is the
+//! relay process's CPU time (user + system, from `/proc`) from start to the last delivery,
+//! divided by the events (each delivered to every destination); the fakes' CPU is this
+//! bench process's over the same span (the fake Sentinel counts rows, see
+//! `FakeSentinel::start_counting`).
+//!
+//! `BENCH_CPUS=0 cargo bench --bench destinations -- e2e` pins the relay to core 0 and
+//! the fakes to the other cores (`taskset`): the relay's rate on one core of its own.
 
 mod common;
 
@@ -42,19 +49,35 @@ fn sentinel_env(sentinel: &FakeSentinel) -> Vec<(&'static str, String)> {
     env
 }
 
-/// Waits until every destination has `target` events, sampling the relay's RSS; returns
-/// the seconds it took and the peak RSS in MiB.
+/// What one run measured.
+struct Run {
+    secs: f64,
+    peak_mib: u64,
+    /// CPU seconds of the relay process, start to last delivery.
+    relay_cpu: f64,
+    /// CPU seconds of the fakes (this process) over the same span.
+    fakes_cpu: f64,
+}
+
+/// Waits until every destination has `target` events, sampling the relay's RSS.
+/// `fakes_cpu_at_start` is this process's CPU time when the relay was started.
 async fn run_until(
     pid: u32,
     started: Instant,
+    fakes_cpu_at_start: f64,
     mut delivered: impl FnMut() -> Vec<u64>,
     target: u64,
-) -> (f64, u64) {
+) -> Run {
     let mut peak = 0;
     loop {
         peak = peak.max(common::peak_rss_kib(pid));
         if delivered().iter().all(|d| *d >= target) {
-            return (started.elapsed().as_secs_f64(), peak / 1024);
+            return Run {
+                secs: started.elapsed().as_secs_f64(),
+                peak_mib: peak / 1024,
+                relay_cpu: common::cpu_secs(pid),
+                fakes_cpu: common::cpu_secs(std::process::id()) - fakes_cpu_at_start,
+            };
         }
         assert!(
             started.elapsed() < Duration::from_secs(900),
@@ -65,11 +88,23 @@ async fn run_until(
     }
 }
 
-/// One end-to-end run: a fresh relay and spool, `events` frames; (seconds, peak MiB).
-async fn one_run(events: u64, with_sentinel: bool) -> (f64, u64) {
+/// The fake Sentinel: counting rows, or with `DEST_FAKE_SENTINEL=parse` parsing each into
+/// a tree and tracking its id as the tests' fake does (to measure what that costs).
+async fn fake_sentinel() -> FakeSentinel {
+    if std::env::var("DEST_FAKE_SENTINEL").as_deref() == Ok("parse") {
+        FakeSentinel::start(false).await.unwrap()
+    } else {
+        FakeSentinel::start_counting().await.unwrap()
+    }
+}
+
+/// One end-to-end run: a fresh relay and spool, `events` frames.
+async fn one_run(events: u64, with_sentinel: bool) -> Run {
     let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
     let logscale = common::sink(TOKEN, false).await;
-    let sentinel = FakeSentinel::start(false).await.unwrap();
+    let sentinel = fake_sentinel().await;
+    common::pin_fakes_away_from_relay();
+    let fakes_cpu = common::cpu_secs(std::process::id());
     let dir = tempfile::tempdir().unwrap();
     let extra = if with_sentinel {
         sentinel_env(&sentinel)
@@ -90,7 +125,7 @@ async fn one_run(events: u64, with_sentinel: bool) -> (f64, u64) {
         }
         d
     };
-    let result = run_until(child.id(), started, delivered, events).await;
+    let result = run_until(child.id(), started, fakes_cpu, delivered, events).await;
     common::stop_relay(child);
     result
 }
@@ -106,31 +141,44 @@ async fn end_to_end() {
     let runs: usize = common::env_or("DEST_RUNS", 3);
     let avg = FrameFactory::websocket().average_len();
     let (mut alone, mut both) = (Vec::new(), Vec::new());
+    let us = |cpu: f64| cpu * 1e6 / events as f64;
     // Interleaved, so that a slow moment of the machine does not favour one side.
     for run in 0..runs {
         for (with_sentinel, label, results) in [
             (false, "LogScale alone     ", &mut alone),
             (true, "LogScale + Sentinel", &mut both),
         ] {
-            let (s, rss) = one_run(events, with_sentinel).await;
+            let r = one_run(events, with_sentinel).await;
             println!(
-                "  run {run}: {label} {:>7.0} events/s ({:>5.1} MB/s), peak RSS {rss} MiB",
-                events as f64 / s,
-                events as f64 * avg as f64 / s / 1e6
+                "  run {run}: {label} {:>7.0} events/s ({:>5.1} MB/s), relay CPU {:.2} µs/event ({:.2} cores), fakes {:.2} µs/event, peak RSS {} MiB",
+                events as f64 / r.secs,
+                events as f64 * avg as f64 / r.secs / 1e6,
+                us(r.relay_cpu),
+                r.relay_cpu / r.secs,
+                us(r.fakes_cpu),
+                r.peak_mib
             );
-            results.push((events as f64 / s, rss));
+            results.push(r);
         }
     }
-    let rate = |v: &[(f64, u64)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
+    let rates = |v: &[Run]| v.iter().map(|r| events as f64 / r.secs).collect::<Vec<_>>();
+    let cpu = |v: &[Run]| v.iter().map(|r| us(r.relay_cpu)).collect::<Vec<_>>();
+    let fakes = |v: &[Run]| v.iter().map(|r| us(r.fakes_cpu)).collect::<Vec<_>>();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let peak = |v: &[(f64, u64)]| v.iter().map(|x| x.1).max().unwrap_or(0);
-    let (a_lo, a_hi) = range(&rate(&alone));
-    let (b_lo, b_hi) = range(&rate(&both));
+    let peak = |v: &[Run]| v.iter().map(|r| r.peak_mib).max().unwrap_or(0);
+    let line = |name: &str, v: &[Run]| {
+        let (r_lo, r_hi) = range(&rates(v));
+        let (c_lo, c_hi) = range(&cpu(v));
+        let (f_lo, f_hi) = range(&fakes(v));
+        format!("  {name} {r_lo:.0}–{r_hi:.0} events/s, relay CPU {c_lo:.2}–{c_hi:.2} µs/event, fakes {f_lo:.2}–{f_hi:.2} µs/event, peak RSS {} MiB", peak(v))
+    };
     println!(
-        "{events} events end to end ({avg}-byte frames), {runs} runs each:\n  LogScale alone:      {a_lo:.0}–{a_hi:.0} events/s, peak RSS {} MiB\n  LogScale + Sentinel: {b_lo:.0}–{b_hi:.0} events/s (every event to both), peak RSS {} MiB\n  ratio (both / alone): rate {:.2}, peak RSS {:.2}",
-        peak(&alone),
-        peak(&both),
-        mean(&rate(&both)) / mean(&rate(&alone)),
+        "{events} events end to end ({avg}-byte frames), {runs} runs each, relay on {}:\n{}\n{}\n  ratio (both / alone): rate {:.2}, relay CPU per event {:.2}, peak RSS {:.2}",
+        common::bench_cpus().map_or("any core".to_string(), |c| format!("core(s) {c}")),
+        line("LogScale alone:     ", &alone),
+        line("LogScale + Sentinel:", &both),
+        mean(&rates(&both)) / mean(&rates(&alone)),
+        mean(&cpu(&both)) / mean(&cpu(&alone)),
         peak(&both) as f64 / peak(&alone).max(1) as f64,
     );
 }
@@ -144,13 +192,16 @@ async fn drain() {
     let on_disk = common::du(&spool_dir) / (1024 * 1024);
     let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
     let logscale: FakeLogScale = common::sink(TOKEN, false).await;
-    let sentinel = FakeSentinel::start(false).await.unwrap();
+    let sentinel = fake_sentinel().await;
+    common::pin_fakes_away_from_relay();
+    let fakes_cpu = common::cpu_secs(std::process::id());
     let started = Instant::now();
     let child = common::spawn_relay(&zoom, &logscale, &spool_dir, &sentinel_env(&sentinel));
     let mut first_done = None;
-    let (secs, peak) = run_until(
+    let run = run_until(
         child.id(),
         started,
+        fakes_cpu,
         || {
             let d = vec![logscale.stats().events, sentinel.stats().events];
             if first_done.is_none() && d.iter().any(|x| *x >= events) {
@@ -163,11 +214,15 @@ async fn drain() {
     .await;
     common::stop_relay(child);
     let avg = FrameFactory::websocket().average_len();
+    let secs = run.secs;
     let (first_secs, logscale_first) = first_done.unwrap_or((secs, true));
     println!(
-        "drained a {events}-event backlog ({avg}-byte frames, {on_disk} MiB on disk) to LogScale and Sentinel in {secs:.1} s: {:.0} events/s to each ({:.0} MB/s of frames); {} finished first, after {first_secs:.1} s; peak RSS {peak} MiB",
+        "drained a {events}-event backlog ({avg}-byte frames, {on_disk} MiB on disk) to LogScale and Sentinel in {secs:.1} s: {:.0} events/s to each ({:.0} MB/s of frames); {} finished first, after {first_secs:.1} s; relay CPU {:.2} µs/event, fakes {:.2} µs/event; peak RSS {} MiB",
         events as f64 / secs,
         events as f64 * avg as f64 / secs / 1e6,
         if logscale_first { "LogScale" } else { "Sentinel" },
+        run.relay_cpu * 1e6 / events as f64,
+        run.fakes_cpu * 1e6 / events as f64,
+        run.peak_mib,
     );
 }

@@ -36,7 +36,8 @@ fn assert_one_json_line(out: &[u8]) {
 }
 
 /// Any bytes as a WebSocket frame and as a webhook body: classification never panics,
-/// and the HEC output is one line of valid JSON.
+/// the HEC output is one line of valid JSON, and the Sentinel row spliced from the marks
+/// the HEC encoder noted is the row made by reading the line back.
 pub fn check_frame(data: &[u8]) {
     let kind = classify(data);
     let fl = match kind {
@@ -59,6 +60,18 @@ pub fn check_frame(data: &[u8]) {
         let mut out = Vec::new();
         enc.encode(&r, &mut out);
         assert_one_json_line(&out);
+        let mut rows = crate::ship::sentinel::record::RowEncoder::new(
+            "0000000000000000",
+            crate::redact::Redaction::with_extra(["clientId"]),
+        );
+        let (mut marked, mut read_back) = (Vec::new(), Vec::new());
+        rows.encode(&r, &mut marked);
+        rows.encode_read_back(&r, &mut read_back);
+        assert_eq!(
+            String::from_utf8_lossy(&marked),
+            String::from_utf8_lossy(&read_back),
+            "the row from marks differs from the row read back"
+        );
     }
 }
 

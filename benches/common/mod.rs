@@ -34,6 +34,72 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) process `pid` has used so far, in seconds; 0 if it is gone.
+/// Divided by the events it handled, it is the CPU per event, which unlike a rate does not
+/// depend on how many cores the fakes beside it take.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The fields after the command name (which may hold spaces) in parentheses:
+    // utime and stime are the 14th and 15th fields of the line, in clock ticks.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks(11) + ticks(12)) as f64 / hz
+}
+
+/// The cores the relay is pinned to (`BENCH_CPUS`, a `taskset` list such as `0` or `0,1`),
+/// if set. The bench process itself (the fakes) is then pinned to the other cores, if any
+/// are left, so that the relay's figures are its own.
+pub fn bench_cpus() -> Option<String> {
+    std::env::var("BENCH_CPUS")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// Pins every thread of this process (the fakes) to the cores not in `BENCH_CPUS`; does
+/// nothing when it is unset or names every core.
+pub fn pin_fakes_away_from_relay() {
+    let Some(list) = bench_cpus() else { return };
+    let relay: Vec<usize> = list
+        .split(',')
+        .flat_map(|part| match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (a.trim().parse().unwrap_or(0), b.trim().parse().unwrap_or(0));
+                (a..=b).collect::<Vec<usize>>()
+            }
+            None => part.trim().parse().ok().into_iter().collect(),
+        })
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rest: Vec<String> = (0..cores)
+        .filter(|c| !relay.contains(c))
+        .map(|c| c.to_string())
+        .collect();
+    if rest.is_empty() {
+        return;
+    }
+    let ok = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &rest.join(",")])
+        .arg(std::process::id().to_string())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "taskset could not pin the bench to cores {}",
+        rest.join(",")
+    );
+}
+
 /// Bytes of the files under `dir`, recursively (0 if it does not exist).
 pub fn du(dir: &std::path::Path) -> u64 {
     qss_relay::spool::dir_size(dir)
@@ -86,16 +152,26 @@ pub fn spawn_relay(
 /// The relay binary, or, when `RELAY_BENCH_WRAPPER` is set (e.g. `heaptrack -o /tmp/ht`),
 /// that command with the relay binary as its last argument: a profile of the relay under
 /// a bench's load.
+///
+/// With `BENCH_CPUS` set, the relay runs under `taskset -c BENCH_CPUS` (which execs it:
+/// the pid is the relay's).
 pub fn relay_command() -> std::process::Command {
     let relay = env!("CARGO_BIN_EXE_relay");
-    match std::env::var("RELAY_BENCH_WRAPPER") {
-        Ok(wrapper) if !wrapper.trim().is_empty() => {
-            let mut words = wrapper.split_whitespace();
-            let mut cmd = std::process::Command::new(words.next().expect("not empty"));
-            cmd.args(words).arg(relay);
+    let pinned = bench_cpus().map(|cpus| format!("taskset -c {cpus}"));
+    let wrapper = std::env::var("RELAY_BENCH_WRAPPER").unwrap_or_default();
+    let words: Vec<String> = pinned
+        .iter()
+        .flat_map(|p| p.split_whitespace())
+        .chain(wrapper.split_whitespace())
+        .map(str::to_string)
+        .collect();
+    match words.split_first() {
+        Some((program, args)) => {
+            let mut cmd = std::process::Command::new(program);
+            cmd.args(args).arg(relay);
             cmd
         }
-        _ => std::process::Command::new(relay),
+        None => std::process::Command::new(relay),
     }
 }
 

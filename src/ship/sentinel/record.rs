@@ -15,12 +15,15 @@
 //! | `RelayError`    | string   | only then (or for a QSS `content` that is not JSON): why      |
 //!
 //! The record is derived from the HEC event the LogScale encoder writes, so both
-//! destinations see the same transforms and the same time. The HEC line is read back
-//! with borrowed, raw values (serde_json's `RawValue`): the `payload` is copied into the
-//! row as the bytes the HEC encoder wrote, not parsed into a tree and written again.
+//! destinations see the same transforms and the same time. On the common paths the
+//! encoder notes where the row's pieces are as it writes the line ([`RowMarks`]), and
+//! the row is spliced from them: the `payload` is copied as the bytes the HEC encoder
+//! wrote. Otherwise (a `relay_error`, a frame written from the tape) the line is read
+//! back with borrowed, raw values (serde_json's `RawValue`). Both give the same row (a
+//! test compares them over every kind of simulated event and the fuzz corpus).
 
 use crate::redact::Redaction;
-use crate::ship::hec::{Encoder as HecEncoder, HecSettings};
+use crate::ship::hec::{Encoder as HecEncoder, HecSettings, RowMarks};
 use crate::spool::{Record, SourceKind};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -46,6 +49,7 @@ pub const COLUMNS: &[(&str, &str)] = &[
 pub struct RowEncoder {
     hec: HecEncoder,
     line: Vec<u8>,
+    spool_id: String,
 }
 
 /// The parts of a HEC line a row is made of.
@@ -103,6 +107,7 @@ impl RowEncoder {
                 redact,
             }),
             line: Vec::new(),
+            spool_id: spool_id.to_string(),
         }
     }
 
@@ -110,7 +115,17 @@ impl RowEncoder {
     /// `]`, without the last comma, is the request's JSON array).
     pub fn encode(&mut self, r: &Record, out: &mut Vec<u8>) {
         self.line.clear();
-        self.hec.encode(r, &mut self.line);
+        if let Some(marks) = self.hec.encode_marked(r, &mut self.line) {
+            write_marked_row(r, marks, &self.line, &self.spool_id, out);
+        } else {
+            self.read_back(r, out);
+        }
+        out.push(b',');
+    }
+
+    /// The row of `r` made by reading its HEC line (in `self.line`) back; for the paths
+    /// that note no [`RowMarks`], and the reference the marked rows are tested against.
+    fn read_back(&mut self, r: &Record, out: &mut Vec<u8>) {
         match serde_json::from_slice::<HecLine>(&self.line) {
             Ok(hec) => write_row(r, &hec, out),
             // The HEC encoder always writes valid JSON; should it not, the row says so
@@ -121,12 +136,55 @@ impl RowEncoder {
                 write_raw_row(r, &String::from_utf8_lossy(&text), &why, None, out)
             }
         }
+    }
+
+    /// The row by reading the line back, never from marks: the reference the marked rows
+    /// are checked against (unit tests, the fuzz targets' `check_frame`).
+    #[doc(hidden)]
+    pub fn encode_read_back(&mut self, r: &Record, out: &mut Vec<u8>) {
+        self.line.clear();
+        self.hec.encode(r, &mut self.line);
+        self.read_back(r, out);
         out.push(b',');
     }
 }
 
-fn iso_ms(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+/// The row of a record from the marks its HEC line was written with (`line`).
+fn write_marked_row(r: &Record, m: &RowMarks, line: &[u8], spool_id: &str, out: &mut Vec<u8>) {
+    open_row(out, m.time_ms, r.received_ms);
+    if let Some(name) = &m.name {
+        string_column(out, "Event", name);
+    }
+    // The columns of `HEAD_MEMBERS`, in its order.
+    for (column, value) in ["AccountId", "Operator", "OperatorId"].iter().zip(&m.heads) {
+        if let Some(text) = value {
+            string_column(out, column, text);
+        }
+    }
+    string_column(out, "Source", source_of(r));
+    out.extend_from_slice(b",\"RelayId\":\"");
+    out.extend_from_slice(spool_id.as_bytes());
+    out.push(b':');
+    out.extend_from_slice(itoa::Buffer::new().format(r.seq).as_bytes());
+    out.extend_from_slice(b"\",\"Payload\":");
+    match m.payload {
+        Some((start, end)) => out.extend_from_slice(&line[start..end]),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+}
+
+/// The last millisecond of year 9999: the latest time RFC 3339 (and humantime, which
+/// fails to format later ones) can write.
+const LATEST_MS: u64 = 253_402_300_799_999;
+
+/// `ms` as an RFC 3339 UTC time with milliseconds, or `None` past year 9999.
+fn iso_ms(ms: u64) -> Option<String> {
+    use std::fmt::Write;
+    let t = UNIX_EPOCH.checked_add(Duration::from_millis(ms.min(LATEST_MS + 1)))?;
+    let mut s = String::with_capacity(24);
+    write!(s, "{}", humantime::format_rfc3339_millis(t)).ok()?;
+    Some(s)
 }
 
 fn source_of(r: &Record) -> &'static str {
@@ -145,9 +203,14 @@ fn string_column(out: &mut Vec<u8>, name: &str, value: &str) {
 }
 
 /// The row's start: `{"TimeGenerated":"..."`.
-fn open_row(out: &mut Vec<u8>, time_ms: u64) {
+/// An event time past year 9999 (an `event_ts` no real event has) cannot be a datetime
+/// column: the row then takes the time the relay received the record (`received_ms`).
+fn open_row(out: &mut Vec<u8>, time_ms: u64, received_ms: u64) {
     out.extend_from_slice(b"{\"TimeGenerated\":\"");
-    out.extend_from_slice(iso_ms(time_ms).as_bytes());
+    let iso = iso_ms(time_ms)
+        .or_else(|| iso_ms(received_ms))
+        .unwrap_or_else(|| "9999-12-31T23:59:59.999Z".to_string());
+    out.extend_from_slice(iso.as_bytes());
     out.push(b'"');
 }
 
@@ -163,7 +226,7 @@ fn source_columns(out: &mut Vec<u8>, r: &Record, relay_id: Option<&str>) {
 /// A row for a record that is not a JSON object: `text` (the record as the HEC encoder
 /// shipped it, redacted) in `RawEvent`.
 fn write_raw_row(r: &Record, text: &str, why: &str, relay_id: Option<&str>, out: &mut Vec<u8>) {
-    open_row(out, r.received_ms);
+    open_row(out, r.received_ms, r.received_ms);
     source_columns(out, r, relay_id);
     string_column(out, "RawEvent", text);
     string_column(out, "RelayError", why);
@@ -208,7 +271,7 @@ fn write_row(r: &Record, hec: &HecLine, out: &mut Vec<u8>) {
     let time_ms = hec
         .time
         .map_or(r.received_ms, |t| (t * 1000.0).round() as u64);
-    open_row(out, time_ms);
+    open_row(out, time_ms, r.received_ms);
     if let Some(name) = &inner.event {
         string_column(out, "Event", name);
     }
@@ -240,4 +303,110 @@ fn write_row(r: &Record, hec: &HecLine, out: &mut Vec<u8>) {
         string_column(out, "RelayError", why);
     }
     out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::events::FrameFactory;
+    use bytes::Bytes;
+
+    fn record(kind: SourceKind, payload: &[u8]) -> Record {
+        Record {
+            seq: 42,
+            received_ms: 1_700_000_000_123,
+            kind,
+            flags: 0,
+            payload: Bytes::copy_from_slice(payload),
+        }
+    }
+
+    /// The row made from marks and the row made by reading the line back; whether marks
+    /// were used.
+    fn both_ways(r: &Record) -> (String, String, bool) {
+        let mut enc = RowEncoder::new("spool-x", Redaction::default());
+        let (mut fast, mut slow) = (Vec::new(), Vec::new());
+        enc.encode(r, &mut fast);
+        enc.encode_read_back(r, &mut slow);
+        let mut line = Vec::new();
+        let marked = enc.hec.encode_marked(r, &mut line).is_some();
+        (
+            String::from_utf8(fast).unwrap(),
+            String::from_utf8(slow).unwrap(),
+            marked,
+        )
+    }
+
+    #[test]
+    fn rows_from_marks_are_the_rows_read_back_for_every_simulated_event() {
+        for (factory, kind) in [
+            (FrameFactory::websocket(), SourceKind::WebSocket),
+            (FrameFactory::webhook(), SourceKind::Webhook),
+        ] {
+            let mut marked = 0;
+            for n in 0..3_000 {
+                let (fast, slow, m) = both_ways(&record(kind, &factory.frame(n)));
+                assert_eq!(fast, slow, "{kind:?} event {n}");
+                marked += m as usize;
+            }
+            // The point of the marks: the common events take that path.
+            assert_eq!(marked, 3_000, "{kind:?}: events not marked");
+        }
+    }
+
+    #[test]
+    fn rows_from_marks_are_the_rows_read_back_at_the_edges() {
+        let q = r#"\"event\":\"meeting.participant_qos\""#;
+        let frames = [
+            // Blanks around colons and commas, payload not last, keys with escapes.
+            format!(
+                r#"{{"module":"message","content":"{{ {q} , \"payload\" : {{\"account_id\" : \"a\", \"object\":{{}}}} , \"event_ts\": 1700000000999 }}"}}"#
+            ),
+            format!(
+                r#"{{"module":"message","content":"{{{q},\"pay\\u006coad\":{{\"account_id\":\"a\"}}}}"}}"#
+            ),
+            // Head members that are not strings, null, absent; no payload; payload null.
+            format!(
+                r#"{{"module":"message","content":"{{{q},\"payload\":{{\"account_id\":7,\"operator\":null}}}}"}}"#
+            ),
+            format!(
+                r#"{{"module":"message","content":"{{{q},\"payload\":{{\"operator\":null,\"operator_id\":\"o\\\"1\"}}}}"}}"#
+            ),
+            format!(r#"{{"module":"message","content":"{{{q}}}"}}"#),
+            format!(r#"{{"module":"message","content":"{{{q},\"payload\":null}}"}}"#),
+            r#"{"module":"message","content":"{\"event\":5,\"payload\":{}}"}"#.to_string(),
+            // A header with the credential; content not JSON; not JSON at all.
+            format!(
+                r#"{{"module":"message","content":"{{{q},\"payload\":{{}}}}","header":{{"Authorization":"s3cr3t"}}}}"#
+            ),
+            r#"{"module":"message","content":"not json"}"#.to_string(),
+            "not json".to_string(),
+        ];
+        for f in &frames {
+            for kind in [SourceKind::WebSocket, SourceKind::Webhook] {
+                let (fast, slow, _) = both_ways(&record(kind, f.as_bytes()));
+                assert_eq!(fast, slow, "{kind:?} {f}");
+            }
+        }
+        // An `event_ts` past year 9999 (found by the fuzz corpus: formatting it panicked).
+        let far = format!(
+            r#"{{"module":"message","content":"{{{q},\"event_ts\":99999999999999999,\"payload\":{{}}}}"}}"#
+        );
+        let (fast, slow, _) = both_ways(&record(SourceKind::WebSocket, far.as_bytes()));
+        assert_eq!(fast, slow);
+        assert!(
+            fast.starts_with(r#"{"TimeGenerated":"2023-11-14T22:13:20.123Z""#),
+            "{fast}"
+        );
+        let webhooks = [
+            r#"{"event":"meeting.started","event_ts":1700000000999,"payload":{"account_id":"a","operator":"o@x","object":{"id":1}}}"#,
+            r#"{"event":"meeting.participant_qos","payload":{"object":{"participant":{"qos":[{"type":"audio_input","details":{"min_bitrate":"1 kbps"}}]}}},"event_ts":1}"#,
+            r#"{ "payload" : { "account_id" : "a" } , "event" : "x" }"#,
+        ];
+        for w in webhooks {
+            let (fast, slow, m) = both_ways(&record(SourceKind::Webhook, w.as_bytes()));
+            assert_eq!(fast, slow, "{w}");
+            assert!(m, "{w}");
+        }
+    }
 }
