@@ -57,6 +57,8 @@ struct Run {
     relay_cpu: f64,
     /// CPU seconds of the fakes (this process) over the same span.
     fakes_cpu: f64,
+    /// Per destination: accepted requests and their uncompressed bytes.
+    requests: Vec<(&'static str, u64, u64)>,
 }
 
 /// Waits until every destination has `target` events, sampling the relay's RSS.
@@ -77,6 +79,7 @@ async fn run_until(
                 peak_mib: peak / 1024,
                 relay_cpu: common::cpu_secs(pid),
                 fakes_cpu: common::cpu_secs(std::process::id()) - fakes_cpu_at_start,
+                requests: Vec::new(),
             };
         }
         assert!(
@@ -125,9 +128,34 @@ async fn one_run(events: u64, with_sentinel: bool) -> Run {
         }
         d
     };
-    let result = run_until(child.id(), started, fakes_cpu, delivered, events).await;
+    let mut result = run_until(child.id(), started, fakes_cpu, delivered, events).await;
     common::stop_relay(child);
+    let s = logscale.stats();
     result
+        .requests
+        .push(("LogScale", s.accepted_requests, s.bytes));
+    if with_sentinel {
+        let s = sentinel.stats();
+        result
+            .requests
+            .push(("Sentinel", s.accepted_requests, s.bytes));
+    }
+    result
+}
+
+/// "LogScale 310 requests of 1.52 MB" for each destination: how full the requests were
+/// (uncompressed; Sentinel's limit is 1 MB per request and 12,000 requests/min per DCR).
+fn request_sizes(r: &Run) -> String {
+    r.requests
+        .iter()
+        .map(|(name, n, bytes)| {
+            format!(
+                "{name} {n} requests of {:.2} MB",
+                *bytes as f64 / (*n).max(1) as f64 / 1e6
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn range(xs: &[f64]) -> (f64, f64) {
@@ -150,13 +178,14 @@ async fn end_to_end() {
         ] {
             let r = one_run(events, with_sentinel).await;
             println!(
-                "  run {run}: {label} {:>7.0} events/s ({:>5.1} MB/s), relay CPU {:.2} µs/event ({:.2} cores), fakes {:.2} µs/event, peak RSS {} MiB",
+                "  run {run}: {label} {:>7.0} events/s ({:>5.1} MB/s), relay CPU {:.2} µs/event ({:.2} cores), fakes {:.2} µs/event, peak RSS {} MiB; {}",
                 events as f64 / r.secs,
                 events as f64 * avg as f64 / r.secs / 1e6,
                 us(r.relay_cpu),
                 r.relay_cpu / r.secs,
                 us(r.fakes_cpu),
-                r.peak_mib
+                r.peak_mib,
+                request_sizes(&r)
             );
             results.push(r);
         }

@@ -113,6 +113,47 @@ fn compression(c: &mut Criterion) {
     g.finish();
 }
 
+/// DEFLATE for the wire, per implementation and level, on the same HEC body: zlib-rs
+/// (flate2's backend, streaming) and libdeflate (whole buffers). Prints each ratio.
+fn deflate_levels(c: &mut Criterion) {
+    let records = mix(5000);
+    let mut enc = encoder();
+    let mut body = Vec::new();
+    for r in &records {
+        enc.encode(r, &mut body);
+    }
+    let mut g = c.benchmark_group("deflate");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    for level in [1u32, 2, 3, 6] {
+        let zlib = |raw: &[u8]| {
+            use std::io::Write;
+            let mut e = flate2::write::DeflateEncoder::new(
+                Vec::with_capacity(raw.len() / 4),
+                flate2::Compression::new(level),
+            );
+            e.write_all(raw).unwrap();
+            e.finish().unwrap()
+        };
+        let mut ld =
+            libdeflater::Compressor::new(libdeflater::CompressionLvl::new(level as i32).unwrap());
+        let mut out = vec![0u8; ld.deflate_compress_bound(body.len())];
+        let n = ld.deflate_compress(&body, &mut out).unwrap();
+        eprintln!(
+            "deflate level {level}: zlib-rs {:.2}:1, libdeflate {:.2}:1 ({} bytes)",
+            body.len() as f64 / zlib(&body).len() as f64,
+            body.len() as f64 / n as f64,
+            body.len()
+        );
+        g.bench_function(format!("zlib-rs_{level}"), |b| {
+            b.iter(|| black_box(zlib(black_box(&body)).len()))
+        });
+        g.bench_function(format!("libdeflate_{level}"), |b| {
+            b.iter(|| black_box(ld.deflate_compress(black_box(&body), &mut out).unwrap()))
+        });
+    }
+    g.finish();
+}
+
 fn spool_block(c: &mut Criterion) {
     let f = FrameFactory::websocket();
     let recs: Vec<NewRecord> = (0..1000)
@@ -140,5 +181,12 @@ fn spool_block(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, per_kind, mixed_batch, compression, spool_block);
+criterion_group!(
+    benches,
+    per_kind,
+    mixed_batch,
+    compression,
+    deflate_levels,
+    spool_block
+);
 criterion_main!(benches);

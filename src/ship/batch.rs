@@ -7,6 +7,7 @@
 //! flight.
 
 use crate::spool::Record;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Bytes an event's HEC line adds to its payload, about (time, source, host, relay_id).
 pub(crate) const LINE_OVERHEAD: usize = 200;
@@ -44,17 +45,63 @@ impl Batch {
         self.records.is_empty()
     }
 
-    /// Whether `next` should start a new batch instead.
-    pub(crate) fn is_full_for(&self, next: &Record, limits: Limits) -> bool {
+    /// Whether `next` should start a new batch instead: the batch would hold
+    /// `max_events`, or its body, as `ratio` predicts it from the estimate, would pass
+    /// `max_bytes` less a margin (a body over `max_bytes` goes out as two requests).
+    pub(crate) fn is_full_for(&self, next: &Record, limits: Limits, ratio: &SizeRatio) -> bool {
         !self.records.is_empty()
             && (self.records.len() >= limits.max_events
-                || self.estimated_bytes + next.payload.len() + LINE_OVERHEAD > limits.max_bytes)
+                || ratio.predict(self.estimated_bytes + next.payload.len() + LINE_OVERHEAD)
+                    > limits.max_bytes - limits.max_bytes / MARGIN)
     }
 
     pub(crate) fn push(&mut self, record: Record) {
         self.estimated_bytes += record.payload.len() + LINE_OVERHEAD;
         self.end = self.end.max(record.seq + 1);
         self.records.push(record);
+    }
+}
+
+/// A batch is cut at `max_bytes - max_bytes / MARGIN` of predicted body: a 1 MB Sentinel
+/// request is cut at 0.98 MB.
+const MARGIN: usize = 50;
+
+/// How many bytes a destination's body takes per byte of the estimate (`payload +
+/// LINE_OVERHEAD` per event), learnt from the batches it encoded. Without it batches were
+/// cut by the estimate alone: a QSS frame of 1,554 bytes is a 1,397-byte HEC line and a
+/// 1,303-byte Sentinel row, so Sentinel's requests held 0.74 MB of the 1 MB they may
+/// (`cargo bench --bench destinations -- e2e` prints the mean request size).
+#[derive(Debug)]
+pub(crate) struct SizeRatio {
+    /// Body bytes per 1,024 estimated bytes.
+    per_1024: AtomicU32,
+}
+
+impl SizeRatio {
+    /// Bodies under this many estimated bytes say too little to learn from.
+    const MIN_SAMPLE: usize = 64 * 1024;
+
+    pub(crate) fn new() -> SizeRatio {
+        SizeRatio {
+            per_1024: AtomicU32::new(1024),
+        }
+    }
+
+    /// The body size an estimate predicts.
+    pub(crate) fn predict(&self, estimate: usize) -> usize {
+        estimate.saturating_mul(self.per_1024.load(Ordering::Relaxed) as usize) / 1024
+    }
+
+    /// Learns from a batch estimated at `estimate` that encoded to `body` bytes: a moving
+    /// average weighing the last batch as much as all before it, bounded to 1/4..4.
+    pub(crate) fn observe(&self, estimate: usize, body: usize) {
+        if estimate < Self::MIN_SAMPLE {
+            return;
+        }
+        let seen = (body as u64 * 1024 / estimate as u64).clamp(256, 4096) as u32;
+        let old = self.per_1024.load(Ordering::Relaxed);
+        self.per_1024
+            .store((old + seen).div_ceil(2), Ordering::Relaxed);
     }
 }
 
@@ -148,6 +195,65 @@ mod tests {
         );
         assert_eq!(e.slice(4, 6).len(), 20);
         assert!(encoded(&[]).runs(10).is_empty());
+    }
+
+    fn record(n: usize) -> Record {
+        Record {
+            seq: 0,
+            received_ms: 0,
+            kind: crate::spool::SourceKind::WebSocket,
+            flags: 0,
+            payload: bytes::Bytes::from(vec![b'x'; n]),
+        }
+    }
+
+    /// Events a batch takes before it is full.
+    fn fill(limits: Limits, ratio: &SizeRatio, len: usize) -> usize {
+        let mut b = Batch::new(0);
+        loop {
+            let r = record(len);
+            if b.is_full_for(&r, limits, ratio) {
+                return b.records.len();
+            }
+            b.push(r);
+        }
+    }
+
+    /// Bodies half their estimate: after a few batches the cut follows the body, within
+    /// the margin below the limit and never over it.
+    #[test]
+    fn batches_are_cut_by_the_body_the_learnt_ratio_predicts() {
+        let limits = Limits {
+            max_events: usize::MAX,
+            max_bytes: 1_000_000,
+        };
+        let ratio = SizeRatio::new();
+        let len = 1_554;
+        let estimated = len + LINE_OVERHEAD;
+        let before = fill(limits, &ratio, len);
+        assert_eq!(before, 980_000 / estimated, "no ratio learnt: the estimate");
+        // A small batch teaches nothing.
+        ratio.observe(1_000, 500);
+        assert_eq!(fill(limits, &ratio, len), before);
+        for _ in 0..12 {
+            let n = fill(limits, &ratio, len);
+            ratio.observe(n * estimated, n * estimated / 2);
+        }
+        let after = fill(limits, &ratio, len);
+        let body = after * estimated / 2;
+        assert!(
+            (960_000..=1_000_000).contains(&body),
+            "{after} events, a body of {body} bytes"
+        );
+        // Bounded: a wild observation cannot make batches unbounded or empty.
+        for _ in 0..50 {
+            ratio.observe(100_000, 0);
+        }
+        assert!((256..=260).contains(&ratio.predict(1024)));
+        for _ in 0..50 {
+            ratio.observe(100_000, 10_000_000);
+        }
+        assert!((4090..=4096).contains(&ratio.predict(1024)));
     }
 
     /// A body reused for batches whose estimates creep up stays near the estimate: with

@@ -15,7 +15,7 @@
 //! retrying, and what was not delivered stays in the spool for the next start.
 
 use super::ack::AckTracker;
-use super::batch::{Batch, Encoded, Limits};
+use super::batch::{Batch, Encoded, Limits, SizeRatio};
 use super::destination::{Attempt, Destination, Outcome};
 use super::settings::ShipSettings;
 use super::status::{ShipError, ShipStatus};
@@ -50,6 +50,8 @@ struct Ctx<D: Destination> {
     metrics: Arc<Metrics>,
     encoders: EncoderPool<D>,
     max_bytes: usize,
+    /// Body bytes per estimated byte, learnt here and used by the [`Filler`] to cut batches.
+    size_ratio: Arc<SizeRatio>,
     /// Cancelled on shutdown: no new attempts after it.
     stop_retrying: CancellationToken,
     /// Signalled when a request succeeds: batches waiting out a backoff retry at once, so
@@ -62,6 +64,7 @@ struct Filler<D: Destination> {
     dest: D,
     role: Option<Arc<dyn Role>>,
     limits: Limits,
+    size_ratio: Arc<SizeRatio>,
     /// Next sequence number to read.
     pos: u64,
     batch: Batch,
@@ -95,7 +98,7 @@ impl<D: Destination> Filler<D> {
                 self.batch_started.get_or_insert_with(Instant::now);
                 continue;
             }
-            if self.batch.is_full_for(&rec, self.limits) {
+            if self.batch.is_full_for(&rec, self.limits, &self.size_ratio) {
                 full.push(self.cut(rec.seq));
             }
             self.batch.push(rec);
@@ -187,6 +190,7 @@ impl<D: Destination> Shipper<D> {
         } = self;
         let mut role_changes = role.as_ref().map(|r| r.watch());
         let sink = dest.name();
+        let size_ratio = Arc::new(SizeRatio::new());
         let ctx = Arc::new(Ctx {
             spool: spool.clone(),
             dest: dest.clone(),
@@ -199,6 +203,7 @@ impl<D: Destination> Shipper<D> {
                 max_bodies: settings.concurrency + 1,
             },
             max_bytes: settings.limits.max_bytes,
+            size_ratio: size_ratio.clone(),
             stop_retrying: CancellationToken::new(),
             recovered: tokio::sync::Notify::new(),
         });
@@ -213,6 +218,7 @@ impl<D: Destination> Shipper<D> {
             dest: dest.clone(),
             role,
             limits: settings.limits,
+            size_ratio,
             pos: start,
             batch: Batch::new(start),
             batch_started: None,
@@ -357,11 +363,12 @@ async fn deliver<D: Destination>(ctx: &Arc<Ctx<D>>, batch: Batch) -> bool {
     // Encoding is CPU work: a blocking thread, one per batch in flight.
     let encoded = {
         let c = ctx.clone();
-        let records = batch.records;
+        let (records, estimate) = (batch.records, batch.estimated_bytes);
         match tokio::task::spawn_blocking(move || {
             let (mut enc, body) = c.encoders.take();
             let e = Encoded::encode(records, |r, out| D::encode(&mut enc, r, out), body);
             c.encoders.put_encoder(enc);
+            c.size_ratio.observe(estimate, e.body.len());
             e
         })
         .await
