@@ -18,6 +18,8 @@
 //! bench process's over the same span (the fake Sentinel counts rows, see
 //! `FakeSentinel::start_counting`).
 //!
+//! Each run also prints every destination's requests and their mean uncompressed size.
+//!
 //! `BENCH_CPUS=0 cargo bench --bench destinations -- e2e` pins the relay to core 0 and
 //! the fakes to the other cores (`taskset`): the relay's rate on one core of its own.
 
@@ -218,7 +220,8 @@ async fn drain() {
     let dir = tempfile::tempdir().unwrap();
     let spool_dir = dir.path().join("spool");
     common::fill_backlog(&spool_dir, events);
-    let on_disk = common::du(&spool_dir) / (1024 * 1024);
+    let disk_bytes = common::du(&spool_dir);
+    let on_disk = disk_bytes / (1024 * 1024);
     let zoom = FakeZoom::start(ZoomOptions::default()).await.unwrap();
     let logscale: FakeLogScale = common::sink(TOKEN, false).await;
     let sentinel = fake_sentinel().await;
@@ -246,7 +249,8 @@ async fn drain() {
     let secs = run.secs;
     let (first_secs, logscale_first) = first_done.unwrap_or((secs, true));
     println!(
-        "drained a {events}-event backlog ({avg}-byte frames, {on_disk} MiB on disk) to LogScale and Sentinel in {secs:.1} s: {:.0} events/s to each ({:.0} MB/s of frames); {} finished first, after {first_secs:.1} s; relay CPU {:.2} µs/event, fakes {:.2} µs/event; peak RSS {} MiB",
+        "drained a {events}-event backlog ({avg}-byte frames, {on_disk} MiB on disk, {} bytes per event) to LogScale and Sentinel in {secs:.1} s: {:.0} events/s to each ({:.0} MB/s of frames); {} finished first, after {first_secs:.1} s; relay CPU {:.2} µs/event, fakes {:.2} µs/event; peak RSS {} MiB",
+        disk_bytes / events.max(1),
         events as f64 / secs,
         events as f64 * avg as f64 / secs / 1e6,
         if logscale_first { "LogScale" } else { "Sentinel" },

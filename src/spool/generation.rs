@@ -5,7 +5,7 @@
 //!
 //! Why: sled keeps the file space of removed values for reuse instead of returning it, so
 //! a spool that once held a large backlog would keep that much disk forever. Dropping a
-//! whole drained database gives the space back (measured: docs/performance.md, "Disk space").
+//! whole drained database gives the space back (measured: docs/performance.md, "Disk").
 
 use super::block::BlockMeta;
 use super::disk::{sync_dir, SyncedFile};
