@@ -120,9 +120,7 @@ impl Encoder {
     /// what it wrote (offsets into `out`); `None` when the event took a path that does
     /// not note them (the row is then made by reading the line back).
     pub fn encode_marked(&mut self, r: &Record, out: &mut Vec<u8>) -> Option<&RowMarks> {
-        let mut marks = self.marks.take().unwrap_or_default();
-        marks.reset();
-        self.marks = Some(marks);
+        self.marks.get_or_insert_default().reset();
         self.encode(r, out);
         self.marks.as_ref().filter(|m| m.complete)
     }
@@ -383,7 +381,7 @@ fn mark_row(
     // The copy is `text` with regions inside the payload rewritten: the bytes before the
     // payload are at the same distance from `at`, those after it at the same distance
     // from the end of what was written (checked, as cheap as the few bytes involved).
-    let Some(o_end) = (out.len() - at + end + at).checked_sub(text.len()) else {
+    let Some(o_end) = (out.len() + end).checked_sub(text.len()) else {
         return;
     };
     if o_end >= at + start && out[at..at + start] == text[..start] && out[o_end..] == text[end..] {
@@ -422,15 +420,7 @@ fn member_value_range(
     let Node::String(key) = nodes[v - 1] else {
         return None;
     };
-    let k = offset_of(key, base);
-    if text.get(k..k + key.len()) != Some(key.as_bytes()) || text.get(k + key.len()) != Some(&b'"')
-    {
-        return None;
-    }
-    let mut start = k + key.len() + 1;
-    while matches!(text.get(start), Some(b' ' | b'\t' | b':')) {
-        start += 1;
-    }
+    let start = value_start(text, base, key)?;
     let back_over_blanks = |mut i: usize| {
         while text.get(i).is_some_and(u8::is_ascii_whitespace) {
             i = i.checked_sub(1)?;
@@ -456,6 +446,23 @@ fn member_value_range(
         Some(_) => return None,
     };
     (end > start).then_some((start, end))
+}
+
+/// Where the value of the member whose key node is `key` starts in `text` (parsed from a
+/// copy at `base`): past the key's closing quote, blanks and the colon. `None` when the
+/// key was written with escapes (its text is not the plain key). No line breaks are
+/// stepped over: text with any is not copied verbatim (`has_line_break`).
+fn value_start(text: &[u8], base: usize, key: &str) -> Option<usize> {
+    let k = offset_of(key, base);
+    if text.get(k..k + key.len()) != Some(key.as_bytes()) || text.get(k + key.len()) != Some(&b'"')
+    {
+        return None;
+    }
+    let mut start = k + key.len() + 1;
+    while matches!(text.get(start), Some(b' ' | b'\t' | b':')) {
+        start += 1;
+    }
+    Some(start)
 }
 
 /// Copies `src` into `buf` with simd-json's padding and parses it into `tape`. Returns the
@@ -575,16 +582,9 @@ fn write_verbatim(
         let Node::String(key) = nodes[v - 1] else {
             return false;
         };
-        let k = offset_of(key, base);
-        if text.get(k..k + key.len()) != Some(key.as_bytes())
-            || text.get(k + key.len()) != Some(&b'"')
-        {
+        let Some(start) = value_start(text, base, key) else {
             return false;
-        }
-        let mut start = k + key.len() + 1;
-        while matches!(text.get(start), Some(b' ' | b'\t' | b':')) {
-            start += 1;
-        }
+        };
         if text.get(start) != Some(&b'[') {
             return false;
         }

@@ -155,8 +155,7 @@ fn write_marked_row(r: &Record, m: &RowMarks, line: &[u8], spool_id: &str, out: 
     if let Some(name) = &m.name {
         string_column(out, "Event", name);
     }
-    // The columns of `HEAD_MEMBERS`, in its order.
-    for (column, value) in ["AccountId", "Operator", "OperatorId"].iter().zip(&m.heads) {
+    for (column, value) in HEAD_COLUMNS.iter().zip(&m.heads) {
         if let Some(text) = value {
             string_column(out, column, text);
         }
@@ -186,6 +185,9 @@ fn iso_ms(ms: u64) -> Option<String> {
     write!(s, "{}", humantime::format_rfc3339_millis(t)).ok()?;
     Some(s)
 }
+
+/// The columns of the payload's `HEAD_MEMBERS`, in its order.
+const HEAD_COLUMNS: [&str; 3] = ["AccountId", "Operator", "OperatorId"];
 
 fn source_of(r: &Record) -> &'static str {
     match r.kind {
@@ -279,11 +281,11 @@ fn write_row(r: &Record, hec: &HecLine, out: &mut Vec<u8>) {
         .payload
         .and_then(|p| serde_json::from_str::<PayloadHead>(p.get()).ok());
     if let Some(head) = &head {
-        for (column, value) in [
-            ("AccountId", head.account_id),
-            ("Operator", head.operator),
-            ("OperatorId", head.operator_id),
-        ] {
+        for (column, value) in
+            HEAD_COLUMNS
+                .iter()
+                .zip([head.account_id, head.operator, head.operator_id])
+        {
             if let Some(text) = value.and_then(column_text) {
                 string_column(out, column, &text);
             }
@@ -379,6 +381,9 @@ mod tests {
             format!(
                 r#"{{"module":"message","content":"{{{q},\"payload\":{{}}}}","header":{{"Authorization":"s3cr3t"}}}}"#
             ),
+            // Line breaks between a key, its colon and its value (such text is not
+            // copied verbatim, so it is read back).
+            "{\"event\":\"x\",\"payload\"\r\n:\n{\"account_id\":\"a\"}\n}".to_string(),
             r#"{"module":"message","content":"not json"}"#.to_string(),
             "not json".to_string(),
         ];
