@@ -4,7 +4,8 @@
 //! The other metrics are checked where their scenario lives (the metrics table of docs/operations.md
 //! says which test): dropped and disk-full in `disk_full.rs`/`small_disk.rs`, reclaims in
 //! `small_disk.rs`, dead letters in `sentinel.rs`/`shipper_outage.rs`, the failed spool in
-//! `spool::room_tests`, the webhook connection gauges in `webhook_flood.rs`.
+//! `spool::room_tests` (the last failure's time in `storage_errors.rs`), the webhook connection
+//! gauges in `webhook_flood.rs`.
 
 mod common;
 

@@ -1,8 +1,11 @@
 //! Storage errors end to end, on the real binary (invariant 6b, "fsyncgate"):
 //!
 //! - a failed `fdatasync` while running: the webhook waiting on it is not answered 200,
-//!   `relay_spool_failed` goes to 1, `relay run` exits non-zero (for systemd to restart
-//!   it), and after the restart every webhook answered 200 before is delivered. The fault
+//!   `relay run` exits with status 74 (`EX_IOERR`, for systemd to restart it), the
+//!   restarted relay reports the failure (`relay_spool_last_failure_timestamp_seconds`,
+//!   `inspect`'s `last failure`, a line in its log), and every webhook answered 200 before
+//!   is delivered. `relay_spool_failed` is 1 only in the failing run, which is gone within
+//!   milliseconds, before a scrape can see it: that gauge is unit-tested (`room_tests`). The fault
 //!   is real at the system-call boundary: a small shared library, built with the C
 //!   compiler and loaded with `LD_PRELOAD` (`tests/common/syscall_shim.rs`), makes
 //!   `fdatasync`/`fsync` fail with EIO once a trigger file exists (no device-mapper
@@ -65,9 +68,10 @@ async fn a_failed_fdatasync_answers_no_200_fails_the_spool_and_exits_non_zero() 
     std::fs::write(&trigger, b"").unwrap();
     let (status, _) = post_signed(&client, relay.webhook_addr(), SECRET, bodies.frame(50)).await;
     assert_ne!(status, 200, "a webhook answered 200 on a failed fdatasync");
-    // It exits non-zero, by itself and cleanly (no panic from sled's destructors, which
-    // would sync once more). The relay is gone within milliseconds, too soon to scrape
-    // `relay_spool_failed` (set by `Spool::fail`, unit-tested in `room_tests`).
+    // It exits with EX_IOERR, by itself and cleanly (no panic from sled's destructors,
+    // which would sync once more). The relay is gone within milliseconds, too soon to
+    // scrape `relay_spool_failed` (set by `Spool::fail`, unit-tested in `room_tests`).
+    let failed_after = qss_relay::time::now_ms();
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = relay.child.try_wait().unwrap() {
@@ -81,10 +85,11 @@ async fn a_failed_fdatasync_answers_no_200_fails_the_spool_and_exits_non_zero() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let log = relay.log_text();
+    let exited_by = qss_relay::time::now_ms();
     assert_eq!(
         status.code(),
-        Some(1),
-        "relay run exited with {status}:\n{log}"
+        Some(74),
+        "relay run exited with {status}, not EX_IOERR:\n{log}"
     );
     assert!(
         log.contains("storage failure") && !log.contains("panicked"),
@@ -95,6 +100,32 @@ async fn a_failed_fdatasync_answers_no_200_fails_the_spool_and_exits_non_zero() 
     std::fs::remove_file(&trigger).unwrap();
     sink.set_mode(Mode::Accept);
     let relay = Relay::start_with(dir.path(), &env, preload);
+    // The restarted relay says when the last failure was: in its metrics, `inspect` and log.
+    let m = metrics_text(relay.admin_addr()).await;
+    let at_ms =
+        (metric_value(&m, "relay_spool_last_failure_timestamp_seconds") * 1000.0).round() as u64;
+    assert!(
+        (failed_after.saturating_sub(1)..=exited_by).contains(&at_ms),
+        "last failure at {at_ms}, the sync failed after {failed_after} and the relay exited by {exited_by}"
+    );
+    assert_eq!(metric_value(&m, "relay_spool_failed"), 0.0);
+    let last = relay
+        .inspect()
+        .spool
+        .last_failure
+        .expect("inspect shows the last storage failure");
+    assert_eq!(last.at_ms, at_ms);
+    assert!(last.reason.contains("I/O error"), "{last:?}");
+    let text = command(&env).args(["spool", "inspect"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("last failure"), "{text}");
+    assert!(
+        relay
+            .log_text()
+            .contains("the last storage failure of this spool"),
+        "{}",
+        relay.log_text()
+    );
     assert!(
         sink.wait_for_distinct(answered_200.len() as u64, Duration::from_secs(60))
             .await,

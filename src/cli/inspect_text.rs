@@ -60,6 +60,13 @@ pub(super) fn render_inspect(r: &InspectReport) -> String {
     if let Some(f) = &s.failure {
         out.push_str(&format!("  FAILED        {f}\n"));
     }
+    if let Some(f) = &s.last_failure {
+        out.push_str(&format!(
+            "  last failure  {}: {}\n",
+            format::when(f.at_ms),
+            f.reason
+        ));
+    }
     out.push_str(&format!(
         "  dead letters  {} events, {} corrupt blocks{}\n",
         format::count(s.dead_letter_events),

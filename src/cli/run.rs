@@ -11,6 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
+/// The exit status after a storage failure: sysexits.h's `EX_IOERR`, which systemd
+/// names in `systemctl status` and the journal (`status=74/IOERR`), so the cause of the
+/// restart stays visible after the process is gone. Every other failure exits 1.
+const EX_IOERR: u8 = 74;
+
 pub(super) async fn run(global: &Global) -> ExitCode {
     let (env, config) = match load(global) {
         Ok(v) => v,
@@ -75,7 +80,7 @@ pub(super) async fn run(global: &Global) -> ExitCode {
                 // trusted, so the spool is never dropped.
                 std::mem::forget(relay.spool.clone());
                 relay.stop().await;
-                return ExitCode::FAILURE;
+                return ExitCode::from(EX_IOERR);
             }
             _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
             _ = int.recv() => { tracing::info!("SIGINT received"); break; }

@@ -25,6 +25,7 @@ mod dead;
 mod disk;
 mod fit;
 mod generation;
+mod last_failure;
 mod open;
 mod positions;
 mod record;
@@ -38,6 +39,7 @@ pub use dead::{DeadId, DeadKind, DeadLetter, DeadSummary};
 pub use disk::{free_bytes, BALLAST_BYTES, BALLAST_FILE};
 pub use fit::{Fit, MIN_USEFUL_BYTES};
 pub use generation::dir_size;
+pub use last_failure::LastFailure;
 pub use record::{flags, sink_bit, sink_name, targets_of, NewRecord, Record, SourceKind, SINKS};
 pub use settings::{FullPolicy, SpoolSettings};
 pub use stats::{SinkStats, SpoolStats};
@@ -221,6 +223,8 @@ struct Inner {
     /// Cancelled once a write or sync failed: nothing more is committed ([`Spool::failed`]).
     failed: CancellationToken,
     failure: Mutex<Option<String>>,
+    /// The last storage failure recorded in the directory, this run's or an earlier one's.
+    last_failure: Mutex<Option<LastFailure>>,
     /// Rate limit of the "spool full" / "disk full" error lines.
     full_log: LogThrottle,
     /// Tests: the next commits' sync fails with EIO.
@@ -284,6 +288,19 @@ impl Spool {
         *failure = Some(reason.to_string());
         drop(failure);
         self.inner.metrics.spool_failed.set(1);
+        let (record, written) = LastFailure::record(&self.inner.dir, reason);
+        self.inner
+            .metrics
+            .spool_last_failure_timestamp
+            .set(record.at_ms as f64 / 1000.0);
+        if !written {
+            tracing::warn!("spool: could not record the failure in the spool directory (the next run will not report it)");
+        }
+        *self
+            .inner
+            .last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(record);
         tracing::error!(
             %reason,
             "spool: storage failure; nothing more is acknowledged (webhooks get 503) and the relay exits so that its service manager restarts it on what is really on disk"

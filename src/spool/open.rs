@@ -8,7 +8,7 @@ use super::{
     DeadId, DeadKind, Inner, Spool, SpoolError, State, LEGACY_SINK, META_DROPPED, META_FLOOR,
     META_NEXT_SEQ, META_SINK_DROPPED, META_SINK_FLOOR, META_SPOOL_ID,
 };
-use super::{Fit, SpoolSettings};
+use super::{Fit, LastFailure, SpoolSettings};
 use crate::logging::LogThrottle;
 use crate::metrics::Metrics;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -146,6 +146,17 @@ impl Spool {
         state.next_seq = state.next_seq.max(last_end).max(state.floor);
         let next = state.next_seq;
 
+        let last_failure = LastFailure::read(&dir);
+        if let Some(f) = &last_failure {
+            metrics
+                .spool_last_failure_timestamp
+                .set(f.at_ms as f64 / 1000.0);
+            tracing::warn!(
+                at = %humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(f.at_ms)),
+                reason = %f.reason,
+                "spool: the last storage failure of this spool (a run that failed a write or fsync exits for a restart; check the disk with dmesg and SMART if this time is recent)"
+            );
+        }
         let spool = Spool {
             inner: Arc::new(Inner {
                 state_db,
@@ -168,6 +179,7 @@ impl Spool {
                 disk_limited_ms: AtomicU64::new(0),
                 failed: CancellationToken::new(),
                 failure: Mutex::new(None),
+                last_failure: Mutex::new(last_failure),
                 full_log: LogThrottle::new(std::time::Duration::from_secs(10)),
                 #[cfg(test)]
                 fail_syncs: AtomicBool::new(false),

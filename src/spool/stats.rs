@@ -60,6 +60,9 @@ pub struct SpoolStats {
     /// Why the spool stopped taking writes, after a storage failure.
     #[serde(default)]
     pub failure: Option<String>,
+    /// The last storage failure of this spool, kept across restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<super::LastFailure>,
     /// Each destination's own position in the spool (in `inspect`, under `destinations`
     /// with its shipper's state).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -194,6 +197,12 @@ impl Spool {
             disk_full: self.inner.disk_full.load(Ordering::Relaxed),
             reserve_present: self.inner.ballast.is_present(),
             failure: self.failure(),
+            last_failure: self
+                .inner
+                .last_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             sink_positions,
         }
     }

@@ -112,6 +112,15 @@ async fn a_failed_sync_acknowledges_nothing_and_fails_the_spool() {
     // A restart starts from the disk: the acknowledged record is there.
     let spool = open(&s);
     assert!(spool.failure().is_none());
+    let last = spool
+        .stats()
+        .last_failure
+        .expect("the restart knows the last failure");
+    assert!(last.reason.contains("I/O error"), "{last:?}");
+    assert_eq!(
+        spool.inner.metrics.spool_last_failure_timestamp.get(),
+        last.at_ms as f64 / 1000.0
+    );
     let pending = all_pending(&spool);
     assert_eq!(pending.first(), Some(&(0, "safe".to_string())));
     assert!(!pending.iter().any(|(_, p)| p == "after"));
