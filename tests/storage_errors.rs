@@ -119,6 +119,14 @@ async fn a_failed_fdatasync_answers_no_200_fails_the_spool_and_exits_non_zero() 
     let text = command(&env).args(["spool", "inspect"]).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("last failure"), "{text}");
+    let mut check_env = env.clone();
+    check_env.remove("ZOOM_WSS_URL");
+    let checked = command(&check_env).arg("check").output().unwrap();
+    let checked = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.contains("! spool storage: the last storage failure was at"),
+        "{checked}"
+    );
     assert!(
         relay
             .log_text()

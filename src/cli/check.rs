@@ -35,6 +35,10 @@ impl Checklist {
         println!("✗ {what}: {problem}");
         println!("    fix: {fix}");
     }
+    /// Something to know that does not fail the check.
+    fn note(&mut self, what: &str, detail: &str) {
+        println!("! {what}: {detail}");
+    }
     fn skip(&mut self, what: &str, why: &str) {
         println!("- {what}: {why}");
     }
@@ -321,6 +325,16 @@ fn check_spool_disk(c: &mut Checklist, stats: &SpoolStats, state: &str) {
     }
     if let Some(note) = &stats.floor_adjusted {
         c.pass("spool floor", note);
+    }
+    if let Some(f) = &stats.last_failure {
+        c.note(
+            "spool storage",
+            &format!(
+                "the last storage failure was at {}: {}; if that is recent, check the disk (dmesg, SMART)",
+                super::format::when(f.at_ms),
+                f.reason
+            ),
+        );
     }
 }
 
