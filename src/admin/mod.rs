@@ -24,8 +24,8 @@ pub(crate) mod view;
 
 pub use client::OperatorClient;
 pub use report::{
-    export, peek_record, rfc3339_ms, DeadDetail, DestinationReport, ExportForm, InspectReport,
-    PeekRecord, ReadFrom,
+    export, peek_record, DeadDetail, DestinationReport, ExportForm, InspectReport, PeekRecord,
+    ReadFrom,
 };
 pub use view::{DeadAction, ExportRange, OperatorError, SpoolView};
 

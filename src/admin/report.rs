@@ -8,8 +8,8 @@ use crate::ship::sentinel::record::RowEncoder;
 use crate::ship::status::{ShipError, ShipState};
 use crate::source::zoom_ws::WsSnapshot;
 use crate::spool::{DeadLetter, DeadSummary, Record, SinkStats, SourceKind, Spool, SpoolStats};
+use crate::time::rfc3339_ms;
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, UNIX_EPOCH};
 
 /// Where an [`InspectReport`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,11 +102,6 @@ pub struct PeekRecord {
     pub json: Option<serde_json::Value>,
     /// The raw text, when it is not JSON.
     pub text: Option<String>,
-}
-
-/// RFC 3339 time of a millisecond timestamp.
-pub fn rfc3339_ms(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 /// Decodes a record for `spool peek` (not on the hot path: serde_json is fine here), with

@@ -44,7 +44,7 @@ pub(super) fn age(secs: f64) -> String {
 pub(super) fn when(ms: u64) -> String {
     let now = crate::time::now_ms();
     let ago = now.saturating_sub(ms) as f64 / 1000.0;
-    format!("{} ({} ago)", crate::admin::rfc3339_ms(ms), age(ago))
+    format!("{} ({} ago)", crate::time::rfc3339_ms(ms), age(ago))
 }
 
 #[cfg(test)]

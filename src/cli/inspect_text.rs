@@ -2,7 +2,7 @@
 //! state, and the "Why" line that says why the backlog is (not) moving and what to do.
 
 use super::format;
-use crate::admin::{self, InspectReport, ReadFrom};
+use crate::admin::{InspectReport, ReadFrom};
 use crate::ship::status::{ShipPhase, ShipState};
 use crate::spool::FullPolicy;
 
@@ -212,7 +212,7 @@ fn render_ship(out: &mut String, ship: &ShipState, lead: &str) {
     if let Some(until) = next {
         out.push_str(&format!(
             ", next attempt at {} (in {})",
-            admin::rfc3339_ms(until),
+            crate::time::rfc3339_ms(until),
             format::age((until - crate::time::now_ms()) as f64 / 1000.0)
         ));
     }

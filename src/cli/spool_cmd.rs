@@ -418,7 +418,7 @@ async fn dead(view: &impl SpoolView, command: DeadCommand) -> Result<ExitCode, E
                     println!(
                         "{:<16} {}  {:>10}  {:<17} {}",
                         d.id.to_string(),
-                        admin::rfc3339_ms(d.at_ms),
+                        crate::time::rfc3339_ms(d.at_ms),
                         format::bytes(d.bytes as u64),
                         to,
                         d.reason

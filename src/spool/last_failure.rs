@@ -37,6 +37,11 @@ impl LastFailure {
         (failure, written)
     }
 
+    /// Its time as `relay_spool_last_failure_timestamp_seconds` carries it.
+    pub fn unix_seconds(&self) -> f64 {
+        self.at_ms as f64 / 1000.0
+    }
+
     /// The last failure recorded in `dir`, if any (an unreadable record is none).
     pub(super) fn read(dir: &Path) -> Option<LastFailure> {
         let text = std::fs::read_to_string(dir.join(FILE)).ok()?;

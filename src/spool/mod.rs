@@ -292,7 +292,7 @@ impl Spool {
         self.inner
             .metrics
             .spool_last_failure_timestamp
-            .set(record.at_ms as f64 / 1000.0);
+            .set(record.unix_seconds());
         if !written {
             tracing::warn!("spool: could not record the failure in the spool directory (the next run will not report it)");
         }

@@ -148,11 +148,9 @@ impl Spool {
 
         let last_failure = LastFailure::read(&dir);
         if let Some(f) = &last_failure {
-            metrics
-                .spool_last_failure_timestamp
-                .set(f.at_ms as f64 / 1000.0);
+            metrics.spool_last_failure_timestamp.set(f.unix_seconds());
             tracing::warn!(
-                at = %humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(f.at_ms)),
+                at = %crate::time::rfc3339_ms(f.at_ms),
                 reason = %f.reason,
                 "spool: the last storage failure of this spool (a run that failed a write or fsync exits for a restart; check the disk with dmesg and SMART if this time is recent)"
             );

@@ -119,7 +119,7 @@ async fn a_failed_sync_acknowledges_nothing_and_fails_the_spool() {
     assert!(last.reason.contains("I/O error"), "{last:?}");
     assert_eq!(
         spool.inner.metrics.spool_last_failure_timestamp.get(),
-        last.at_ms as f64 / 1000.0
+        last.unix_seconds()
     );
     let pending = all_pending(&spool);
     assert_eq!(pending.first(), Some(&(0, "safe".to_string())));
